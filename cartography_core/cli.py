@@ -1,0 +1,168 @@
+"""The command line: ``python -m cartography_core {stats,select,summary} ...`` (``--help`` on each).
+
+Exit status 0 on success; on bad input, 2 and one line on stderr naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from .errors import LogError
+from .ingest import find_runs, open_run, read_examples
+from .regions import REGIONS, RegionThresholds, region_codes, region_counts, region_names
+from .reliability import pool_runs
+from .select import (
+    FORMATS,
+    select_fraction,
+    select_random,
+    select_region,
+    table_bytes,
+    with_examples,
+    write_table,
+)
+from .stats import SCORES, compute_stats, table_meta
+
+
+def _add_log_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("logdir", type=Path, help="a run directory (or, with --pool, a folder of runs)")
+    p.add_argument("--max-epochs", type=int, metavar="N", help="use only epochs 0..N-1")
+    p.add_argument("--strict", action="store_true", help="an example missing from some epoch is an error")
+    p.add_argument("--pool", action="store_true", help="LOGDIR holds several runs: mean (and _se) over them")
+
+
+def _add_region_options(p: argparse.ArgumentParser) -> None:
+    d = RegionThresholds()
+    p.add_argument("--ambiguous-min-variability", type=float, default=d.ambiguous_min_variability, metavar="V")
+    p.add_argument("--easy-min-confidence", type=float, default=d.easy_min_confidence, metavar="C")
+    p.add_argument("--hard-max-confidence", type=float, default=d.hard_max_confidence, metavar="C")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m cartography_core",
+        description="Dataset cartography: per-example scores, regions and subsets from training dynamics.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("stats", help="write the per-example statistics table")
+    _add_log_options(p)
+    p.add_argument("--out", type=Path, required=True, help=f"output file ({', '.join(FORMATS)})")
+    p.add_argument("--variability-ci", action="store_true", help="add variability_ci (Active Bias correction)")
+    p.add_argument("--el2n-epoch", type=int, metavar="E", help="add el2n_epoch_E, the EL2N score of epoch E")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+
+    p = sub.add_parser("select", help="write a subset: a region, or the top fraction by a score")
+    _add_log_options(p)
+    p.add_argument("--out", type=Path, required=True, help=f"output file ({', '.join(FORMATS)})")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--region", choices=REGIONS, help="every example of this region")
+    how.add_argument("--metric", choices=list(SCORES), help="rank by this score (with --fraction)")
+    p.add_argument("--fraction", type=float, metavar="F", help="select floor(F * N) examples (0 < F <= 1)")
+    end = p.add_mutually_exclusive_group()
+    end.add_argument("--hardest", dest="hardest", action="store_true", default=True, help="the hard end (default)")
+    end.add_argument("--easiest", dest="hardest", action="store_false", help="the easy end")
+    p.add_argument("--both-ends", action="store_true", help="half from each end of the ranking")
+    p.add_argument("--random-seed", type=int, metavar="S", help="write a random subset of the same size instead")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    _add_region_options(p)
+
+    p = sub.add_parser("summary", help="print examples, epochs, classes and region counts per class")
+    _add_log_options(p)
+    _add_region_options(p)
+    return parser
+
+
+def _thresholds(args: argparse.Namespace) -> RegionThresholds:
+    return RegionThresholds(args.ambiguous_min_variability, args.easy_min_confidence, args.hard_max_confidence)
+
+
+def _load(args: argparse.Namespace, **kw) -> tuple[pa.Table, pa.Table | None]:
+    """(statistics, examples) of LOGDIR: one run, or with --pool the mean over the runs below it."""
+    if not args.pool:
+        run = open_run(args.logdir)
+        return compute_stats(run, max_epochs=args.max_epochs, strict=args.strict, **kw), read_examples(run)
+    rel = find_runs(args.logdir)
+    if not rel:
+        raise LogError(f"{args.logdir}: no run directories found below it")
+    runs = [open_run(args.logdir / r) for r in rel]
+    tables = [compute_stats(r, max_epochs=args.max_epochs, strict=args.strict) for r in runs]
+    return pool_runs(tables, rel), read_examples(runs[0])
+
+
+def _with_regions(stats: pa.Table, t: RegionThresholds) -> pa.Table:
+    codes = region_codes(stats["confidence"].to_numpy(), stats["variability"].to_numpy(), t)
+    return stats.append_column("region", pa.array(region_names(codes), type=pa.string()))
+
+
+def cmd_stats(args: argparse.Namespace) -> None:
+    kw = {"variability_ci": args.variability_ci, "el2n_epoch": args.el2n_epoch}
+    stats, _ = _load(args, **({} if args.pool else kw))
+    _check_out(args)
+    write_table(stats, args.out, overwrite=args.force)
+    print(f"wrote {stats.num_rows} examples to {args.out}")
+
+
+def cmd_select(args: argparse.Namespace) -> None:
+    if args.metric and args.fraction is None:
+        raise LogError("--metric needs --fraction F (0 < F <= 1)")
+    if args.region and (args.fraction is not None or args.both_ends):
+        raise LogError("--fraction and --both-ends go with --metric, not --region")
+    _check_out(args)
+    stats, examples = _load(args)
+    t = _thresholds(args)
+    if args.region:
+        rows, what = select_region(stats, args.region, t), f"region {args.region}"
+    else:
+        rows = select_fraction(stats, args.metric, args.fraction, hardest=args.hardest, both_ends=args.both_ends)
+        end = "both ends" if args.both_ends else "hardest" if args.hardest else "easiest"
+        what = f"{args.fraction:g} by {args.metric} ({end})"
+    if args.random_seed is not None:
+        rows = select_random(stats.num_rows, len(rows), args.random_seed)
+        what = f"random baseline of {len(rows)} (seed {args.random_seed}), the size of {what}"
+    out = _with_regions(stats, t).take(pa.array(rows, type=pa.int64()))
+    out = out.append_column("rank", pa.array(np.arange(1, len(rows) + 1, dtype=np.int64)))
+    write_table(with_examples(out, examples), args.out, overwrite=args.force)
+    print(f"wrote {len(rows)} of {stats.num_rows} examples ({what}) to {args.out}")
+
+
+def cmd_summary(args: argparse.Namespace) -> None:
+    stats, examples = _load(args)
+    meta = table_meta(stats)
+    labels = stats["label"].to_numpy()
+    codes = region_codes(stats["confidence"].to_numpy(), stats["variability"].to_numpy(), _thresholds(args))
+    names = meta.get("label_names")
+    if args.pool:
+        print(f"runs:      {len(find_runs(args.logdir))} (pooled)")
+    else:
+        e = meta["n_epochs"]
+        missing = int((stats["n_epochs"].to_numpy() < e).sum())
+        print(f"run:       {args.logdir} ({meta['layout']} layout, {meta['kind']})")
+        print(f"epochs:    {e}")
+        print(f"missing:   {missing} examples are missing from at least one epoch")
+    print(f"examples:  {stats.num_rows}" + ("" if examples is not None else " (no examples file: ids only)"))
+    print(f"classes:   {len(np.unique(labels))}" + (f" ({', '.join(names)})" if names else ""))
+    print("regions per class:")
+    print(table_bytes(region_counts(codes, labels, names), ".csv").decode().replace('"', ""), end="")
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    if args.out.exists() and not args.force:
+        raise LogError(f"{args.out} already exists; choose another name or pass --force to overwrite it")
+
+
+COMMANDS = {"stats": cmd_stats, "select": cmd_select, "summary": cmd_summary}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except (LogError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

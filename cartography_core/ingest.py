@@ -1,0 +1,581 @@
+"""Find training-dynamics logs on disk and read them one epoch at a time, validated.
+
+Layouts, chosen automatically by :func:`open_run` (details in ``docs/formats.md``):
+
+- this project's: ``RUN/dynamics/epoch_<e>.{parquet,jsonl}`` or ``RUN/dynamics/epoch_<e>/part-*.{parquet,jsonl}``
+  with columns ``id``, ``label``, ``logits`` (or ``probs``); optional ``RUN/run.json`` and
+  ``RUN/examples.{parquet,jsonl,csv}``;
+- allenai/cartography's: ``RUN/training_dynamics/dynamics_epoch_<e>.jsonl`` with keys ``guid``,
+  ``logits_epoch_<e>``, ``gold``;
+- several runs: a directory whose subdirectories are runs (:func:`find_runs`).
+
+Symbols used throughout the package: N examples, E epochs, K classes, R runs.
+
+Everything a log can get wrong is checked here, once, so that ``stats`` can assume valid arrays: missing
+files, gaps in epoch numbering, duplicate ids within an epoch, gold labels that change, non-finite values,
+rows of different lengths, labels outside ``[0, K)``, malformed JSON (with its line number), missing
+columns, empty or truncated files, and probabilities that do not sum to 1. Memory grows with N, not N x E:
+an epoch is read in batches of at most ``BATCH_ROWS`` rows and then dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from .errors import LogError
+
+BATCH_ROWS = 1 << 20
+PROB_SUM_ATOL = 1e-3  # float32 probabilities from a softmax sum to 1 within ~1e-6; allow rounding in files
+
+OURS, ALLENAI = "cartography", "allenai"
+_OURS_FILE = re.compile(r"^epoch_(\d+)\.(parquet|jsonl)$")
+_OURS_DIR = re.compile(r"^epoch_(\d+)$")
+_PART_FILE = re.compile(r"^part-[^/]*\.(parquet|jsonl)$")
+_ALLENAI_FILE = re.compile(r"^dynamics_epoch_(\d+)\.jsonl$")
+EXAMPLES_NAMES = ("examples.parquet", "examples.jsonl", "examples.csv")
+
+
+@dataclass(frozen=True)
+class EpochFiles:
+    """The files holding one epoch: one file, or the part files of one epoch folder."""
+
+    epoch: int
+    paths: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run found on disk (nothing is read but ``run.json``)."""
+
+    path: Path
+    layout: str  # OURS or ALLENAI
+    epochs: tuple[EpochFiles, ...]
+    meta: dict = field(default_factory=dict)  # run.json, {} when absent
+    examples_path: Path | None = None
+
+    @property
+    def n_epochs(self) -> int:
+        return len(self.epochs)
+
+    @property
+    def label_names(self) -> list[str] | None:
+        names = self.meta.get("label_names")
+        return [str(n) for n in names] if names else None
+
+    def rel(self, path: Path) -> str:
+        """``path`` relative to the run's parent folder, as error messages show it."""
+        try:
+            return str(path.relative_to(self.path.parent))
+        except ValueError:
+            return str(path)
+
+
+def find_runs(root: str | Path, *, max_depth: int = 4) -> list[str]:
+    """Relative paths (``/``-separated, sorted) of every run directory at or below ``root``.
+
+    A run directory is one holding ``dynamics/`` or ``training_dynamics/``; the search does not descend into
+    a run, nor into hidden folders.
+    """
+    root = Path(root)
+    found: list[str] = []
+
+    def walk(d: Path, depth: int) -> None:
+        if _is_run_dir(d):
+            found.append(d.relative_to(root).as_posix() or ".")
+            return
+        if depth >= max_depth:
+            return
+        try:
+            subdirs = sorted(e.name for e in os.scandir(d) if e.is_dir() and not e.name.startswith("."))
+        except OSError:
+            return
+        for name in subdirs:
+            walk(d / name, depth + 1)
+
+    if root.is_dir():
+        walk(root, 0)
+    return found
+
+
+def _is_run_dir(d: Path) -> bool:
+    return (d / "dynamics").is_dir() or (d / "training_dynamics").is_dir()
+
+
+def open_run(path: str | Path) -> Run:
+    """Locate the epoch files, ``run.json`` and examples file of the run at ``path``.
+
+    Raises :class:`LogError` for a missing folder, a folder with no epoch files, a gap in the epoch
+    numbering, an epoch given twice, a malformed ``run.json`` or two examples files; a folder holding several
+    runs is refused with their names.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise LogError(f"{path}: no such directory")
+    if not path.is_dir():
+        raise LogError(f"{path}: not a directory; give the run directory that holds dynamics/")
+    if (path / "dynamics").is_dir():
+        layout, dyn = OURS, path / "dynamics"
+    elif (path / "training_dynamics").is_dir():
+        layout, dyn = ALLENAI, path / "training_dynamics"
+    else:
+        runs = find_runs(path)
+        if runs:
+            shown = ", ".join(runs[:5]) + (", ..." if len(runs) > 5 else "")
+            raise LogError(f"{path} holds {len(runs)} runs ({shown}); give one run directory, e.g. {path / runs[0]}")
+        raise LogError(
+            f"{path}: no training-dynamics log found; expected dynamics/epoch_<e>.parquet or .jsonl "
+            "(this project's layout) or training_dynamics/dynamics_epoch_<e>.jsonl (allenai/cartography)"
+        )
+    epochs = _list_epochs(dyn, layout)
+    return Run(
+        path=path,
+        layout=layout,
+        epochs=epochs,
+        meta=_read_run_json(path / "run.json"),
+        examples_path=_find_examples(path),
+    )
+
+
+def _list_epochs(dyn: Path, layout: str) -> tuple[EpochFiles, ...]:
+    found: dict[int, EpochFiles] = {}
+    for entry in sorted(os.scandir(dyn), key=lambda e: e.name):
+        if layout == ALLENAI:
+            m = _ALLENAI_FILE.match(entry.name) if entry.is_file() else None
+            files = (Path(entry.path),) if m else None
+        elif entry.is_file():
+            m = _OURS_FILE.match(entry.name)
+            files = (Path(entry.path),) if m else None
+        else:
+            m = _OURS_DIR.match(entry.name)
+            files = None
+            if m:
+                files = tuple(sorted(Path(p.path) for p in os.scandir(entry.path) if _PART_FILE.match(p.name)))
+                if not files:
+                    raise LogError(f"{entry.path}: epoch folder holds no part-*.parquet or part-*.jsonl files")
+        if not m:
+            continue  # not an epoch file: README, checkpoints, temporary files of a writer, ...
+        e = int(m.group(1))
+        if e in found:
+            a, b = found[e].paths[0], files[0]
+            raise LogError(f"{dyn}: epoch {e} is given twice ({a.name} and {Path(b).parent.name}/{Path(b).name})")
+        found[e] = EpochFiles(e, files)
+    if not found:
+        pattern = (
+            "dynamics_epoch_<e>.jsonl" if layout == ALLENAI else "epoch_<e>.parquet, epoch_<e>.jsonl or epoch_<e>/"
+        )
+        raise LogError(f"{dyn}: no epoch files ({pattern})")
+    numbers = sorted(found)
+    missing = sorted(set(range(numbers[-1] + 1)) - set(numbers))
+    if missing:
+        raise LogError(
+            f"{dyn}: epoch numbering has a gap: epochs {_ranges(missing)} are missing "
+            f"(found {_ranges(numbers)}; epochs are numbered from 0)"
+        )
+    return tuple(found[e] for e in numbers)
+
+
+def _ranges(xs: list[int]) -> str:
+    out, start = [], xs[0]
+    for a, b in zip(xs, xs[1:] + [None]):
+        if b != a + 1:
+            out.append(str(start) if start == a else f"{start}-{a}")
+            start = b
+    return ", ".join(out)
+
+
+def _read_run_json(p: Path) -> dict:
+    if not p.exists():
+        return {}
+    try:
+        meta = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LogError(f"{p}: not valid JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise LogError(f"{p}: expected a JSON object, found {type(meta).__name__}")
+    names = meta.get("label_names")
+    if names is not None and not isinstance(names, list):
+        raise LogError(f"{p}: label_names must be a list of class names, found {names!r}")
+    return meta
+
+
+def _find_examples(run: Path) -> Path | None:
+    present = [run / n for n in EXAMPLES_NAMES if (run / n).exists()]
+    if len(present) > 1:
+        raise LogError(f"{run}: several examples files ({', '.join(p.name for p in present)}); keep one")
+    return present[0] if present else None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Reading one file into validated batches
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Rows of one epoch file, converted and checked on their own (cross-epoch checks come later)."""
+
+    epoch: int
+    source: str  # file name as shown in messages
+    row0: int  # index of the first row within the file
+    ids: np.ndarray  # (n,) int64 or object (str)
+    labels: np.ndarray  # (n,) int64
+    values: np.ndarray  # (n, K) float64: logits, or probabilities when kind == "probs"
+    kind: str  # "logits" or "probs"
+    jsonl: bool
+
+    def where(self, i: int) -> str:
+        return _where(self.source, self.jsonl, self.row0 + int(i))
+
+
+def _show(example_id) -> str:
+    """An id as a user wrote it: 17 or 'q-17'."""
+    return repr(example_id.item() if isinstance(example_id, np.generic) else example_id)
+
+
+def _where(source: str, jsonl: bool, row: int) -> str:
+    """'file line L' for JSONL (1-based, one object a line), 'file row R' (0-based) for parquet."""
+    return f"{source} line {row + 1}" if jsonl else f"{source} row {row}"
+
+
+def _columns(layout: str, epoch: int) -> tuple[str, str, str]:
+    """(id, label, logits) column names of an epoch file."""
+    return ("guid", "gold", f"logits_epoch_{epoch}") if layout == ALLENAI else ("id", "label", "logits")
+
+
+def _read_batches(run: Run, ef: EpochFiles, k_expected: int | None) -> Iterator[Batch]:
+    for path in ef.paths:
+        source = run.rel(path)
+        jsonl = path.suffix == ".jsonl"
+        row0 = 0
+        for table in _read_jsonl(run, path, ef.epoch) if jsonl else _read_parquet(run, path, ef.epoch):
+            batch = _to_batch(table, run.layout, ef.epoch, source, row0, jsonl, k_expected)
+            k_expected = batch.values.shape[1]
+            row0 += table.num_rows
+            yield batch
+        if row0 == 0:
+            raise LogError(f"{source}: file holds no rows")
+
+
+def _read_parquet(run: Run, path: Path, epoch: int) -> Iterator[pa.Table]:
+    source = run.rel(path)
+    try:
+        f = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise LogError(f"{source}: not a readable parquet file (empty or truncated?): {exc}") from None
+    names = set(f.schema_arrow.names)
+    id_col, label_col, logit_col = _columns(run.layout, epoch)
+    value_col = logit_col if logit_col in names else "probs" if "probs" in names else None
+    missing = [c for c in (id_col, label_col) if c not in names] + ([] if value_col else [f"{logit_col} (or probs)"])
+    if missing:
+        raise LogError(f"{source}: missing column {', '.join(missing)}; found columns {sorted(names)}")
+    try:
+        for rb in f.iter_batches(batch_size=BATCH_ROWS, columns=[id_col, label_col, value_col]):
+            yield pa.Table.from_batches([rb])
+    except (pa.ArrowException, OSError) as exc:
+        raise LogError(f"{source}: cannot read parquet data (truncated file?): {exc}") from None
+
+
+def _read_jsonl(run: Run, path: Path, epoch: int) -> Iterator[pa.Table]:
+    source = run.rel(path)
+    if path.stat().st_size == 0:
+        raise LogError(f"{source}: file is empty")
+    id_col, label_col, logit_col = _columns(run.layout, epoch)
+    schema = pa.schema(
+        [(label_col, pa.int64()), (logit_col, pa.list_(pa.float64())), ("probs", pa.list_(pa.float64()))]
+    )
+    try:
+        table = pajson.read_json(path, parse_options=pajson.ParseOptions(explicit_schema=schema))
+    except pa.ArrowInvalid as exc:
+        _raise_jsonl_error(path, source, (id_col, label_col, logit_col), exc)
+    names = set(table.column_names)
+    value_col = logit_col if logit_col in names and table[logit_col].null_count < table.num_rows else "probs"
+    missing = [c for c in (id_col, label_col) if c not in names or table[c].null_count == table.num_rows]
+    if value_col not in names or table[value_col].null_count == table.num_rows:
+        missing.append(f"{logit_col} (or probs)")
+    if missing:
+        raise LogError(f"{source}: missing key {', '.join(missing)} (keys found: {sorted(names)})")
+    table = table.select([id_col, label_col, value_col])
+    for start in range(0, table.num_rows, BATCH_ROWS):
+        yield table.slice(start, BATCH_ROWS)
+
+
+def _raise_jsonl_error(path: Path, source: str, keys: tuple[str, str, str], exc: Exception) -> None:
+    """pyarrow's message has no line number: find the first offending line with a plain scan (error path only)."""
+    id_key, label_key, logit_key = keys
+    id_type = None
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise LogError(f"{source} line {lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(obj, dict):
+                raise LogError(f"{source} line {lineno}: expected a JSON object, found {type(obj).__name__}")
+            if id_key in obj and id_type is None:
+                id_type = type(obj[id_key])
+            if id_key in obj and type(obj[id_key]) is not id_type:
+                raise LogError(
+                    f"{source} line {lineno}: {id_key} {obj[id_key]!r} is a {type(obj[id_key]).__name__}, "
+                    f"earlier ids are {id_type.__name__}; use one type for all ids"
+                )
+            if label_key in obj and not isinstance(obj[label_key], int):
+                raise LogError(
+                    f"{source} line {lineno}: {label_key} must be a whole class index, found {obj[label_key]!r}"
+                )
+            for key in (logit_key, "probs"):
+                v = obj.get(key)
+                if v is not None and not (isinstance(v, list) and all(isinstance(x, (int, float)) for x in v)):
+                    raise LogError(f"{source} line {lineno}: {key} must be a list of numbers, found {v!r:.80}")
+    raise LogError(f"{source}: cannot read JSON lines: {exc}")
+
+
+def _to_batch(
+    table: pa.Table, layout: str, epoch: int, source: str, row0: int, jsonl: bool, k_expected: int | None
+) -> Batch:
+    id_col, label_col, value_col = table.column_names
+    kind = "probs" if value_col == "probs" else "logits"
+
+    def where(i: int) -> str:
+        return _where(source, jsonl, row0 + int(i))
+
+    for col in (id_col, label_col, value_col):
+        if table[col].null_count:
+            i = int(np.flatnonzero(table[col].is_null().to_numpy(zero_copy_only=False))[0])
+            raise LogError(f"{where(i)}: {col} is missing (null)")
+    id_arr = table[id_col].combine_chunks()
+    if pa.types.is_integer(id_arr.type):
+        ids = id_arr.cast(pa.int64()).to_numpy()
+    elif pa.types.is_string(id_arr.type) or pa.types.is_large_string(id_arr.type):
+        ids = id_arr.to_numpy(zero_copy_only=False).astype(object)
+    else:
+        raise LogError(f"{source}: column {id_col} must hold integers or strings, found {id_arr.type}")
+    lab = table[label_col].combine_chunks()
+    if not pa.types.is_integer(lab.type):
+        raise LogError(f"{source}: column {label_col} must hold whole class indices, found {lab.type}")
+    labels = lab.cast(pa.int64()).to_numpy()
+
+    lists = table[value_col].combine_chunks()
+    if not (
+        pa.types.is_list(lists.type) or pa.types.is_large_list(lists.type) or pa.types.is_fixed_size_list(lists.type)
+    ):
+        raise LogError(f"{source}: column {value_col} must hold lists of numbers, found {lists.type}")
+    lengths = pc.list_value_length(lists).to_numpy()
+    k = int(k_expected if k_expected is not None else lengths[0])
+    bad = np.flatnonzero(lengths != k)
+    if bad.size:
+        i = bad[0]
+        origin = "K from the first row of epoch 0" if k_expected is not None else f"K from {where(0)}"
+        raise LogError(f"{where(i)}: {value_col} has {lengths[i]} values, expected {k} ({origin})")
+    if k < 2:
+        raise LogError(f"{where(0)}: {value_col} has {k} value(s); a classifier needs at least 2 classes")
+    flat = pc.list_flatten(lists)
+    if not (pa.types.is_floating(flat.type) or pa.types.is_integer(flat.type)):
+        raise LogError(f"{source}: column {value_col} must hold numbers, found {flat.type}")
+    values = flat.cast(pa.float64()).to_numpy(zero_copy_only=False).reshape(-1, k)  # (n, K) float64
+
+    if not np.isfinite(values.sum()):  # cheap on the happy path; locate the row only on failure
+        i = int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0])
+        raise LogError(f"{where(i)}: {value_col} contains NaN or infinity: {values[i].tolist()}")
+    out = np.flatnonzero((labels < 0) | (labels >= k))
+    if out.size:
+        i = out[0]
+        raise LogError(f"{where(i)}: {label_col} {labels[i]} is outside [0, {k}) for {k} classes")
+    if kind == "probs":
+        off = np.flatnonzero((np.abs(values.sum(axis=1) - 1.0) > PROB_SUM_ATOL) | (values < 0).any(axis=1))
+        if off.size:
+            i = off[0]
+            raise LogError(
+                f"{where(i)}: probs {values[i].tolist()} sum to {values[i].sum():.6g}; probabilities must be "
+                f">= 0 and sum to 1 (within {PROB_SUM_ATOL}); write raw logits to the 'logits' column instead"
+            )
+    return Batch(epoch, source, row0, ids, labels, values, kind, jsonl)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Reading a whole run: ids mapped to positions, cross-epoch checks
+
+
+@dataclass(frozen=True)
+class IndexedBatch:
+    """A validated batch whose rows are mapped to example positions ``pos`` in ``0..N-1``."""
+
+    epoch: int
+    pos: np.ndarray  # (n,) int64, distinct within an epoch
+    labels: np.ndarray  # (n,) int64
+    values: np.ndarray  # (n, K) float64
+    kind: str
+
+
+class DynamicsReader:
+    """Iterate a run's epochs in order as :class:`IndexedBatch` es, checking what spans epochs.
+
+    Example ids are mapped to positions in order of first appearance; after iteration, ``ids`` holds the id
+    of every position, ``labels`` the gold label and ``seen`` the number of epochs each example was logged in.
+    Raises :class:`LogError` for a duplicate id within an epoch, a gold label that changes, ids of another
+    type, a change of K or of logits/probs between epochs, and (``strict=True``) an id missing from an epoch.
+    """
+
+    def __init__(self, run: Run, *, max_epochs: int | None = None, strict: bool = False):
+        if max_epochs is not None and max_epochs < 1:
+            raise LogError(f"max_epochs must be at least 1, got {max_epochs}")
+        self.run = run
+        self.epochs = run.epochs[:max_epochs] if max_epochs else run.epochs
+        self.strict = strict
+        self.k: int | None = None
+        self.kind: str | None = None
+        self._index = pd.Index([], dtype="int64")
+        self._id_is_str: bool | None = None
+        self.labels = np.empty(0, dtype=np.int64)
+        self.seen = np.empty(0, dtype=np.int32)
+        self._done = False
+
+    @property
+    def n(self) -> int:
+        return len(self._index)
+
+    @property
+    def ids(self) -> np.ndarray:
+        """(N,) int64 or object: the id at each position."""
+        return self._index.to_numpy()
+
+    def __iter__(self) -> Iterator[IndexedBatch]:
+        if self._done:
+            raise RuntimeError("a DynamicsReader can be iterated once")
+        self._done = True
+        for ef in self.epochs:
+            in_epoch = np.zeros(self.n, dtype=bool)
+            n_in_epoch = 0
+            for b in _read_batches(self.run, ef, self.k):
+                self._check_kind(b)
+                pos = self._positions(b)
+                if self.n > in_epoch.size:
+                    in_epoch = np.concatenate([in_epoch, np.zeros(self.n - in_epoch.size, dtype=bool)])
+                self._check_unique(b, pos, in_epoch, n_in_epoch)
+                n_in_epoch += pos.size
+                self._check_labels(b, pos)
+                self.seen[pos] += 1
+                yield IndexedBatch(ef.epoch, pos, b.labels, b.values, b.kind)
+            if self.strict and n_in_epoch < self.n:
+                self._raise_missing(ef, in_epoch)
+        if self.strict:
+            late = np.flatnonzero(self.seen < len(self.epochs))
+            if late.size:
+                i = late[0]
+                raise LogError(
+                    f"{self.run.path}: id {_show(self.ids[i])} is logged in {self.seen[i]} of "
+                    f"{len(self.epochs)} epochs "
+                    f"({late.size} examples are missing from some epochs; drop --strict to allow this)"
+                )
+
+    def _check_kind(self, b: Batch) -> None:
+        if self.k is None:
+            self.k, self.kind = b.values.shape[1], b.kind
+        elif b.kind != self.kind:
+            raise LogError(f"{b.source}: holds {b.kind} but epoch 0 holds {self.kind}; use one in every epoch")
+        is_str = b.ids.dtype == object
+        if self._id_is_str is None:
+            self._id_is_str = is_str
+            if is_str:
+                self._index = pd.Index([], dtype=object)
+        elif is_str != self._id_is_str:
+            kinds = ("strings", "integers")
+            raise LogError(
+                f"{b.where(0)}: ids are {kinds[not is_str]} but earlier ids are {kinds[is_str]}; use one type"
+            )
+
+    def _positions(self, b: Batch) -> np.ndarray:
+        pos = self._index.get_indexer(b.ids)  # (n,) int64, -1 for ids not seen before
+        new = pos < 0
+        if new.any():
+            new_ids = pd.unique(b.ids[new])
+            start = self.n
+            self._index = self._index.append(pd.Index(new_ids, dtype=self._index.dtype))
+            pos[new] = start + pd.Index(new_ids).get_indexer(b.ids[new])
+            grow = self.n - start
+            self.labels = np.concatenate([self.labels, np.full(grow, -1, dtype=np.int64)])
+            self.seen = np.concatenate([self.seen, np.zeros(grow, dtype=np.int32)])
+        return pos
+
+    def _check_unique(self, b: Batch, pos: np.ndarray, in_epoch: np.ndarray, n_before: int) -> None:
+        again = in_epoch[pos]  # (n,) bool: id already met in an earlier batch or part of this epoch
+        in_epoch[pos] = True
+        if not again.any() and np.count_nonzero(in_epoch) == n_before + pos.size:
+            return
+        if again.any():
+            i = np.flatnonzero(again)[0]
+            raise LogError(
+                f"{b.where(i)}: id {_show(b.ids[i])} appears again in epoch {b.epoch} (also in an earlier part or "
+                "batch of this epoch); ids must be unique within an epoch"
+            )
+        counts = np.bincount(pos, minlength=self.n)
+        rows = np.flatnonzero(pos == pos[np.flatnonzero(counts[pos] > 1)[0]])
+        raise LogError(
+            f"{b.where(rows[1])}: id {_show(b.ids[rows[0]])} appears {rows.size} times in epoch {b.epoch} "
+            f"(first at {b.where(rows[0])}); ids must be unique within an epoch"
+        )
+
+    def _check_labels(self, b: Batch, pos: np.ndarray) -> None:
+        known = self.labels[pos]
+        changed = np.flatnonzero((known >= 0) & (known != b.labels))
+        if changed.size:
+            i = changed[0]
+            raise LogError(
+                f"{b.where(i)}: gold label of id {_show(b.ids[i])} is {b.labels[i]} in epoch {b.epoch} but "
+                f"{known[i]} in an earlier epoch; the gold label must be the same in every epoch"
+            )
+        self.labels[pos] = b.labels
+
+    def _raise_missing(self, ef: EpochFiles, in_epoch: np.ndarray) -> None:
+        absent = np.flatnonzero(~in_epoch[: self.n])
+        raise LogError(
+            f"{self.run.rel(ef.paths[0])}: id {_show(self.ids[absent[0]])} is missing from epoch {ef.epoch} "
+            f"({absent.size} ids missing); drop --strict to allow examples missing from some epochs"
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Examples file
+
+
+def read_examples(run: Run) -> pa.Table | None:
+    """The run's examples file (``id`` plus any columns: text, label, ...), or None when it has none.
+
+    Raises :class:`LogError` for an unreadable file, a missing ``id`` column or a repeated id.
+    """
+    p = run.examples_path
+    if p is None:
+        return None
+    source = run.rel(p)
+    try:
+        if p.suffix == ".parquet":
+            table = pq.read_table(p)
+        elif p.suffix == ".jsonl":
+            table = pajson.read_json(p)
+        else:
+            table = pacsv.read_csv(p)
+    except (pa.ArrowException, OSError) as exc:
+        raise LogError(f"{source}: cannot read examples file: {exc}") from None
+    if "id" not in table.column_names:
+        raise LogError(f"{source}: missing column id (columns found: {table.column_names})")
+    ids = table["id"]
+    if ids.null_count:
+        raise LogError(f"{source}: {ids.null_count} rows have no id")
+    if pc.count_distinct(ids).as_py() != len(ids):
+        vc = pc.value_counts(ids)
+        dup = vc.filter(pc.greater(vc.field("counts"), 1))[0]["values"].as_py()
+        raise LogError(f"{source}: id {dup!r} appears more than once; ids must be unique")
+    return table

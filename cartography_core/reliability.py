@@ -1,0 +1,135 @@
+"""Several training runs of one dataset: pooled scores and how reliable they are (Kwok et al. 2024).
+
+For R runs, each example's pooled score is the mean over the runs that logged it, with standard error
+``se = sd_r / sqrt(R_i)`` (sd_r with ddof=1; null when R_i = 1). Reliability of a score over runs::
+
+    split-half r    Spearman rho between the score averaged over one random half of the runs and over the
+                    other half, averaged over ``n_splits`` random splits (needs R >= 2)
+    Spearman-Brown  reliability of an average of k times as many runs: k r / (1 + (k - 1) r); the R-run
+                    reliability is the k = 2 case of the split-half r
+    runs needed     the R giving a target reliability t: (R / 2) * t (1 - r) / (r (1 - t)), rounded up
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from scipy.stats import spearmanr
+
+from .errors import LogError
+from .stats import SCORES
+
+
+def pool_runs(tables: list[pa.Table], names: list[str] | None = None) -> pa.Table:
+    """One row per example (sorted by id) over the union of ids of ``tables`` (one statistics table a run).
+
+    Columns: ``id, label, n_runs``, then for every score in ``stats.SCORES`` its mean over runs and
+    ``<score>_se``, ``never_learned`` (in every run that logged it), ``pred_label`` (the most frequent final
+    prediction, ties to the lowest class) and ``label_name`` when the runs have one.
+    """
+    if not tables:
+        raise LogError("no runs to pool")
+    names = names or [f"run {r}" for r in range(len(tables))]
+    ids = pd.Index(np.unique(np.concatenate([t["id"].to_numpy(zero_copy_only=False) for t in tables])))
+    n, r_total = len(ids), len(tables)
+    pos = [ids.get_indexer(t["id"].to_numpy(zero_copy_only=False)) for t in tables]  # per run: (N_r,)
+    label = np.full(n, -1, dtype=np.int64)
+    for p, t, name in zip(pos, tables, names):
+        lab = t["label"].to_numpy()
+        clash = np.flatnonzero((label[p] >= 0) & (label[p] != lab))
+        if clash.size:
+            i = clash[0]
+            raise LogError(
+                f"{name}: id {t['id'][int(i)].as_py()!r} has gold label {lab[i]}, another run has {label[p][i]}"
+            )
+        label[p] = lab
+    present = np.zeros((r_total, n), dtype=bool)
+    for r, p in enumerate(pos):
+        present[r, p] = True
+    n_runs = present.sum(axis=0)
+    cols: dict[str, object] = {"id": pa.array(ids.to_numpy()), "label": label, "n_runs": n_runs.astype(np.int32)}
+    for score in SCORES:
+        mat = np.full((r_total, n), np.nan)  # (R, N) float64, NaN where a run did not log the example
+        for r, (p, t) in enumerate(zip(pos, tables)):
+            mat[r, p] = t[score].to_numpy(zero_copy_only=False).astype(np.float64)
+        with warnings.catch_warnings():  # all-NaN columns (never learned in any run) pool to null
+            warnings.simplefilter("ignore", RuntimeWarning)
+            cols[score] = pa.array(np.nanmean(mat, axis=0), from_pandas=True)
+            sd = np.nanstd(mat, axis=0, ddof=1) if r_total > 1 else np.full(n, np.nan)
+        cols[f"{score}_se"] = pa.array(sd / np.sqrt(n_runs), from_pandas=True)
+    never = np.ones(n, dtype=bool)
+    k = max(int(t["pred_label"].to_numpy().max()) for t in tables) + 1
+    votes = np.zeros((n, max(k, int(label.max()) + 1)), dtype=np.int32)  # (N, K)
+    for p, t in zip(pos, tables):
+        never[p] &= t["never_learned"].to_numpy(zero_copy_only=False)
+        votes[p, t["pred_label"].to_numpy()] += 1
+    cols["never_learned"] = never
+    cols["pred_label"] = votes.argmax(axis=1)
+    if "label_name" in tables[0].column_names:
+        label_names = _label_names(tables[0])
+        cols["label_name"] = pa.array(np.asarray(label_names, dtype=object)[label], type=pa.string())
+    return pa.table(cols)
+
+
+def _label_names(t: pa.Table) -> list[str]:
+    lab = t["label"].to_numpy()
+    names = t["label_name"].to_pylist()
+    out = {int(c): names[i] for c, i in zip(*np.unique(lab, return_index=True))}
+    return [out.get(c, str(c)) for c in range(max(out) + 1)]
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """Split-half reliability of one score over R runs."""
+
+    score: str
+    n_runs: int
+    split_half: float  # mean Spearman rho between halves of R // 2 runs
+    full: float  # Spearman-Brown reliability of the mean over all R runs
+
+    def runs_needed(self, target: float = 0.9) -> int:
+        """Runs for the mean to reach ``target`` reliability, by Spearman-Brown from the split-half r."""
+        return runs_needed(self.split_half, self.n_runs // 2, target)
+
+
+def spearman_brown(r: float, k: float) -> float:
+    """Reliability of an average of k times as many runs: ``k r / (1 + (k - 1) r)``.
+
+    >>> round(spearman_brown(0.5, 2), 6)
+    0.666667
+    """
+    return k * r / (1 + (k - 1) * r)
+
+
+def runs_needed(r: float, runs_per_half: int, target: float) -> int:
+    """Smallest number of runs whose mean reaches ``target`` reliability, given r for ``runs_per_half`` runs."""
+    if r <= 0:
+        raise LogError(f"split-half reliability {r:.3f} is not positive: more runs cannot make this score reliable")
+    k = target * (1 - r) / (r * (1 - target))
+    return math.ceil(k * runs_per_half - 1e-9)
+
+
+def split_half_reliability(tables: list[pa.Table], score: str, *, n_splits: int = 20, seed: int = 0) -> Reliability:
+    """Split-half reliability of ``score`` over runs that log the same examples (Kwok et al. 2024, Sec. 3)."""
+    r_total = len(tables)
+    if r_total < 2:
+        raise LogError(f"split-half reliability needs at least 2 runs, got {r_total}")
+    ids = tables[0]["id"]
+    for t in tables[1:]:
+        if not t["id"].equals(ids):
+            raise LogError("split-half reliability needs runs that log the same examples (same ids)")
+    mat = np.stack([t[score].to_numpy(zero_copy_only=False).astype(np.float64) for t in tables])  # (R, N)
+    rng = np.random.default_rng(seed)
+    half = r_total // 2
+    rhos = []
+    for _ in range(n_splits):
+        perm = rng.permutation(r_total)
+        a, b = mat[perm[:half]].mean(axis=0), mat[perm[half : 2 * half]].mean(axis=0)
+        rhos.append(spearmanr(a, b).statistic)
+    r = float(np.mean(rhos))
+    return Reliability(score, r_total, r, spearman_brown(r, r_total / half))

@@ -1,0 +1,294 @@
+"""Per-example scores from training dynamics: per-epoch quantities, folded over epochs by streaming accumulators.
+
+Notation (``docs/scores.md`` holds the same table): for example i with gold label y over the E_i epochs it
+was logged in, z_e are its logits (K values), ``p_e = softmax(z_e)`` computed stably, ``g_e = p_e[y]``, and
+``acc_e = argmax(z_e) == y`` with ties broken towards the lowest class index (numpy's rule).
+
+Each score below is one column of :func:`compute_stats`; "harder" is the direction of a harder, more
+ambiguous or more likely mislabeled example::
+
+    confidence                 = mean_e g_e                                     harder lower   [0, 1]
+    variability                = sqrt(mean_e (g_e - confidence)^2)  (ddof=0)    more ambiguous higher [0, 0.5]
+    correctness                = mean_e acc_e                                   harder lower   [0, 1]
+    correct_count              = sum_e acc_e                                    harder lower   0..E_i
+    threshold_closeness        = confidence * (1 - confidence)                  harder higher  [0, 0.25]
+    forgetting_events          = #{e >= 1 : acc_{e-1} = 1 and acc_e = 0}        harder higher  0..floor(E_i/2)
+    never_learned              = (acc_e = 0 for every e)                        bool
+    first_learned_epoch        = min {e : acc_e = 1}, null if never             harder later   0..E-1
+    consistently_learned_epoch = min {e : acc_e' = 1 for all e' >= e}, null if wrong at the last epoch
+    aum                        = mean_e (z_e[y] - max_{k != y} z_e[k])  on logits  harder lower  real
+    margin                     = mean_e (p_e[y] - max_{k != y} p_e[k])          harder lower   [-1, 1]
+    el2n                       = mean_e ||p_e - onehot(y)||_2                   harder higher  [0, sqrt 2]
+    entropy                    = mean_e -sum_k p_e[k] log p_e[k]                harder higher  [0, log K]
+    loss                       = mean_e -log g_e                                harder higher  [0, inf)
+    data_iq_aleatoric          = mean_e g_e (1 - g_e)                           harder higher  [0, 0.25]
+    pred_label                 = argmax z_e at the last epoch the example was logged
+
+"e - 1" is the previous epoch in which the example was logged. Sources: confidence, variability,
+correctness: Swayamdipta et al. 2020; threshold_closeness: Chang et al. 2017; forgetting: Toneva et al. 2019;
+learned epochs: Baldock et al. 2021; aum: Pleiss et al. 2020; el2n: Paul et al. 2021; data_iq_aleatoric:
+Seedat et al. 2022. With ``variability_ci=True`` a column ``variability_ci = sqrt(v + v^2 / (E_i - 1))``
+(v the population variance; Chang et al. 2017, allenai's ``--include_ci``) is added.
+
+A log of probabilities (``probs``) instead of logits has no logits: ``aum`` is then null.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from .errors import LogError
+from .ingest import DynamicsReader, Run, open_run
+
+
+@dataclass(frozen=True)
+class Score:
+    """One score column: what it means and which way is harder."""
+
+    name: str
+    formula: str
+    harder: str  # "lower" or "higher": the direction of a harder / more ambiguous / likelier mislabeled example
+    range: str
+
+
+SCORES: dict[str, Score] = {
+    s.name: s
+    for s in [
+        Score("confidence", "mean_e p_e[y]", "lower", "[0, 1]"),
+        Score("variability", "std_e p_e[y] (population)", "higher", "[0, 0.5]"),
+        Score("correctness", "mean_e [argmax z_e == y]", "lower", "[0, 1]"),
+        Score("correct_count", "sum_e [argmax z_e == y]", "lower", "0..E"),
+        Score("threshold_closeness", "confidence * (1 - confidence)", "higher", "[0, 0.25]"),
+        Score("forgetting_events", "#{e: correct at e-1, wrong at e}", "higher", "0..floor(E/2)"),
+        Score("first_learned_epoch", "min{e: correct at e}; never = last", "higher", "0..E-1"),
+        Score("consistently_learned_epoch", "min{e: correct from e on}; never = last", "higher", "0..E-1"),
+        Score("aum", "mean_e (z_e[y] - max_{k!=y} z_e[k])", "lower", "real"),
+        Score("margin", "mean_e (p_e[y] - max_{k!=y} p_e[k])", "lower", "[-1, 1]"),
+        Score("el2n", "mean_e ||p_e - onehot(y)||_2", "higher", "[0, sqrt(2)]"),
+        Score("entropy", "mean_e -sum_k p_e[k] log p_e[k]", "higher", "[0, log K]"),
+        Score("loss", "mean_e -log p_e[y]", "higher", "[0, inf)"),
+        Score("data_iq_aleatoric", "mean_e p_e[y] (1 - p_e[y])", "higher", "[0, 0.25]"),
+    ]
+}
+
+COLUMNS = (
+    "id label n_epochs confidence variability correctness correct_count threshold_closeness forgetting_events "
+    "never_learned first_learned_epoch consistently_learned_epoch aum margin el2n entropy loss "
+    "data_iq_aleatoric pred_label"
+).split()
+
+
+@dataclass(frozen=True)
+class EpochQuantities:
+    """Per-epoch quantities of n rows, each (n,)."""
+
+    p_gold: np.ndarray  # float64
+    correct: np.ndarray  # bool
+    pred: np.ndarray  # int64
+    logit_margin: np.ndarray | None  # float64; None for a probability log
+    prob_margin: np.ndarray
+    el2n: np.ndarray
+    entropy: np.ndarray
+    loss: np.ndarray
+
+
+def epoch_quantities(values: np.ndarray, labels: np.ndarray, kind: str = "logits") -> EpochQuantities:
+    """Per-epoch quantities from logits (or probabilities) ``values`` (n, K) and gold ``labels`` (n,).
+
+    >>> q = epoch_quantities(np.array([[0.0, 0.0], [2.0, 0.0]]), np.array([1, 0]))
+    >>> q.p_gold.tolist(), q.correct.tolist(), q.logit_margin.tolist()   # tie -> lowest index wins
+    ([0.5, 0.8807970779778823], [False, True], [0.0, 2.0])
+    """
+    n = values.shape[0]
+    rows = np.arange(n)
+    if kind == "logits":
+        shifted = values - values.max(axis=1, keepdims=True)  # (n, K), max 0: exp cannot overflow
+        sum_exp = np.exp(shifted).sum(axis=1)  # (n,) in [1, K]
+        logp = shifted - np.log(sum_exp)[:, None]  # (n, K) log-softmax, finite
+        p = np.exp(logp)
+        plogp = p * logp
+    else:
+        p = values
+        with np.errstate(divide="ignore"):
+            logp = np.log(p)  # -inf where p == 0
+        plogp = np.where(p > 0, p * np.where(p > 0, logp, 0.0), 0.0)
+    p_gold = p[rows, labels]
+    pred = values.argmax(axis=1)  # ties -> lowest index
+
+    def others_max(a: np.ndarray) -> np.ndarray:  # max over k != y
+        a = a.copy()
+        a[rows, labels] = -np.inf
+        return a.max(axis=1)
+
+    diff = p.copy()
+    diff[rows, labels] -= 1.0  # p - onehot(y)
+    return EpochQuantities(
+        p_gold=p_gold,
+        correct=pred == labels,
+        pred=pred,
+        logit_margin=values[rows, labels] - others_max(values) if kind == "logits" else None,
+        prob_margin=p_gold - others_max(p),
+        el2n=np.sqrt(np.einsum("ij,ij->i", diff, diff)),
+        entropy=-plogp.sum(axis=1),
+        loss=-logp[rows, labels],
+    )
+
+
+class _Accumulator:
+    """Streaming per-example folds over epochs; memory is a few arrays of length N."""
+
+    _FLOAT = ("mean_g", "m2_g", "aum", "margin", "el2n", "entropy", "loss", "dq", "el2n_at")
+    _INT = ("count", "n_correct", "forgets", "prev_correct", "first_learned", "streak_start", "last_pred")
+
+    def __init__(self) -> None:
+        self.n = 0
+        for name in self._FLOAT:
+            setattr(self, name, np.empty(0))
+        for name in self._INT:
+            setattr(self, name, np.empty(0, dtype=np.int64))
+
+    def grow(self, n: int) -> None:
+        extra = n - self.n
+        if extra <= 0:
+            return
+        for name in self._FLOAT:
+            fill = np.nan if name == "el2n_at" else 0.0
+            setattr(self, name, np.concatenate([getattr(self, name), np.full(extra, fill)]))
+        for name in self._INT:
+            fill = -1 if name in ("prev_correct", "first_learned", "streak_start", "last_pred") else 0
+            setattr(self, name, np.concatenate([getattr(self, name), np.full(extra, fill, dtype=np.int64)]))
+        self.n = n
+
+    def update(self, epoch: int, pos: np.ndarray, q: EpochQuantities, *, el2n_epoch: int | None) -> None:
+        """Fold one epoch's rows (``pos`` distinct) into the running values."""
+        count = self.count[pos] + 1
+        self.count[pos] = count
+        # Welford's update, with whole arrays: delta uses the mean before the update, (g - new mean) after.
+        delta = q.p_gold - self.mean_g[pos]
+        new_mean = self.mean_g[pos] + delta / count
+        self.m2_g[pos] += delta * (q.p_gold - new_mean)
+        self.mean_g[pos] = new_mean
+
+        correct = q.correct.astype(np.int64)
+        self.n_correct[pos] += correct
+        self.forgets[pos] += (self.prev_correct[pos] == 1) & (correct == 0)  # Toneva et al. 2019, Sec. 3
+        self.prev_correct[pos] = correct
+        first = self.first_learned[pos]
+        self.first_learned[pos] = np.where((first < 0) & q.correct, epoch, first)
+        streak = self.streak_start[pos]
+        self.streak_start[pos] = np.where(q.correct, np.where(streak < 0, epoch, streak), -1)
+        self.last_pred[pos] = q.pred
+
+        if q.logit_margin is not None:
+            self.aum[pos] += q.logit_margin
+        else:
+            self.aum[pos] = np.nan
+        self.margin[pos] += q.prob_margin
+        self.el2n[pos] += q.el2n
+        self.entropy[pos] += q.entropy
+        self.loss[pos] += q.loss
+        self.dq[pos] += q.p_gold * (1.0 - q.p_gold)
+        if el2n_epoch == epoch:
+            self.el2n_at[pos] = q.el2n
+
+
+def compute_stats(
+    run: Run | str | Path,
+    *,
+    max_epochs: int | None = None,
+    strict: bool = False,
+    variability_ci: bool = False,
+    el2n_epoch: int | None = None,
+) -> pa.Table:
+    """One row per example, sorted by id, with the columns ``COLUMNS`` (see the module docstring).
+
+    Parameters
+    ----------
+    run : a :class:`Run` or a run directory.
+    max_epochs : use only epochs ``0..max_epochs-1`` (allenai's ``--burn_out``).
+    strict : an id missing from some epoch is an error (otherwise it is allowed and ``n_epochs`` counts).
+    variability_ci : add ``variability_ci = sqrt(v + v^2 / (E_i - 1))``, null where E_i = 1.
+    el2n_epoch : add ``el2n_epoch_<e>``, the EL2N score of that one epoch (Paul et al. 2021), null for
+        examples not logged in it.
+
+    The table's schema metadata ``cartography`` (JSON) records the run, E, K, layout and label names.
+    """
+    run = run if isinstance(run, Run) else open_run(run)
+    reader = DynamicsReader(run, max_epochs=max_epochs, strict=strict)
+    if el2n_epoch is not None and not 0 <= el2n_epoch < len(reader.epochs):
+        raise LogError(f"el2n_epoch {el2n_epoch} is outside the run's epochs 0..{len(reader.epochs) - 1}")
+    acc = _Accumulator()
+    for b in reader:
+        acc.grow(reader.n)
+        acc.update(b.epoch, b.pos, epoch_quantities(b.values, b.labels, b.kind), el2n_epoch=el2n_epoch)
+    return _table(run, reader, acc, variability_ci=variability_ci, el2n_epoch=el2n_epoch)
+
+
+def _table(run: Run, reader: DynamicsReader, acc: _Accumulator, *, variability_ci: bool, el2n_epoch) -> pa.Table:
+    ids = reader.ids
+    order = np.argsort(ids, kind="stable")  # (N,) rows sorted by id
+    count = acc.count[order].astype(np.float64)
+    conf = acc.mean_g[order]
+    var = acc.m2_g[order] / count  # population variance
+
+    def mean(a: np.ndarray) -> np.ndarray:
+        return a[order] / count
+
+    def maybe_null(a: np.ndarray) -> pa.Array:
+        a = a[order]
+        return pa.array(a, type=pa.int32(), mask=a < 0)
+
+    cols: dict[str, pa.Array] = {
+        "id": pa.array(ids[order], type=pa.string() if ids.dtype == object else pa.int64()),
+        "label": pa.array(reader.labels[order]),
+        "n_epochs": pa.array(acc.count[order], type=pa.int32()),
+        "confidence": pa.array(conf),
+        "variability": pa.array(np.sqrt(var)),
+        "correctness": pa.array(acc.n_correct[order] / count),
+        "correct_count": pa.array(acc.n_correct[order], type=pa.int32()),
+        "threshold_closeness": pa.array(conf * (1.0 - conf)),
+        "forgetting_events": pa.array(acc.forgets[order], type=pa.int32()),
+        "never_learned": pa.array(acc.n_correct[order] == 0),
+        "first_learned_epoch": maybe_null(acc.first_learned),
+        "consistently_learned_epoch": maybe_null(acc.streak_start),
+        "aum": pa.array(mean(acc.aum), from_pandas=True),  # NaN -> null for a probability log
+        "margin": pa.array(mean(acc.margin)),
+        "el2n": pa.array(mean(acc.el2n)),
+        "entropy": pa.array(mean(acc.entropy)),
+        "loss": pa.array(mean(acc.loss)),
+        "data_iq_aleatoric": pa.array(mean(acc.dq)),
+        "pred_label": pa.array(acc.last_pred[order]),
+    }
+    names = run.label_names
+    if names is not None:
+        if len(names) != reader.k:
+            raise LogError(
+                f"{run.path / 'run.json'}: label_names has {len(names)} names but the logs have {reader.k} classes"
+            )
+        cols["label_name"] = pa.array(np.asarray(names, dtype=object)[reader.labels[order]], type=pa.string())
+    if variability_ci:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ci = np.sqrt(var + var * var / (count - 1.0))
+        cols["variability_ci"] = pa.array(ci, mask=count < 2)
+    if el2n_epoch is not None:
+        cols[f"el2n_epoch_{el2n_epoch}"] = pa.array(acc.el2n_at[order], from_pandas=True)
+    meta = {
+        "run": str(run.path),
+        "layout": run.layout,
+        "n_epochs": len(reader.epochs),
+        "n_classes": reader.k,
+        "kind": reader.kind,
+        "label_names": names,
+    }
+    return pa.table(cols).replace_schema_metadata({"cartography": json.dumps(meta)})
+
+
+def table_meta(table: pa.Table) -> dict:
+    """The ``cartography`` metadata that :func:`compute_stats` stores in its table's schema."""
+    raw = (table.schema.metadata or {}).get(b"cartography")
+    return json.loads(raw) if raw else {}

@@ -1,0 +1,113 @@
+"""The command line, run in-process and as ``python -m cartography_core`` from the repository root."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cartography_core.cli import main
+from tests.logs import write_log
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE = ROOT / "tests" / "fixtures" / "allenai_reference_small"
+REF = pd.read_csv(FIXTURE / "allenai_metrics.csv")
+
+
+def test_stats_writes_one_row_per_example(tmp_path, capsys):
+    assert main(["stats", str(FIXTURE), "--out", str(tmp_path / "s.csv")]) == 0
+    out = pd.read_csv(tmp_path / "s.csv")
+    assert sorted(out["id"]) == sorted(REF["guid"])
+    assert "wrote 400 examples" in capsys.readouterr().out
+
+
+def test_select_hardest_fraction_matches_reference_ranking(tmp_path):
+    assert (
+        main(["select", str(FIXTURE), "--metric", "confidence", "--fraction", "0.1", "--out", str(tmp_path / "h.csv")])
+        == 0
+    )
+    got = pd.read_csv(tmp_path / "h.csv")
+    want = REF.sort_values(["confidence", "guid"]).head(40)["guid"]  # lowest confidence, from allenai's numbers
+    assert len(got) == 40
+    assert set(got["id"]) == set(want)
+    assert got["rank"].tolist() == list(range(1, 41))
+
+
+def test_select_region_with_examples_file(tmp_path):
+    rows = [{"id": i, "label": i % 2, "logits": [0.0, 3.0] if i < 3 else [3.0, 0.0]} for i in range(6)]
+    run = write_log(tmp_path / "run", [rows, rows], "jsonl")
+    pd.DataFrame({"id": range(6), "text": [f"text {i}" for i in range(6)]}).to_csv(run / "examples.csv", index=False)
+    assert main(["select", str(run), "--region", "hard-to-learn", "--out", str(tmp_path / "hard.jsonl")]) == 0
+    got = pd.read_json(tmp_path / "hard.jsonl", lines=True)
+    # gold 0 predicted 1 (ids 0, 2) and gold 1 predicted 0 (ids 3, 5): confidence ~0.05, variability 0
+    assert got["id"].tolist() == [0, 2, 3, 5]
+    assert got["text"].tolist() == ["text 0", "text 2", "text 3", "text 5"]
+    assert (got["region"] == "hard-to-learn").all()
+
+
+def test_random_baseline_has_the_same_size(tmp_path):
+    args = ["select", str(FIXTURE), "--metric", "variability", "--fraction", "0.25", "--random-seed", "1"]
+    assert main(args + ["--out", str(tmp_path / "r.csv")]) == 0
+    got = pd.read_csv(tmp_path / "r.csv")
+    assert len(got) == 100 and got["id"].is_unique
+
+
+def test_summary_counts_regions_per_class(capsys):
+    assert main(["summary", str(FIXTURE)]) == 0
+    out = capsys.readouterr().out
+    amb = REF["variability"] >= 0.2
+    easy = (~amb & (REF["confidence"] >= 0.5)).sum()
+    assert "examples:  400" in out and "epochs:    6" in out
+    last = [line for line in out.splitlines() if line.startswith("all,")][0]
+    assert last == f"all,{easy},{amb.sum()},{400 - easy - amb.sum()},0,400"
+
+
+def test_pool_over_runs(tmp_path, capsys):
+    rows = [{"id": i, "label": 1, "logits": [0.0, float(i)]} for i in range(4)]
+    for seed in range(2):
+        write_log(tmp_path / "data" / f"seed-{seed}", [rows, rows], "parquet")
+    assert main(["stats", str(tmp_path / "data"), "--pool", "--out", str(tmp_path / "p.parquet")]) == 0
+    got = pd.read_parquet(tmp_path / "p.parquet")
+    np.testing.assert_allclose(got["confidence"], 1 / (1 + np.exp(-np.arange(4.0))), atol=1e-7)
+    assert (got["n_runs"] == 2).all() and (got["confidence_se"] == 0).all()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["stats", "nowhere", "--out", "x.csv"], "error: nowhere: no such directory"),
+        (["select", str(FIXTURE), "--metric", "confidence", "--out", "x.csv"], "error: --metric needs --fraction"),
+        (["stats", str(FIXTURE), "--out", "x.xlsx"], "error: x.xlsx: unknown output format '.xlsx'"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1
+
+
+def test_existing_output_is_kept(tmp_path, capsys):
+    out = tmp_path / "keep.csv"
+    out.write_text("my annotations")
+    assert main(["stats", str(FIXTURE), "--out", str(out)]) == 2
+    assert out.read_text() == "my annotations"
+    assert "already exists" in capsys.readouterr().err
+    assert main(["stats", str(FIXTURE), "--out", str(out), "--force"]) == 0
+
+
+def test_module_runs_from_the_repository_root(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "cartography_core", "summary", "tests/fixtures/missing"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == "error: tests/fixtures/missing: no such directory\n"
+    help_ = subprocess.run(
+        [sys.executable, "-m", "cartography_core", "select", "--help"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert help_.returncode == 0 and "--both-ends" in help_.stdout

@@ -1,0 +1,242 @@
+"""Every score on hand-worked logs: the expected numbers are derived here, not read from the code."""
+
+import math
+
+import numpy as np
+import pytest
+
+from cartography_core import COLUMNS, compute_stats, epoch_quantities
+from tests.logs import LAYOUTS, write_log
+
+L3 = math.log(3.0)  # softmax([0, ln 3]) = [1/4, 3/4]
+RIGHT, WRONG, TIE = [0.0, L3], [L3, 0.0], [0.0, 0.0]  # for gold label 1
+
+# name: (gold, logits per epoch)
+CASES = {
+    "easy": (1, [RIGHT] * 4),
+    "tie_gold_high": (1, [TIE] * 4),  # exact tie with a lower index counts as wrong
+    "tie_gold_low": (0, [TIE] * 4),  # ... and as right when gold is the lowest index
+    "never": (0, [RIGHT] * 4),  # gold 0 but class 1 wins every epoch
+    "late": (1, [WRONG, WRONG, RIGHT, RIGHT]),
+    "oscillator": (1, [RIGHT, WRONG, RIGHT, WRONG]),
+    "relearned": (1, [RIGHT, WRONG, RIGHT, RIGHT]),
+}
+IDS = {name: i for i, name in enumerate(CASES)}
+
+H = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))  # entropy of (1/4, 3/4)
+EL2N_Q = math.sqrt(2 * 0.25**2)  # ||(3/4, 1/4) - (0, 1)|| = ||(1/4, 1/4)|| in either order
+EL2N_3Q = math.sqrt(2 * 0.75**2)
+
+# name: {score: value}, worked by hand from g_e (gold probability) and acc_e per epoch
+EXPECTED = {
+    "easy": dict(
+        confidence=0.75,
+        variability=0.0,
+        correctness=1.0,
+        correct_count=4,
+        threshold_closeness=0.1875,
+        forgetting_events=0,
+        never_learned=False,
+        first_learned_epoch=0,
+        consistently_learned_epoch=0,
+        aum=L3,
+        margin=0.5,
+        el2n=EL2N_Q,
+        entropy=H,
+        loss=-math.log(0.75),
+        data_iq_aleatoric=0.1875,
+        pred_label=1,
+    ),
+    "tie_gold_high": dict(
+        confidence=0.5,
+        variability=0.0,
+        correctness=0.0,
+        correct_count=0,
+        threshold_closeness=0.25,
+        forgetting_events=0,
+        never_learned=True,
+        first_learned_epoch=None,
+        consistently_learned_epoch=None,
+        aum=0.0,
+        margin=0.0,
+        el2n=math.sqrt(0.5),
+        entropy=math.log(2),
+        loss=math.log(2),
+        data_iq_aleatoric=0.25,
+        pred_label=0,
+    ),
+    "tie_gold_low": dict(
+        confidence=0.5,
+        correctness=1.0,
+        never_learned=False,
+        first_learned_epoch=0,
+        consistently_learned_epoch=0,
+        aum=0.0,
+        pred_label=0,
+    ),
+    "never": dict(
+        confidence=0.25,
+        variability=0.0,
+        correctness=0.0,
+        never_learned=True,
+        forgetting_events=0,
+        first_learned_epoch=None,
+        consistently_learned_epoch=None,
+        aum=-L3,
+        margin=-0.5,
+        el2n=EL2N_3Q,
+        loss=-math.log(0.25),
+        data_iq_aleatoric=0.1875,
+        pred_label=1,
+    ),
+    "late": dict(
+        confidence=0.5,
+        variability=0.25,
+        correctness=0.5,
+        correct_count=2,
+        threshold_closeness=0.25,
+        forgetting_events=0,
+        never_learned=False,
+        first_learned_epoch=2,
+        consistently_learned_epoch=2,
+        aum=0.0,
+        margin=0.0,
+        el2n=(EL2N_3Q + EL2N_Q) / 2,
+        entropy=H,
+        loss=-(math.log(0.25) + math.log(0.75)) / 2,
+        data_iq_aleatoric=0.1875,
+        pred_label=1,
+    ),
+    "oscillator": dict(
+        confidence=0.5,
+        variability=0.25,
+        correctness=0.5,
+        forgetting_events=2,
+        first_learned_epoch=0,
+        consistently_learned_epoch=None,
+        pred_label=0,
+    ),
+    "relearned": dict(
+        confidence=0.625,
+        variability=math.sqrt(3 * 0.125**2 + 0.375**2) / 2,
+        correctness=0.75,
+        forgetting_events=1,
+        first_learned_epoch=0,
+        consistently_learned_epoch=2,
+        aum=L3 / 2,
+        pred_label=1,
+    ),
+}
+
+
+def hand_log(tmp_path, layout="jsonl"):
+    epochs = [
+        [{"id": IDS[n], "label": gold, "logits": logits[e]} for n, (gold, logits) in CASES.items()] for e in range(4)
+    ]
+    return write_log(tmp_path / layout, epochs, layout)
+
+
+@pytest.fixture(scope="module")
+def stats_by_id(tmp_path_factory):
+    table = compute_stats(hand_log(tmp_path_factory.mktemp("hand")))
+    rows = table.to_pylist()
+    return {r["id"]: r for r in rows}, table
+
+
+def test_columns_are_exactly_the_documented_ones(stats_by_id):
+    assert stats_by_id[1].column_names == COLUMNS
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_hand_worked_scores(stats_by_id, name):
+    row = stats_by_id[0][IDS[name]]
+    assert row["n_epochs"] == 4
+    for score, want in EXPECTED[name].items():
+        got = row[score]
+        if want is None or isinstance(want, (bool, int)) and not isinstance(want, float):
+            assert got == want, (name, score)
+        else:
+            assert got == pytest.approx(want, abs=1e-12), (name, score)
+
+
+def test_constant_logits_give_exactly_zero_variability(stats_by_id):
+    for name in ("easy", "tie_gold_high", "never"):
+        assert stats_by_id[0][IDS[name]]["variability"] == 0.0
+
+
+def test_missing_epoch_counts_only_logged_epochs(tmp_path):
+    # id 7 is logged in epochs 0 and 2 only: right then wrong -> one forgetting event over its own epochs
+    full = [{"id": 1, "label": 1, "logits": RIGHT}]
+    epochs = [full + [{"id": 7, "label": 1, "logits": RIGHT}], full, full + [{"id": 7, "label": 1, "logits": WRONG}]]
+    row = {r["id"]: r for r in compute_stats(write_log(tmp_path, epochs, "jsonl")).to_pylist()}[7]
+    assert row["n_epochs"] == 2
+    assert row["confidence"] == pytest.approx(0.5)
+    assert row["forgetting_events"] == 1
+    assert row["consistently_learned_epoch"] is None
+    assert row["pred_label"] == 0  # from epoch 2, its last logged epoch
+
+
+def test_three_classes_margin_uses_the_best_other_class():
+    z = np.array([[1.0, 3.0, 2.0]])
+    q = epoch_quantities(z, np.array([2]))
+    p = np.exp(z[0]) / np.exp(z[0]).sum()
+    assert q.logit_margin[0] == pytest.approx(2.0 - 3.0)
+    assert q.prob_margin[0] == pytest.approx(p[2] - p[1])
+    assert q.entropy[0] == pytest.approx(-(p * np.log(p)).sum())
+    assert q.el2n[0] == pytest.approx(math.sqrt(p[0] ** 2 + p[1] ** 2 + (1 - p[2]) ** 2))
+    assert q.pred[0] == 1 and not q.correct[0]
+
+
+def test_saturated_logits_stay_finite():
+    q = epoch_quantities(np.array([[-30.0, 30.0], [800.0, -800.0]]), np.array([0, 0]))
+    assert q.loss[0] == pytest.approx(60.0 + math.log1p(math.exp(-60)))
+    assert q.loss[1] == 0.0 and q.p_gold[1] == 1.0
+    assert np.isfinite(q.entropy).all()
+
+
+def test_probability_logs_give_null_aum_and_same_other_scores(tmp_path):
+    rows = lambda kind: [  # noqa: E731
+        [{"id": i, "label": 1, kind: v} for i, v in enumerate([[0.25, 0.75], [0.75, 0.25]])] for _ in range(2)
+    ]
+    probs = compute_stats(write_log(tmp_path / "p", rows("probs"), "jsonl"))
+    logits_rows = [[{"id": r["id"], "label": 1, "logits": list(np.log(r["probs"]))} for r in e] for e in rows("probs")]
+    logits = compute_stats(write_log(tmp_path / "l", logits_rows, "jsonl"))
+    assert probs["aum"].null_count == 2
+    for col in ("confidence", "variability", "margin", "el2n", "entropy", "loss", "correctness"):
+        np.testing.assert_allclose(probs[col].to_numpy(), logits[col].to_numpy(), atol=1e-12)
+
+
+def test_max_epochs_uses_the_first_epochs_only(tmp_path):
+    row = {r["id"]: r for r in compute_stats(hand_log(tmp_path), max_epochs=2).to_pylist()}[IDS["late"]]
+    assert row["n_epochs"] == 2 and row["confidence"] == pytest.approx(0.25) and row["never_learned"]
+
+
+def test_variability_ci_and_el2n_epoch(tmp_path):
+    t = compute_stats(hand_log(tmp_path), variability_ci=True, el2n_epoch=1)
+    row = {r["id"]: r for r in t.to_pylist()}[IDS["late"]]
+    v = 0.25**2
+    assert row["variability_ci"] == pytest.approx(math.sqrt(v + v * v / 3))
+    assert row["el2n_epoch_1"] == pytest.approx(EL2N_3Q)
+
+
+def test_label_names_column(tmp_path):
+    log = hand_log(tmp_path)
+    (log / "run.json").write_text('{"label_names": ["neg", "pos"]}')
+    t = compute_stats(log)
+    assert t["label_name"].to_pylist() == [["neg", "pos"][y] for y in t["label"].to_pylist()]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_every_layout_gives_identical_statistics(tmp_path, layout):
+    rng = np.random.default_rng(0)
+    n, k, e = 50, 3, 4
+    ids = np.arange(100, 100 + n)
+    labels = rng.integers(0, k, n)
+    epochs = []
+    for _ in range(e):
+        order = rng.permutation(n)  # shuffled differently each epoch
+        logits = np.round(rng.normal(size=(n, k)) * 8) / 8  # exact in float32 and in JSON
+        epochs.append([{"id": int(ids[i]), "label": int(labels[i]), "logits": logits[i].tolist()} for i in order])
+    reference = compute_stats(write_log(tmp_path / "jsonl", epochs, "jsonl"))
+    got = compute_stats(write_log(tmp_path / layout, epochs, layout))
+    assert got.equals(reference)
