@@ -231,7 +231,7 @@ class Batch:
     row0: int  # index of the first row within the file
     ids: np.ndarray  # (n,) int64 or object (str)
     labels: np.ndarray  # (n,) int64
-    values: np.ndarray  # (n, K) float64: logits, or probabilities when kind == "probs"
+    values: np.ndarray  # (n, K) float32 or float64 as stored: logits, or probabilities when kind == "probs"
     kind: str  # "logits" or "probs"
     jsonl: bool
 
@@ -385,7 +385,9 @@ def _to_batch(
     flat = pc.list_flatten(lists)
     if not (pa.types.is_floating(flat.type) or pa.types.is_integer(flat.type)):
         raise LogError(f"{source}: column {value_col} must hold numbers, found {flat.type}")
-    values = flat.cast(pa.float64()).to_numpy(zero_copy_only=False).reshape(-1, k)  # (n, K) float64
+    if not pa.types.is_floating(flat.type):
+        flat = flat.cast(pa.float64())
+    values = flat.to_numpy(zero_copy_only=False).reshape(-1, k)  # (n, K) float32 or float64, as stored
 
     if not np.isfinite(values.sum()):  # cheap on the happy path; locate the row only on failure
         i = int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0])
@@ -395,7 +397,7 @@ def _to_batch(
         i = out[0]
         raise LogError(f"{where(i)}: {label_col} {labels[i]} is outside [0, {k}) for {k} classes")
     if kind == "probs":
-        off = np.flatnonzero((np.abs(values.sum(axis=1) - 1.0) > PROB_SUM_ATOL) | (values < 0).any(axis=1))
+        off = np.flatnonzero((np.abs(values.sum(axis=1, dtype=np.float64) - 1.0) > PROB_SUM_ATOL) | (values < 0).any(axis=1))
         if off.size:
             i = off[0]
             raise LogError(
@@ -409,6 +411,51 @@ def _to_batch(
 # Reading a whole run: ids mapped to positions, cross-epoch checks
 
 
+class _IdIndex:
+    """Ids -> positions ``0..n-1`` in order of first appearance.
+
+    Integer ids within a span of at most ``LUT_SPAN_PER_ID`` x n values use a lookup table (one gather per
+    epoch); other ids (strings, sparse integers such as hashes) a pandas hash index.
+    """
+
+    LUT_SPAN_PER_ID = 16
+
+    def __init__(self) -> None:
+        self.ids = np.empty(0, dtype=np.int64)
+        self._lut: np.ndarray | None = None  # (span,) int32 position of id lo + j, -1 if none
+        self._lo = 0
+        self._hash: pd.Index | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def lookup(self, ids: np.ndarray) -> np.ndarray:
+        """(n,) int64 positions of ``ids``, -1 for ids not added yet."""
+        if self._lut is None:
+            return self._hash.get_indexer(ids) if self._hash is not None else np.full(len(ids), -1, dtype=np.int64)
+        rel = ids - self._lo
+        inside = (rel >= 0) & (rel < self._lut.size)
+        if inside.all():
+            return self._lut[rel].astype(np.int64)
+        pos = np.full(len(ids), -1, dtype=np.int64)
+        pos[inside] = self._lut[rel[inside]]
+        return pos
+
+    def add(self, new_ids: np.ndarray) -> None:
+        """Append ids (distinct, none added before) at positions ``len(self)...``."""
+        if len(self.ids) == 0 and new_ids.dtype == object:
+            self.ids = np.empty(0, dtype=object)
+        self.ids = np.concatenate([self.ids, new_ids])
+        if self.ids.dtype != object:
+            lo, hi = int(self.ids.min()), int(self.ids.max())
+            if hi - lo < max(self.LUT_SPAN_PER_ID * len(self.ids), 1 << 16):
+                self._lo, self._lut = lo, np.full(hi - lo + 1, -1, dtype=np.int32)
+                self._lut[self.ids - lo] = np.arange(len(self.ids), dtype=np.int32)
+                return
+        self._lut = None
+        self._hash = pd.Index(self.ids)
+
+
 @dataclass(frozen=True)
 class IndexedBatch:
     """A validated batch whose rows are mapped to example positions ``pos`` in ``0..N-1``."""
@@ -416,7 +463,7 @@ class IndexedBatch:
     epoch: int
     pos: np.ndarray  # (n,) int64, distinct within an epoch
     labels: np.ndarray  # (n,) int64
-    values: np.ndarray  # (n, K) float64
+    values: np.ndarray  # (n, K) float32 or float64 as stored (the kernels compute in float64)
     kind: str
 
 
@@ -437,7 +484,7 @@ class DynamicsReader:
         self.strict = strict
         self.k: int | None = None
         self.kind: str | None = None
-        self._index = pd.Index([], dtype="int64")
+        self._index = _IdIndex()
         self._id_is_str: bool | None = None
         self.labels = np.empty(0, dtype=np.int64)
         self.seen = np.empty(0, dtype=np.int32)
@@ -450,7 +497,7 @@ class DynamicsReader:
     @property
     def ids(self) -> np.ndarray:
         """(N,) int64 or object: the id at each position."""
-        return self._index.to_numpy()
+        return self._index.ids
 
     def __iter__(self) -> Iterator[IndexedBatch]:
         if self._done:
@@ -489,8 +536,6 @@ class DynamicsReader:
         is_str = b.ids.dtype == object
         if self._id_is_str is None:
             self._id_is_str = is_str
-            if is_str:
-                self._index = pd.Index([], dtype=object)
         elif is_str != self._id_is_str:
             kinds = ("strings", "integers")
             raise LogError(
@@ -498,13 +543,13 @@ class DynamicsReader:
             )
 
     def _positions(self, b: Batch) -> np.ndarray:
-        pos = self._index.get_indexer(b.ids)  # (n,) int64, -1 for ids not seen before
+        pos = self._index.lookup(b.ids)  # (n,) int64, -1 for ids not seen before
         new = pos < 0
         if new.any():
             new_ids = pd.unique(b.ids[new])
             start = self.n
-            self._index = self._index.append(pd.Index(new_ids, dtype=self._index.dtype))
-            pos[new] = start + pd.Index(new_ids).get_indexer(b.ids[new])
+            self._index.add(new_ids)
+            pos[new] = self._index.lookup(b.ids[new])
             grow = self.n - start
             self.labels = np.concatenate([self.labels, np.full(grow, -1, dtype=np.int64)])
             self.seen = np.concatenate([self.seen, np.zeros(grow, dtype=np.int32)])
