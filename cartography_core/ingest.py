@@ -397,7 +397,8 @@ def _to_batch(
         i = out[0]
         raise LogError(f"{where(i)}: {label_col} {labels[i]} is outside [0, {k}) for {k} classes")
     if kind == "probs":
-        off = np.flatnonzero((np.abs(values.sum(axis=1, dtype=np.float64) - 1.0) > PROB_SUM_ATOL) | (values < 0).any(axis=1))
+        sums = values.sum(axis=1, dtype=np.float64)
+        off = np.flatnonzero((np.abs(sums - 1.0) > PROB_SUM_ATOL) | (values < 0).any(axis=1))
         if off.size:
             i = off[0]
             raise LogError(
