@@ -5,5 +5,10 @@ was found, e.g. ``dynamics/epoch_3.jsonl line 1042: logits has 3 values, expecte
 """
 
 
+def show_id(example_id) -> str:
+    """An example id as the user wrote it, for messages: 17 or 'q-17' (not np.int64(17))."""
+    return repr(example_id.item() if hasattr(example_id, "item") else example_id)
+
+
 class LogError(ValueError):
     """A training-dynamics log, examples file or option that cannot be used as given."""

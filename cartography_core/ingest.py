@@ -4,7 +4,7 @@ Layouts, chosen automatically by :func:`open_run` (details in ``docs/formats.md`
 
 - this project's: ``RUN/dynamics/epoch_<e>.{parquet,jsonl}`` or ``RUN/dynamics/epoch_<e>/part-*.{parquet,jsonl}``
   with columns ``id``, ``label``, ``logits`` (or ``probs``); optional ``RUN/run.json`` and
-  ``RUN/examples.{parquet,jsonl,csv}``;
+  ``RUN/examples.{parquet,jsonl,csv}`` (or one in the parent folder, shared by the runs of a dataset);
 - allenai/cartography's: ``RUN/training_dynamics/dynamics_epoch_<e>.jsonl`` with keys ``guid``,
   ``logits_epoch_<e>``, ``gold``;
 - several runs: a directory whose subdirectories are runs (:func:`find_runs`).
@@ -35,7 +35,7 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from .errors import LogError
+from .errors import LogError, show_id
 
 BATCH_ROWS = 1 << 20
 PROB_SUM_ATOL = 1e-3  # float32 probabilities from a softmax sum to 1 within ~1e-6; allow rounding in files
@@ -140,13 +140,15 @@ def open_run(path: str | Path) -> Run:
             "(this project's layout) or training_dynamics/dynamics_epoch_<e>.jsonl (allenai/cartography)"
         )
     epochs = _list_epochs(dyn, layout)
-    return Run(
-        path=path,
-        layout=layout,
-        epochs=epochs,
-        meta=_read_run_json(path / "run.json"),
-        examples_path=_find_examples(path),
-    )
+    meta = _read_run_json(path / "run.json")
+    world = meta.get("world_size", 1)
+    for ef in epochs:
+        if world > 1 and len(ef.paths) != world:
+            raise LogError(
+                f"{ef.paths[0].parent}: epoch {ef.epoch} has {len(ef.paths)} part files but run.json says "
+                f"world_size {world}: a rank's write did not finish"
+            )
+    return Run(path=path, layout=layout, epochs=epochs, meta=meta, examples_path=_find_examples(path))
 
 
 def _list_epochs(dyn: Path, layout: str) -> tuple[EpochFiles, ...]:
@@ -212,10 +214,14 @@ def _read_run_json(p: Path) -> dict:
 
 
 def _find_examples(run: Path) -> Path | None:
-    present = [run / n for n in EXAMPLES_NAMES if (run / n).exists()]
-    if len(present) > 1:
-        raise LogError(f"{run}: several examples files ({', '.join(p.name for p in present)}); keep one")
-    return present[0] if present else None
+    """The run's examples file, else one in its parent folder shared by several runs of a dataset."""
+    for folder in (run, run.parent):
+        present = [folder / n for n in EXAMPLES_NAMES if (folder / n).exists()]
+        if len(present) > 1:
+            raise LogError(f"{folder}: several examples files ({', '.join(p.name for p in present)}); keep one")
+        if present:
+            return present[0]
+    return None
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -237,11 +243,6 @@ class Batch:
 
     def where(self, i: int) -> str:
         return _where(self.source, self.jsonl, self.row0 + int(i))
-
-
-def _show(example_id) -> str:
-    """An id as a user wrote it: 17 or 'q-17'."""
-    return repr(example_id.item() if isinstance(example_id, np.generic) else example_id)
 
 
 def _where(source: str, jsonl: bool, row: int) -> str:
@@ -524,7 +525,7 @@ class DynamicsReader:
             if late.size:
                 i = late[0]
                 raise LogError(
-                    f"{self.run.path}: id {_show(self.ids[i])} is logged in {self.seen[i]} of "
+                    f"{self.run.path}: id {show_id(self.ids[i])} is logged in {self.seen[i]} of "
                     f"{len(self.epochs)} epochs "
                     f"({late.size} examples are missing from some epochs; drop --strict to allow this)"
                 )
@@ -564,13 +565,13 @@ class DynamicsReader:
         if again.any():
             i = np.flatnonzero(again)[0]
             raise LogError(
-                f"{b.where(i)}: id {_show(b.ids[i])} appears again in epoch {b.epoch} (also in an earlier part or "
+                f"{b.where(i)}: id {show_id(b.ids[i])} appears again in epoch {b.epoch} (also in an earlier part or "
                 "batch of this epoch); ids must be unique within an epoch"
             )
         counts = np.bincount(pos, minlength=self.n)
         rows = np.flatnonzero(pos == pos[np.flatnonzero(counts[pos] > 1)[0]])
         raise LogError(
-            f"{b.where(rows[1])}: id {_show(b.ids[rows[0]])} appears {rows.size} times in epoch {b.epoch} "
+            f"{b.where(rows[1])}: id {show_id(b.ids[rows[0]])} appears {rows.size} times in epoch {b.epoch} "
             f"(first at {b.where(rows[0])}); ids must be unique within an epoch"
         )
 
@@ -580,7 +581,7 @@ class DynamicsReader:
         if changed.size:
             i = changed[0]
             raise LogError(
-                f"{b.where(i)}: gold label of id {_show(b.ids[i])} is {b.labels[i]} in epoch {b.epoch} but "
+                f"{b.where(i)}: gold label of id {show_id(b.ids[i])} is {b.labels[i]} in epoch {b.epoch} but "
                 f"{known[i]} in an earlier epoch; the gold label must be the same in every epoch"
             )
         self.labels[pos] = b.labels
@@ -588,7 +589,7 @@ class DynamicsReader:
     def _raise_missing(self, ef: EpochFiles, in_epoch: np.ndarray) -> None:
         absent = np.flatnonzero(~in_epoch[: self.n])
         raise LogError(
-            f"{self.run.rel(ef.paths[0])}: id {_show(self.ids[absent[0]])} is missing from epoch {ef.epoch} "
+            f"{self.run.rel(ef.paths[0])}: id {show_id(self.ids[absent[0]])} is missing from epoch {ef.epoch} "
             f"({absent.size} ids missing); drop --strict to allow examples missing from some epochs"
         )
 

@@ -1,0 +1,119 @@
+"""The recorder writes logs that read back exactly, atomically, from one or several ranks."""
+
+import re
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from cartography_core import DynamicsReader, LogError, compute_stats, open_run
+from cartography_core.recorder import DynamicsRecorder
+
+
+def random_epochs(seed=0, n=300, k=4, epochs=3):
+    rng = np.random.default_rng(seed)
+    ids = rng.permutation(10_000)[:n]
+    labels = rng.integers(0, k, n)
+    logits = rng.normal(size=(epochs, n, k)) * 3
+    return ids, labels, logits
+
+
+def feed(rec, ids, labels, logits_e, rng, *, rows=None, as_torch=False):
+    rows = rng.permutation(len(ids)) if rows is None else rows
+    for chunk in np.array_split(rows, 7):  # uneven random batches
+        z = logits_e[chunk]
+        if as_torch:
+            z = torch.tensor(z, requires_grad=True) * 1.0  # a tensor with grad, as a model returns it
+        rec.log(ids[chunk], z, labels[chunk])
+
+
+def test_shuffled_batches_read_back_exactly(tmp_path):
+    ids, labels, logits = random_epochs()
+    rng = np.random.default_rng(1)
+    rec = DynamicsRecorder(tmp_path / "run", label_names=list("abcd"), meta={"seed": 3})
+    for e in range(3):
+        feed(rec, ids, labels, logits[e], rng, as_torch=e == 1)
+        rec.end_epoch()
+    run = open_run(tmp_path / "run")
+    assert run.meta["pass"] == "train" and run.meta["seed"] == 3 and run.label_names == list("abcd")
+    reader = DynamicsReader(run)
+    for b in reader:
+        order = np.argsort(ids)
+        where = order[np.searchsorted(ids[order], reader.ids[b.pos])]  # row of each logged id in the input
+        np.testing.assert_array_equal(b.values, logits[b.epoch][where].astype(np.float32))
+        np.testing.assert_array_equal(b.labels, labels[where])
+    assert sorted(reader.ids.tolist()) == sorted(ids.tolist())
+
+
+def test_two_ranks_equal_one_writer(tmp_path):
+    ids, labels, logits = random_epochs(seed=2)
+    rng = np.random.default_rng(0)
+    one = DynamicsRecorder(tmp_path / "one")
+    ranks = [DynamicsRecorder(tmp_path / "ddp", rank=r, world_size=2) for r in (0, 1)]
+    for e in range(3):
+        rows = rng.permutation(len(ids))
+        feed(one, ids, labels, logits[e], rng, rows=rows)
+        one.end_epoch()
+        for r, rec in enumerate(ranks):  # a distributed sampler gives each rank every second row
+            feed(rec, ids, labels, logits[e], rng, rows=rows[r::2])
+            rec.end_epoch()
+    assert (tmp_path / "ddp" / "dynamics" / "epoch_002" / "part-1.parquet").exists()
+    assert compute_stats(tmp_path / "ddp").equals(compute_stats(tmp_path / "one"))
+
+
+def test_a_missing_rank_part_is_detected(tmp_path):
+    ids, labels, logits = random_epochs()
+    rec = DynamicsRecorder(tmp_path / "ddp", rank=0, world_size=2)
+    rec.log(ids, logits[0], labels)
+    rec.end_epoch()  # rank 1 crashed before writing its part
+    with pytest.raises(LogError, match=re.escape("epoch 0 has 1 part files but run.json says world_size 2")):
+        open_run(tmp_path / "ddp")
+
+
+def test_an_interrupted_write_leaves_no_epoch_file(tmp_path, monkeypatch):
+    ids, labels, logits = random_epochs()
+    rec = DynamicsRecorder(tmp_path / "run")
+    rec.log(ids, logits[0], labels)
+    rec.end_epoch()
+    rec.log(ids, logits[1], labels)
+
+    def crash(table, where, **kw):
+        with open(where, "wb") as fh:
+            fh.write(b"PAR1 half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pq, "write_table", crash)
+    with pytest.raises(KeyboardInterrupt):
+        rec.end_epoch()
+    files = sorted(p.name for p in (tmp_path / "run" / "dynamics").iterdir())
+    assert files == ["epoch_000.parquet"]
+    # a writer killed outright leaves its hidden temporary file behind: never read as an epoch
+    (tmp_path / "run" / "dynamics" / ".epoch_001.parquet.tmp-999").write_bytes(b"PAR1 half")
+    assert open_run(tmp_path / "run").n_epochs == 1
+    # a half file under the final name (copied by hand, say) is reported, not read
+    (tmp_path / "run" / "dynamics" / "epoch_001.parquet").write_bytes(b"PAR1 half")
+    with pytest.raises(LogError, match="epoch_001.parquet: not a readable parquet file"):
+        compute_stats(tmp_path / "run")
+
+
+def test_existing_run_is_not_overwritten_unless_asked(tmp_path):
+    ids, labels, logits = random_epochs()
+    rec = DynamicsRecorder(tmp_path / "run")
+    rec.log(ids, logits[0], labels)
+    rec.end_epoch()
+    with pytest.raises(LogError, match="already holds a run"):
+        DynamicsRecorder(tmp_path / "run")
+    assert (tmp_path / "run" / "dynamics" / "epoch_000.parquet").exists()
+    DynamicsRecorder(tmp_path / "run", overwrite=True)
+    assert list((tmp_path / "run" / "dynamics").iterdir()) == []
+
+
+def test_bad_batches_are_refused(tmp_path):
+    rec = DynamicsRecorder(tmp_path / "run")
+    with pytest.raises(LogError, match=re.escape("must be (n,), (n, K) and (n,)")):
+        rec.log([1, 2], np.zeros((3, 2)), [0, 1])
+    rec.log([1, 2], np.zeros((2, 2)), [0, 1])
+    rec.log([2], np.zeros((1, 2)), [0])
+    with pytest.raises(LogError, match="id 2 was logged twice in epoch 0"):
+        rec.end_epoch()
