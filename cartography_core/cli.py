@@ -1,4 +1,4 @@
-"""The command line: ``python -m cartography_core {stats,select,summary} ...`` (``--help`` on each).
+"""The command line: ``python -m cartography_core {stats,select,summary,train} ...`` (``--help`` on each).
 
 Exit status 0 on success; on bad input, 2 and one line on stderr naming the file and the problem.
 """
@@ -26,6 +26,7 @@ from .select import (
     write_table,
 )
 from .stats import SCORES, compute_stats, table_meta
+from .train_config import TrainConfig
 
 
 def _add_log_options(p: argparse.ArgumentParser) -> None:
@@ -71,10 +72,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     _add_region_options(p)
 
+    p = sub.add_parser("train", help="train TF-IDF + a small torch head on a labeled file, logging its dynamics")
+    d = TrainConfig()
+    p.add_argument("data", type=Path, help="labeled file (.csv, .jsonl or .parquet)")
+    p.add_argument("--text-col", required=True, help="column holding the text")
+    p.add_argument("--label-col", required=True, help="column holding the label (class names or numbers)")
+    p.add_argument("--id-col", help="column holding unique example ids (default: id if present, else row number)")
+    p.add_argument("--out", type=Path, required=True, help="run directory to create (with --seeds: one per seed)")
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=0, help="one run with this seed (default 0)")
+    seeds.add_argument("--seeds", type=_int_list, metavar="S,S,...", help="one run per seed in OUT/seed-<s>")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--model", choices=["mlp", "linear"], default=d.model)
+    p.add_argument("--hidden", type=int, default=d.hidden, help="MLP width")
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--holdout", type=float, default=d.holdout, help="fraction held out for accuracy (0: none)")
+    p.add_argument("--force", action="store_true", help="replace existing runs at OUT")
+
     p = sub.add_parser("summary", help="print examples, epochs, classes and region counts per class")
     _add_log_options(p)
     _add_region_options(p)
     return parser
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas, got {text!r}") from None
 
 
 def _thresholds(args: argparse.Namespace) -> RegionThresholds:
@@ -150,12 +176,39 @@ def cmd_summary(args: argparse.Namespace) -> None:
     print(table_bytes(region_counts(codes, labels, names), ".csv").decode().replace('"', ""), end="")
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from .train import read_labeled, train_run, train_seeds  # torch and scikit-learn load only for training
+
+    if not 0 <= args.holdout < 1:
+        raise LogError(f"--holdout must lie in [0, 1), got {args.holdout}")
+    config = TrainConfig(
+        epochs=args.epochs,
+        model=args.model,
+        hidden=args.hidden,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        holdout=args.holdout,
+    )
+    data = read_labeled(args.data, args.text_col, args.label_col, args.id_col)
+    if args.seeds:
+        results = train_seeds(data, args.out, args.seeds, config=config, overwrite=args.force)
+    else:
+        results = [train_run(data, args.out, seed=args.seed, config=config, overwrite=args.force)]
+    for r in results:
+        acc = (
+            f"held-out accuracy {r.holdout_accuracy[-1]:.3f} (majority class {r.majority_accuracy:.3f}), "
+            if r.holdout_accuracy
+            else ""
+        )
+        print(f"wrote {r.run_dir}: {acc}{sum(r.seconds_per_epoch) / len(r.seconds_per_epoch):.2f} s per epoch")
+
+
 def _check_out(args: argparse.Namespace) -> None:
     if args.out.exists() and not args.force:
         raise LogError(f"{args.out} already exists; choose another name or pass --force to overwrite it")
 
 
-COMMANDS = {"stats": cmd_stats, "select": cmd_select, "summary": cmd_summary}
+COMMANDS = {"stats": cmd_stats, "select": cmd_select, "summary": cmd_summary, "train": cmd_train}
 
 
 def main(argv: list[str] | None = None) -> int:

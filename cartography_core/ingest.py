@@ -598,6 +598,20 @@ class DynamicsReader:
 # Examples file
 
 
+def read_table_file(path: Path) -> pa.Table:
+    """A whole ``.parquet``, ``.jsonl`` or ``.csv`` file as a table; a clear error when it cannot be read."""
+    path = Path(path)
+    readers = {".parquet": pq.read_table, ".jsonl": pajson.read_json, ".csv": pacsv.read_csv}
+    if path.suffix not in readers:
+        raise LogError(f"{path}: unknown file type {path.suffix!r}; use .parquet, .jsonl or .csv")
+    try:
+        return readers[path.suffix](path)
+    except FileNotFoundError:
+        raise LogError(f"{path}: no such file") from None
+    except (pa.ArrowException, OSError) as exc:
+        raise LogError(f"{path}: cannot read {path.suffix[1:]} file: {exc}") from None
+
+
 def read_examples(run: Run) -> pa.Table | None:
     """The run's examples file (``id`` plus any columns: text, label, ...), or None when it has none.
 
@@ -607,15 +621,7 @@ def read_examples(run: Run) -> pa.Table | None:
     if p is None:
         return None
     source = run.rel(p)
-    try:
-        if p.suffix == ".parquet":
-            table = pq.read_table(p)
-        elif p.suffix == ".jsonl":
-            table = pajson.read_json(p)
-        else:
-            table = pacsv.read_csv(p)
-    except (pa.ArrowException, OSError) as exc:
-        raise LogError(f"{source}: cannot read examples file: {exc}") from None
+    table = read_table_file(p)
     if "id" not in table.column_names:
         raise LogError(f"{source}: missing column id (columns found: {table.column_names})")
     ids = table["id"]

@@ -1,0 +1,223 @@
+"""Train a small text classifier on a labeled file and record its training dynamics.
+
+    python -m cartography_core train DATA --text-col text --label-col label --out RUN [--epochs 6] [--seeds 0,1,2]
+
+Model: TF-IDF over word 1-2 grams (scikit-learn, fitted on the training rows) feeding a torch head: a
+linear layer, or (default) a small MLP, both as an ``EmbeddingBag`` over the sparse TF-IDF weights. The
+training forward pass of every training example is logged each epoch (``pass: train``, as allenai's code
+does). A fixed, stratified held-out split (``holdout``, chosen by ``split_seed``, the same for every seed)
+gives the held-out accuracy per epoch, stored in ``run.json``. The same seed gives the same log, bit for bit.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.model_selection import train_test_split
+from torch import nn
+from tqdm import tqdm
+
+from .errors import LogError
+from .ingest import read_table_file
+from .recorder import DynamicsRecorder, atomic_write_parquet
+from .train_config import TrainConfig
+
+
+@dataclass(frozen=True)
+class LabeledData:
+    """Rows of a labeled text file: ``ids`` (N,), ``texts`` (N,), ``labels`` (N,) int64 into ``label_names``."""
+
+    ids: np.ndarray
+    texts: np.ndarray
+    labels: np.ndarray
+    label_names: list[str]
+    name: str
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    holdout_accuracy: list[float] = field(default_factory=list)
+    seconds_per_epoch: list[float] = field(default_factory=list)
+    majority_accuracy: float = float("nan")
+
+
+def read_labeled(path: str | Path, text_col: str, label_col: str, id_col: str | None = None) -> LabeledData:
+    """Read a CSV, JSONL or parquet file of labeled text. Labels may be class names or whole numbers; names
+    are sorted (numbers numerically). Ids come from ``id_col`` (default ``id`` when present) or the row number."""
+    path = Path(path)
+    table = read_table_file(path)
+    id_col = id_col or ("id" if "id" in table.column_names else None)
+    for col in [text_col, label_col] + ([id_col] if id_col else []):
+        if col not in table.column_names:
+            raise LogError(f"{path}: no column {col!r} (columns: {', '.join(table.column_names)})")
+        if table[col].null_count:
+            row = int(np.flatnonzero(table[col].is_null().to_numpy(zero_copy_only=False))[0])
+            raise LogError(f"{path} row {row}: {col} is empty")
+    raw = table[label_col].to_numpy(zero_copy_only=False)
+    names, labels = np.unique(raw, return_inverse=True)
+    if len(names) < 2:
+        raise LogError(f"{path}: column {label_col!r} holds one class ({names[0]!r}); need at least 2")
+    ids = table[id_col].to_numpy(zero_copy_only=False) if id_col else np.arange(table.num_rows)
+    if id_col and pc.count_distinct(table[id_col]).as_py() != table.num_rows:
+        raise LogError(f"{path}: column {id_col!r} repeats ids; ids must be unique")
+    texts = table[text_col].cast(pa.string()).to_numpy(zero_copy_only=False)
+    return LabeledData(ids, texts, labels.astype(np.int64), [str(n) for n in names], path.name)
+
+
+class TfidfHead(nn.Module):
+    """``logits = W2 relu(E x + b) + b2`` (mlp) or ``logits = E x + b`` (linear), x a sparse TF-IDF row."""
+
+    def __init__(self, n_features: int, n_classes: int, config: TrainConfig):
+        super().__init__()
+        width = config.hidden if config.model == "mlp" else n_classes
+        self.bag = nn.EmbeddingBag(n_features, width, mode="sum")
+        nn.init.normal_(self.bag.weight, std=0.01)
+        self.bias = nn.Parameter(torch.zeros(width))
+        self.top = (
+            nn.Sequential(nn.ReLU(), nn.Dropout(config.dropout), nn.Linear(width, n_classes))
+            if config.model == "mlp"
+            else nn.Identity()
+        )
+
+    def forward(self, rows: sp.csr_matrix) -> torch.Tensor:
+        indices = torch.from_numpy(rows.indices.astype(np.int64))
+        offsets = torch.from_numpy(rows.indptr[:-1].astype(np.int64))
+        weights = torch.from_numpy(rows.data.astype(np.float32))
+        return self.top(self.bag(indices, offsets, per_sample_weights=weights) + self.bias)
+
+
+def split(data: LabeledData, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, held-out rows): stratified, fixed by ``config.split_seed``."""
+    rows = np.arange(len(data.labels))
+    if config.holdout == 0:
+        return rows, rows[:0]
+    train, test = train_test_split(rows, test_size=config.holdout, stratify=data.labels, random_state=config.split_seed)
+    return np.sort(train), np.sort(test)
+
+
+def train_run(
+    data: LabeledData,
+    out: str | Path,
+    *,
+    seed: int = 0,
+    config: TrainConfig = TrainConfig(),
+    overwrite: bool = False,
+    examples: bool = True,
+    progress: bool | None = None,
+) -> TrainResult:
+    """Train one model with ``seed`` and write the run directory ``out`` (dynamics, run.json, examples)."""
+    if config.model not in ("mlp", "linear"):
+        raise LogError(f"model must be 'mlp' or 'linear', got {config.model!r}")
+    progress = sys.stderr.isatty() if progress is None else progress
+    train_rows, test_rows = split(data, config)
+    vec = TfidfVectorizer(
+        ngram_range=(1, 2), min_df=config.min_df, sublinear_tf=True, max_features=config.max_features, dtype=np.float32
+    )
+    x_train = vec.fit_transform(data.texts[train_rows]).tocsr()
+    x_test = vec.transform(data.texts[test_rows]).tocsr() if test_rows.size else None
+    y_train = torch.from_numpy(data.labels[train_rows])
+    ids = data.ids[train_rows]
+
+    torch.manual_seed(seed)
+    model = TfidfHead(x_train.shape[1], len(data.label_names), config)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+    out = Path(out)
+    rec = DynamicsRecorder(
+        out,
+        label_names=data.label_names,
+        pass_="train",
+        overwrite=overwrite,
+        meta={
+            "dataset": data.name,
+            "model": f"tfidf-1-2gram+{config.model}" + (f"{config.hidden}" if config.model == "mlp" else ""),
+            "group": f"tfidf-{config.model}",
+            "seed": seed,
+            "hyperparameters": asdict(config),
+            "n_train": int(train_rows.size),
+            "n_holdout": int(test_rows.size),
+            "n_features": int(x_train.shape[1]),
+        },
+    )
+    counts = np.bincount(data.labels[test_rows], minlength=len(data.label_names)) if test_rows.size else None
+    result = TrainResult(out, majority_accuracy=float(counts.max() / counts.sum()) if counts is not None else np.nan)
+    for epoch in range(config.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(train_rows), generator=gen).numpy()
+        batches = np.array_split(order, max(1, -(-len(order) // config.batch_size)))
+        total = 0.0
+        for rows in tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False):
+            logits = model(x_train[rows])
+            losses = F.cross_entropy(logits, y_train[rows], reduction="none")
+            opt.zero_grad()
+            losses.mean().backward()
+            opt.step()
+            total += float(losses.detach().sum())
+            rec.log(ids[rows], logits, y_train[rows], losses)
+        rec.end_epoch()
+        result.seconds_per_epoch.append(time.perf_counter() - t0)
+        if x_test is not None:
+            model.eval()
+            with torch.no_grad():
+                pred = model(x_test).argmax(dim=1).numpy()
+            result.holdout_accuracy.append(float((pred == data.labels[test_rows]).mean()))
+            rec.update_meta(holdout_accuracy=[round(a, 6) for a in result.holdout_accuracy])
+        acc = f", held-out accuracy {result.holdout_accuracy[-1]:.3f}" if result.holdout_accuracy else ""
+        print(
+            f"{out.name} epoch {epoch + 1}/{config.epochs}: train loss {total / len(order):.4f}{acc} "
+            f"({result.seconds_per_epoch[-1]:.2f} s)",
+            file=sys.stderr,
+        )
+    if examples:
+        write_examples(data, out / "examples.parquet", test_rows)
+    return result
+
+
+def write_examples(data: LabeledData, path: Path, holdout_rows: np.ndarray) -> None:
+    """``examples.parquet``: id, text, label, label_name, split ("train" or "holdout")."""
+    split_col = np.full(len(data.labels), "train", dtype=object)
+    split_col[holdout_rows] = "holdout"
+    table = pa.table(
+        {
+            "id": data.ids,
+            "text": pa.array(data.texts, type=pa.string()),
+            "label": data.labels,
+            "label_name": pa.array(np.asarray(data.label_names, dtype=object)[data.labels], type=pa.string()),
+            "split": pa.array(split_col, type=pa.string()),
+        }
+    )
+    atomic_write_parquet(table, path)
+
+
+def train_seeds(
+    data: LabeledData,
+    out: str | Path,
+    seeds: list[int],
+    *,
+    config: TrainConfig = TrainConfig(),
+    overwrite: bool = False,
+    progress: bool | None = None,
+) -> list[TrainResult]:
+    """One run per seed in ``out/seed-<s>``, with one ``out/examples.parquet`` shared by them."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = [
+        train_run(
+            data, out / f"seed-{s}", seed=s, config=config, overwrite=overwrite, examples=False, progress=progress
+        )
+        for s in seeds
+    ]
+    write_examples(data, out / "examples.parquet", split(data, config)[1])
+    return results

@@ -1,0 +1,117 @@
+"""The built-in trainer on real data (the texts in sample_logs/*/examples.parquet), and noise detection."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from cartography_core import LogError, compute_stats, open_run
+from cartography_core.cli import main
+from cartography_core.evaluate import detection_scores, flip_labels
+from cartography_core.train import LabeledData, TrainConfig, read_labeled, train_run
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
+TREC_CONFIG = TrainConfig(lr=5e-3, batch_size=32)
+
+
+def load(folder: str, n: int | None = None) -> LabeledData:
+    t = pq.read_table(SAMPLES / folder / "examples.parquet")
+    names = [name for _, name in sorted(set(zip(t["label"].to_pylist(), t["label_name"].to_pylist())))]
+    data = LabeledData(
+        t["id"].to_numpy(), t["text"].to_numpy(zero_copy_only=False), t["label"].to_numpy(), names, folder
+    )
+    return data if n is None else replace(data, ids=data.ids[:n], texts=data.texts[:n], labels=data.labels[:n])
+
+
+def epoch_tables(run: Path) -> list:
+    return [pq.read_table(f) for f in sorted((run / "dynamics").glob("epoch_*.parquet"))]
+
+
+@pytest.fixture(scope="module")
+def trec_runs(tmp_path_factory):
+    data = load("trec", 1500)
+    tmp = tmp_path_factory.mktemp("trec")
+    config = replace(TREC_CONFIG, epochs=3)
+    results = {
+        name: train_run(data, tmp / name, seed=s, config=config, progress=False)
+        for name, s in [("a", 7), ("b", 7), ("c", 8)]
+    }
+    return data, tmp, results
+
+
+def test_same_seed_same_log_other_seed_another(trec_runs):
+    _, tmp, _ = trec_runs
+    a, b, c = (epoch_tables(tmp / name) for name in "abc")
+    assert len(a) == 3 and all(x.equals(y) for x, y in zip(a, b))
+    assert not a[0].equals(c[0])
+    assert (tmp / "a" / "dynamics" / "epoch_000.parquet").read_bytes() == (
+        tmp / "b" / "dynamics" / "epoch_000.parquet"
+    ).read_bytes()
+
+
+def test_every_training_example_is_logged_each_epoch_with_its_text(trec_runs):
+    data, tmp, results = trec_runs
+    run = open_run(tmp / "a")
+    stats = compute_stats(run)
+    examples = pd.read_parquet(tmp / "a" / "examples.parquet")
+    train_ids = examples.loc[examples["split"] == "train", "id"]
+    assert sorted(stats["id"].to_pylist()) == sorted(train_ids)
+    assert (stats["n_epochs"].to_numpy() == 3).all()
+    assert len(examples) == 1500 and set(examples["text"]) == set(data.texts)
+    assert run.meta["pass"] == "train" and run.meta["seed"] == 7 and run.label_names == data.label_names
+    assert run.meta["holdout_accuracy"] == pytest.approx(results["a"].holdout_accuracy, abs=1e-6)
+
+
+def test_heldout_accuracy_beats_the_majority_class(trec_runs):
+    _, _, results = trec_runs
+    r = results["a"]
+    assert r.holdout_accuracy[-1] > r.majority_accuracy + 0.3  # 6 classes: majority ~0.23, measured ~0.7 here
+
+
+@pytest.mark.parametrize("folder, config, bound", [("trec", TREC_CONFIG, 0.93), ("sms_spam", TrainConfig(), 0.97)])
+def test_lowest_confidence_finds_flipped_labels(tmp_path, folder, config, bound):
+    # bench/results/noise.md: AUROC 0.961-0.969 (TREC) and 0.991-0.994 (SMS) over seeds 0-2
+    data = load(folder)
+    noisy, flipped = flip_labels(data.labels, len(data.label_names), 0.1, seed=0)
+    train_run(replace(data, labels=noisy), tmp_path / "run", seed=0, config=config, progress=False)
+    stats = compute_stats(tmp_path / "run")
+    is_flipped = flipped[np.searchsorted(data.ids, stats["id"].to_numpy())]
+    assert detection_scores(is_flipped, -stats["confidence"].to_numpy()).auroc > bound
+
+
+def test_flip_labels_moves_exactly_the_rate_to_other_classes():
+    labels = np.arange(1000) % 3
+    noisy, flipped = flip_labels(labels, 3, 0.1, seed=1)
+    assert flipped.sum() == 100
+    assert (noisy[flipped] != labels[flipped]).all() and (noisy[~flipped] == labels[~flipped]).all()
+    assert set(noisy[flipped]) == {0, 1, 2}
+
+
+def test_detection_scores_by_hand():
+    flipped = np.array([True, False, True, False])
+    d = detection_scores(flipped, np.array([0.9, 0.8, 0.1, 0.2]))
+    assert d.auroc == pytest.approx(0.5)  # pairs (flip, clean): (0.9>0.8) (0.9>0.2) (0.1<0.8) (0.1<0.2)
+    assert d.precision_at_k == 0.5 and d.false_negative_rate_at_k == 0.5
+
+
+def test_cli_train_on_a_csv(tmp_path, capsys):
+    data = load("sms_spam", 400)
+    names = np.asarray(data.label_names, dtype=object)[data.labels]
+    pd.DataFrame({"message": data.texts, "kind": names}).to_csv(tmp_path / "sms.csv", index=False)
+    args = ["train", str(tmp_path / "sms.csv"), "--text-col", "message", "--label-col", "kind", "--epochs", "2"]
+    assert main(args + ["--seeds", "0,1", "--out", str(tmp_path / "sms")]) == 0
+    assert sorted(p.name for p in (tmp_path / "sms").iterdir()) == ["examples.parquet", "seed-0", "seed-1"]
+    assert open_run(tmp_path / "sms" / "seed-1").examples_path == tmp_path / "sms" / "examples.parquet"
+    assert main(args + ["--seeds", "0", "--out", str(tmp_path / "sms")]) == 2  # never overwritten unasked
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_read_labeled_names_missing_columns(tmp_path):
+    pd.DataFrame({"text": ["a", "b"], "y": ["x", "z"]}).to_csv(tmp_path / "d.csv", index=False)
+    with pytest.raises(LogError, match="d.csv: no column 'label' \\(columns: text, y\\)"):
+        read_labeled(tmp_path / "d.csv", "text", "label")
+    data = read_labeled(tmp_path / "d.csv", "text", "y")
+    assert data.label_names == ["x", "z"] and data.labels.tolist() == [0, 1]
