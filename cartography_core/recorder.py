@@ -23,6 +23,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,22 @@ def to_numpy(x) -> np.ndarray:
     return np.asarray(x)
 
 
+def _snapshot(x, dtype: str | None = None):
+    """A CPU copy of ``x`` (the caller may reuse its buffers). A torch tensor stays a tensor until
+    ``end_epoch`` converts the whole epoch at once: one copy per batch is all a training step pays."""
+    if hasattr(x, "detach"):
+        torch = sys.modules["torch"]
+        return x.detach().to(device="cpu", dtype=getattr(torch, dtype) if dtype else None, copy=True)
+    a = np.asarray(x)
+    return a.astype(dtype) if dtype else a.copy()
+
+
+def _concat(parts: list) -> np.ndarray:
+    if all(hasattr(p, "detach") for p in parts):
+        return sys.modules["torch"].cat(parts).numpy()
+    return np.concatenate([to_numpy(p) for p in parts])
+
+
 def created_now() -> str:
     """ISO time for ``run.json``; ``SOURCE_DATE_EPOCH`` (reproducible builds) fixes it."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
@@ -55,7 +72,8 @@ def atomic_write_parquet(table: pa.Table, path: Path) -> None:
     """Write ``table`` to ``path`` through a hidden temporary file in the same folder, renamed when complete."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        pq.write_table(table, tmp, compression="zstd")
+        # dictionary encoding buys nothing on logits and costs 2.5x the write time (bench/bench_recorder.py)
+        pq.write_table(table, tmp, compression="zstd", use_dictionary=False)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -129,43 +147,41 @@ class DynamicsRecorder:
 
     def log(self, ids, logits, labels, loss=None) -> None:
         """Add one batch: ``ids`` (n,) ints or strings, ``logits`` (n, K), gold ``labels`` (n,), optional
-        per-example ``loss`` (n,)."""
-        ids_np = to_numpy(ids) if not isinstance(ids, (list, tuple)) else np.asarray(ids)
-        logits_np = to_numpy(logits)
-        labels_np = to_numpy(labels)
-        n = len(ids_np)
-        if logits_np.ndim != 2 or logits_np.shape[0] != n or labels_np.shape != (n,):
+        per-example ``loss`` (n,). Numpy arrays, torch tensors (any device; detached) or lists."""
+        batch = (_snapshot(ids), _snapshot(logits, "float32"), _snapshot(labels, "int64"))
+        ids_s, logits_s, labels_s = batch
+        n = len(ids_s)
+        if len(logits_s.shape) != 2 or logits_s.shape[0] != n or tuple(labels_s.shape) != (n,):
             raise LogError(
-                f"log(): ids {ids_np.shape}, logits {logits_np.shape} and labels {labels_np.shape} must be "
-                "(n,), (n, K) and (n,)"
+                f"log(): ids {tuple(ids_s.shape)}, logits {tuple(logits_s.shape)} and labels "
+                f"{tuple(labels_s.shape)} must be (n,), (n, K) and (n,)"
             )
-        if self._batches and logits_np.shape[1] != self._batches[0][1].shape[1]:
+        if self._batches and logits_s.shape[1] != self._batches[0][1].shape[1]:
             raise LogError(
-                f"log(): logits have {logits_np.shape[1]} classes, earlier batches {self._batches[0][1].shape[1]}"
+                f"log(): logits have {logits_s.shape[1]} classes, earlier batches {self._batches[0][1].shape[1]}"
             )
-        loss_np = None if loss is None else to_numpy(loss).astype(np.float32).reshape(n)
-        # copies: the caller may reuse its buffers
-        self._batches.append((ids_np.copy(), logits_np.astype(np.float32), labels_np.astype(np.int64), loss_np))
+        self._batches.append((*batch, None if loss is None else _snapshot(loss, "float32").reshape(n)))
 
     def end_epoch(self) -> Path:
         """Write the epoch's rows and start the next epoch; returns the file written."""
         if not self._batches:
             raise LogError(f"end_epoch(): nothing was logged in epoch {self.epoch}")
-        ids = np.concatenate([b[0] for b in self._batches])
+        ids = _concat([b[0] for b in self._batches])
         if ids.dtype.kind in "US":
             ids = ids.astype(object)
-        if not pd.Index(ids).is_unique:
-            dup = pd.Index(ids)[pd.Index(ids).duplicated()][0]
+        index = pd.Index(ids)
+        if not index.is_unique:
+            dup = index[index.duplicated()][0]
             raise LogError(f"end_epoch(): id {show_id(dup)} was logged twice in epoch {self.epoch}")
-        logits = np.concatenate([b[1] for b in self._batches])
+        logits = _concat([b[1] for b in self._batches])
         k = logits.shape[1]
         cols = {
             "id": pa.array(ids, type=pa.string() if ids.dtype == object else pa.int64()),
-            "label": pa.array(np.concatenate([b[2] for b in self._batches])),
-            "logits": pa.FixedSizeListArray.from_arrays(pa.array(logits.ravel()), k).cast(pa.list_(pa.float32())),
+            "label": pa.array(_concat([b[2] for b in self._batches])),
+            "logits": pa.ListArray.from_arrays(np.arange(0, logits.size + 1, k, dtype=np.int32), logits.ravel()),
         }
         if all(b[3] is not None for b in self._batches):
-            cols["loss"] = pa.array(np.concatenate([b[3] for b in self._batches]))
+            cols["loss"] = pa.array(_concat([b[3] for b in self._batches]))
         if self.world_size == 1:
             path = self.dyn / f"epoch_{self.epoch:03d}.parquet"
         else:

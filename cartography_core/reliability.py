@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from scipy.stats import spearmanr
 
 from .errors import LogError
 from .stats import SCORES
@@ -116,6 +115,8 @@ def runs_needed(r: float, runs_per_half: int, target: float) -> int:
 
 def split_half_reliability(tables: list[pa.Table], score: str, *, n_splits: int = 20, seed: int = 0) -> Reliability:
     """Split-half reliability of ``score`` over runs that log the same examples (Kwok et al. 2024, Sec. 3)."""
+    from scipy.stats import spearmanr  # imported here: scipy.stats is slow to import, and only this needs it
+
     r_total = len(tables)
     if r_total < 2:
         raise LogError(f"split-half reliability needs at least 2 runs, got {r_total}")
