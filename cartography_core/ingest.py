@@ -255,7 +255,8 @@ def _columns(layout: str, epoch: int) -> tuple[str, str, str]:
     return ("guid", "gold", f"logits_epoch_{epoch}") if layout == ALLENAI else ("id", "label", "logits")
 
 
-def _read_batches(run: Run, ef: EpochFiles, k_expected: int | None) -> Iterator[Batch]:
+def read_epoch(run: Run, ef: EpochFiles, k_expected: int | None = None) -> Iterator[Batch]:
+    """The validated batches of one epoch's files (checks within a file; ``DynamicsReader`` adds the rest)."""
     for path in ef.paths:
         source = run.rel(path)
         jsonl = path.suffix == ".jsonl"
@@ -508,7 +509,7 @@ class DynamicsReader:
         for ef in self.epochs:
             in_epoch = np.zeros(self.n, dtype=bool)
             n_in_epoch = 0
-            for b in _read_batches(self.run, ef, self.k):
+            for b in read_epoch(self.run, ef, self.k):
                 self._check_kind(b)
                 pos = self._positions(b)
                 if self.n > in_epoch.size:

@@ -1,0 +1,120 @@
+"""Altair charts of the dashboard. Presentation only: every number comes from ``cartography_core``."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+from cartography_core.datamap import CONF_MAX, VAR_MAX
+
+BRUSH = "brush"
+X = alt.X("variability:Q", title="variability", scale=alt.Scale(domain=[0, VAR_MAX]))
+Y = alt.Y("confidence:Q", title="confidence", scale=alt.Scale(domain=[0, CONF_MAX]))
+REGION_LABELS = pd.DataFrame(  # where the paper's figure names its regions
+    {
+        "variability": [0.03, 0.38, 0.03],
+        "confidence": [0.97, 0.55, 0.03],
+        "name": ["easy-to-learn", "ambiguous", "hard-to-learn"],
+    }
+)
+TOOLTIP = ["id:N", "gold:N", "predicted:N", "confidence:Q", "variability:Q", "correctness:Q", "text:N"]
+
+
+def data_map(points: pd.DataFrame, bins: pd.DataFrame | None, *, title: str, height: int = 430) -> alt.LayerChart:
+    """Variability (x) against confidence (y), points coloured by correctness, with a brush.
+
+    ``bins`` (``datamap.density`` output) draws a grey density under the sampled points when the run has
+    more examples than are drawn as points."""
+    points_layer = (
+        alt.Chart(points)
+        .mark_circle(size=18, opacity=0.75)
+        .encode(
+            x=X,
+            y=Y,
+            color=alt.Color("correctness:Q", scale=alt.Scale(scheme="plasma", domain=[0, 1]), title="correctness"),
+            tooltip=[t for t in TOOLTIP if t.split(":")[0] in points.columns],
+        )
+        .add_params(alt.selection_interval(name=BRUSH, encodings=["x", "y"]))
+    )
+    labels = (
+        alt.Chart(REGION_LABELS)
+        .mark_text(fontSize=13, fontWeight="bold", align="left", opacity=0.6)
+        .encode(x="variability:Q", y="confidence:Q", text="name:N")
+    )
+    layers = [points_layer, labels]
+    if bins is not None and len(bins):
+        density = (
+            alt.Chart(bins)
+            .mark_rect(opacity=0.55)
+            .encode(
+                x=alt.X("var_lo:Q", scale=alt.Scale(domain=[0, VAR_MAX]), title="variability"),
+                x2="var_hi:Q",
+                y=alt.Y("conf_lo:Q", scale=alt.Scale(domain=[0, CONF_MAX]), title="confidence"),
+                y2="conf_hi:Q",
+                color=alt.Color(
+                    "count:Q", scale=alt.Scale(type="log", scheme="greys"), legend=alt.Legend(title="examples per bin")
+                ),
+                tooltip=["count:Q"],
+            )
+        )
+        layers.insert(0, density)
+    return alt.layer(*layers).resolve_scale(color="independent").properties(title=title, height=height)
+
+
+def histogram(hist: pd.DataFrame, title: str) -> alt.Chart:
+    """Bars of a ``datamap.histogram`` table."""
+    return (
+        alt.Chart(hist)
+        .mark_bar()
+        .encode(
+            x=alt.X("lo:Q", title=title, bin="binned"),
+            x2="hi:Q",
+            y=alt.Y("count:Q", title=None),
+            tooltip=["lo:Q", "hi:Q", "count:Q"],
+        )
+        .properties(height=110)
+    )
+
+
+def class_panels(points: pd.DataFrame, columns: int = 3) -> alt.FacetChart:
+    """One small data map per class (read-only)."""
+    return (
+        alt.Chart(points)
+        .mark_circle(size=10, opacity=0.7)
+        .encode(
+            x=X,
+            y=Y,
+            color=alt.Color("correctness:Q", scale=alt.Scale(scheme="plasma", domain=[0, 1])),
+            tooltip=[t for t in TOOLTIP if t.split(":")[0] in points.columns],
+        )
+        .properties(width=220, height=200)
+        .facet(facet=alt.Facet("gold:N", title=None), columns=columns)
+    )
+
+
+def trajectory(traj: pd.DataFrame) -> alt.Chart:
+    """Gold-class probability per epoch (one line per run), a filled dot where the prediction was right."""
+    base = alt.Chart(traj).encode(
+        x=alt.X("epoch:O", title="epoch"),
+        y=alt.Y("p_gold:Q", title="p(gold)", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("run:N", title="run"),
+    )
+    dots = base.mark_point(size=70, filled=True).encode(
+        shape=alt.Shape("correct:N", title="correct", scale=alt.Scale(domain=[True, False], range=["circle", "cross"])),
+        tooltip=["run:N", "epoch:O", "p_gold:Q", "correct:N", "predicted:N"],
+    )
+    return (base.mark_line() + dots).properties(height=220)
+
+
+def accuracy(meta_rows: pd.DataFrame) -> alt.Chart:
+    """Held-out accuracy per epoch for each run."""
+    return (
+        alt.Chart(meta_rows)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("epoch:O"),
+            y=alt.Y("accuracy:Q", title="held-out accuracy", scale=alt.Scale(zero=False)),
+            color="run:N",
+        )
+        .properties(height=220)
+    )

@@ -1,0 +1,439 @@
+"""The dataset-cartography dashboard over a folder of training-dynamics logs.
+
+    streamlit run app/main.py                      # the runs under sample_logs/
+    streamlit run app/main.py -- --logs DIR        # or CARTOGRAPHY_LOGS=DIR streamlit run app/main.py
+
+Reads top to bottom: page set-up, cached loaders (all numbers come from ``cartography_core``), sidebar
+controls, then the tabs: the data map with its examples, per-class panels, and the runs. Every control is
+bound to a URL parameter, so the address bar (and the share link) carries the whole view.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+from pathlib import Path
+from urllib.parse import urlencode
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import streamlit as st
+
+ROOT_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT_DIR))  # `streamlit run app/main.py` from a clone, nothing installed
+
+from app import charts, state  # noqa: E402
+from cartography_core import (  # noqa: E402
+    REGIONS,
+    SCORES,
+    LogError,
+    RegionThresholds,
+    rank_order,
+    region_codes,
+    region_counts,
+    split_half_reliability,
+)
+from cartography_core.catalog import LoadedRun, load_run, run_ids, run_paths, signature  # noqa: E402
+from cartography_core.datamap import (  # noqa: E402
+    MAX_POINTS,
+    RowFilter,
+    density,
+    filter_mask,
+    histogram,
+    sample_points,
+    top_rows,
+    trajectory,
+)
+from cartography_core.select import table_bytes, top_fraction_codes  # noqa: E402
+
+TABLE_ROWS = 500
+PANEL_POINTS = 3_000
+
+st.set_page_config(page_title="Dataset cartography", page_icon=":material/scatter_plot:", layout="wide")
+
+
+def logs_root() -> Path:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--logs")
+    args, _ = parser.parse_known_args(sys.argv[1:])
+    return Path(args.logs or os.environ.get("CARTOGRAPHY_LOGS") or ROOT_DIR / "sample_logs").resolve()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Cached loaders: keyed by (root, run id, signature of the files) strings; results are shared, read-only.
+
+
+@st.cache_resource(show_spinner="Reading the run and computing its scores...", max_entries=8)
+def load(root: str, run_id: str, sig: str) -> LoadedRun:
+    return load_run(root, run_id)
+
+
+@st.cache_resource(max_entries=64)
+def map_layers(root: str, run_id: str, sig: str, cls: int | None) -> tuple[pd.DataFrame, pd.DataFrame | None, dict]:
+    """(points to draw, density bins or None, histograms) of one class (None: all classes)."""
+    run = load(root, run_id, sig)
+    t = run.table
+    rows = np.arange(run.n) if cls is None else np.flatnonzero(t["label"].to_numpy() == cls)
+    conf, var = t["confidence"].to_numpy()[rows], t["variability"].to_numpy()[rows]
+    drawn = rows[sample_points(conf, var)]
+    bins = density(var, conf).to_pandas() if rows.size > MAX_POINTS else None
+    hists = {
+        "confidence": histogram(conf).to_pandas(),
+        "variability": histogram(var, hi=0.5).to_pandas(),
+        "correctness": histogram(
+            t["correctness"].to_numpy()[rows], bins=run.n_epochs + 1 if run.n_epochs < 20 else 20
+        ).to_pandas(),
+    }
+    return points_frame(run, drawn), bins, hists
+
+
+def points_frame(run: LoadedRun, rows: np.ndarray) -> pd.DataFrame:
+    t = run.table.take(pa.array(rows))
+    names = np.asarray(run.label_names, dtype=object)
+    frame = pd.DataFrame(
+        {
+            "id": t["id"].to_pandas().astype(str),
+            "gold": names[t["label"].to_numpy()],
+            "predicted": names[t["pred_label"].to_numpy()],
+            "confidence": t["confidence"].to_numpy(),
+            "variability": t["variability"].to_numpy(),
+            "correctness": t["correctness"].to_numpy(),
+        }
+    )
+    if run.text_column:
+        frame["text"] = t[run.text_column].to_pandas().str.slice(0, 280)
+    return frame
+
+
+@st.cache_resource(max_entries=16)
+def class_points(root: str, run_id: str, sig: str) -> pd.DataFrame:
+    """Points of every class for the per-class panels, at most PANEL_POINTS a class."""
+    run = load(root, run_id, sig)
+    t = run.table
+    labels, conf, var = t["label"].to_numpy(), t["confidence"].to_numpy(), t["variability"].to_numpy()
+    rows = []
+    for c in np.unique(labels):  # a loop over classes, not examples
+        members = np.flatnonzero(labels == c)
+        rows.append(members[sample_points(conf[members], var[members], max_points=PANEL_POINTS, size=PANEL_POINTS)])
+    return points_frame(run, np.concatenate(rows))
+
+
+@st.cache_resource(max_entries=64)
+def ranking(root: str, run_id: str, sig: str, metric: str, hardest: bool) -> np.ndarray:
+    return rank_order(load(root, run_id, sig).table, metric, hardest=hardest)
+
+
+@st.cache_data(max_entries=256, show_spinner="Reading the example's epochs...")
+def trajectories(root: str, run_id: str, sig: str, example_id: str) -> pd.DataFrame:
+    run = load(root, run_id, sig)
+    key = int(example_id) if run.table["id"].type == pa.int64() else example_id
+    names = np.asarray(run.label_names, dtype=object)
+    frames = []
+    for r in run.runs:
+        traj = trajectory(r, key).to_pandas()
+        traj["run"] = r.path.name
+        traj["predicted"] = names[traj["pred"].to_numpy()]
+        frames.append(traj)
+    return pd.concat(frames, ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Empty and error states
+
+
+root = logs_root()
+if "raw_query" not in st.session_state:  # the link as opened, before bound widgets drop values they refuse
+    st.session_state.raw_query = {k: st.query_params.get_all(k) for k in st.query_params}
+ids = run_ids(root)
+if not ids:
+    st.title("Dataset cartography")
+    st.info(
+        f"No training-dynamics logs under {root}. Point the app at a folder of runs with "
+        "`streamlit run app/main.py -- --logs DIR` (or `CARTOGRAPHY_LOGS=DIR`); a run folder holds "
+        "`dynamics/epoch_<e>.parquet` files or allenai's `training_dynamics/dynamics_epoch_<e>.jsonl`. "
+        "`python -m cartography_core train` makes one from a labeled CSV."
+    )
+    st.stop()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sidebar controls
+
+
+with st.sidebar:
+    st.header("Run")
+    run_id = st.selectbox(
+        "Run", ids, key="run", bind="query-params", help="`<dataset>/*` is the mean over the dataset's runs"
+    )
+    try:
+        sig = signature(run_paths(root, run_id))
+        run = load(str(root), run_id, sig)
+    except LogError as exc:
+        st.error(f"This run cannot be read: {exc}")
+        st.stop()
+    spec = state.params(ids, run.label_names)
+    cls_name = st.selectbox("Class", spec["cls"].choices, key="cls", bind="query-params")
+    cls = None if cls_name == state.ALL_CLASSES else run.label_names.index(cls_name)
+
+    st.header("Regions")
+    rule = st.radio("Rule", state.RULES, key="rule", bind="query-params", horizontal=True)
+    by_threshold = rule == state.RULES[0]
+    amb_var = st.slider(
+        "Ambiguous: variability at least",
+        0.0,
+        0.5,
+        0.2,
+        0.01,
+        key="amb_var",
+        bind="query-params",
+        disabled=not by_threshold,
+    )
+    easy_conf = st.slider(
+        "Easy-to-learn: confidence at least",
+        0.0,
+        1.0,
+        0.5,
+        0.01,
+        key="easy_conf",
+        bind="query-params",
+        disabled=not by_threshold,
+    )
+    hard_conf = st.slider(
+        "Hard-to-learn: confidence below",
+        0.0,
+        1.0,
+        0.5,
+        0.01,
+        key="hard_conf",
+        bind="query-params",
+        disabled=not by_threshold,
+    )
+    q = st.slider(
+        "Top q% by metric (the paper's subsets)", 1, 50, 33, 1, key="q", bind="query-params", disabled=by_threshold
+    )
+    if by_threshold and hard_conf > easy_conf:
+        st.warning(
+            f"Hard-to-learn's bound ({hard_conf}) is above easy-to-learn's ({easy_conf}); using {easy_conf} for both."
+        )
+        hard_conf = easy_conf
+
+    st.header("Brush")
+    st.caption("Drag a rectangle on the map, or set the ranges; choose the subset 'brush' to list it.")
+    var_range = st.slider("Variability range", 0.0, 0.5, (0.0, 0.5), 0.005, key="var_range", bind="query-params")
+    conf_range = st.slider("Confidence range", 0.0, 1.0, (0.0, 1.0), 0.005, key="conf_range", bind="query-params")
+
+
+def on_brush() -> None:
+    """Copy the map's brush into the bound range sliders (so the URL carries it) and list the brushed rows."""
+    box = st.session_state["map"].selection.get(charts.BRUSH) or {}
+    if "variability" in box and "confidence" in box:
+        lo, hi = sorted(box["variability"])
+        st.session_state["var_range"] = (max(0.0, round(lo, 3)), min(0.5, round(hi, 3)))
+        lo, hi = sorted(box["confidence"])
+        st.session_state["conf_range"] = (max(0.0, round(lo, 3)), min(1.0, round(hi, 3)))
+        st.session_state["subset"] = "brush"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Header
+
+table = run.table
+title = run_id if not run_id.endswith("/*") else f"{run_id[:-2]}: mean over {len(run.runs)} runs"
+st.title(f"Data map: {title}")
+meta = run.runs[0].meta
+facts = [f"{run.n:,} examples", f"{run.n_epochs} epochs", f"{len(run.label_names)} classes"]
+if meta.get("pass"):
+    facts.append(f"logits from the {meta['pass']} pass")
+if meta.get("model"):
+    facts.append(f"model {meta['model']}")
+if not run.has_examples:
+    facts.append("no examples file: ids only")
+st.caption(" · ".join(facts))
+for notice in state.url_notices(st.session_state.pop("raw_query", {}), spec):
+    st.warning(notice)
+
+thresholds = RegionThresholds(amb_var, easy_conf, hard_conf)
+if by_threshold:
+    codes = region_codes(table["confidence"].to_numpy(), table["variability"].to_numpy(), thresholds)
+else:
+    codes = top_fraction_codes(table, q / 100)
+
+tab_map, tab_classes, tab_runs = st.tabs(state.TABS, key="tab", bind="query-params")
+
+# ---------------------------------------------------------------------------------------------------------
+# Data map, counts and examples
+
+with tab_map:
+    points, bins, hists = map_layers(str(root), run_id, sig, cls)
+    left, right = st.columns([3, 1])
+    with left:
+        n_class = run.n if cls is None else int((table["label"].to_numpy() == cls).sum())
+        chart = charts.data_map(points, bins, title=f"{cls_name} ({len(points):,} of {n_class:,} examples as points)")
+        st.altair_chart(chart, key="map", on_select=on_brush, selection_mode=charts.BRUSH, width="stretch")
+    with right:
+        for name, hist in hists.items():
+            st.altair_chart(charts.histogram(hist, name), width="stretch")
+
+    counts = region_counts(codes, table["label"].to_numpy(), run.label_names).to_pandas()
+    rule_text = (
+        f"variability >= {amb_var} ambiguous; else confidence >= {easy_conf} easy, < {hard_conf} hard"
+        if by_threshold
+        else f"top {q}% by variability (ambiguous), lowest and highest {q}% by confidence (hard, easy)"
+    )
+    st.subheader("Regions per class")
+    st.caption(rule_text)
+    st.dataframe(counts, hide_index=True, key="counts")
+
+    st.subheader("Examples")
+    c1, c2, c3, c4 = st.columns([1.2, 1.2, 1, 2])
+    subset = c1.selectbox("Subset", state.SUBSETS, key="subset", bind="query-params")
+    metric = c2.selectbox("Sort by", state.SORTABLE, key="sort", bind="query-params", help=SCORES["confidence"].formula)
+    order = c3.radio("Order", state.ORDERS, key="order", bind="query-params")
+    search = c4.text_input(
+        "Search the text", key="search", bind="query-params", placeholder="words in the example's text"
+    )
+
+    row_filter = RowFilter(
+        region=REGIONS.index(subset) if subset in REGIONS else None,
+        var_range=var_range if subset == "brush" else None,
+        conf_range=conf_range if subset == "brush" else None,
+        label=cls,
+        search=search.strip(),
+    )
+    mask = filter_mask(table, row_filter, region_codes=codes, texts=run.texts())
+    try:
+        ranked = ranking(str(root), run_id, sig, metric, order == state.ORDERS[0])
+    except LogError as exc:
+        st.error(str(exc))
+        st.stop()
+    rows = top_rows(ranked, mask, TABLE_ROWS)
+    n_match = int(mask.sum())
+    st.caption(
+        f"{n_match:,} examples match; showing the first {len(rows):,} by {metric} "
+        f"({SCORES[metric].harder} is harder; {order}). Text is shown as plain text."
+    )
+    shown_rows = table.take(pa.array(rows, type=pa.int64()))
+    names = np.asarray(run.label_names, dtype=object)
+    view = pd.DataFrame({"id": shown_rows["id"].to_pandas().astype(str)})
+    if run.text_column:
+        view["text"] = shown_rows[run.text_column].to_pandas()
+    view["gold"] = names[shown_rows["label"].to_numpy()]
+    view["predicted"] = names[shown_rows["pred_label"].to_numpy()]
+    view["region"] = np.asarray(REGIONS, dtype=object)[codes[rows]]
+    for col in dict.fromkeys([metric, "confidence", "variability", "correctness", "forgetting_events", "aum"]):
+        view[col] = shown_rows[col].to_pandas()
+    event = st.dataframe(
+        view,
+        hide_index=True,
+        key="table",
+        on_select="rerun",
+        selection_mode="single-row",
+        column_config={"text": st.column_config.TextColumn(width="large")},
+    )
+
+    picked = event.selection.rows if event is not None else []
+    if picked:
+        i = picked[0]
+        row = view.iloc[i]
+        st.markdown(
+            f"**Example {row['id']}**: gold **{row['gold']}**, predicted **{row['predicted']}**, region {row['region']}"
+        )
+        if run.text_column:
+            st.text(str(view["text"].iloc[i]))
+        traj = trajectories(str(root), run_id, sig, row["id"])
+        st.altair_chart(charts.trajectory(traj), width="stretch")
+    else:
+        st.caption("Select a row to see its text and its gold-class probability, epoch by epoch.")
+
+    st.subheader("Download")
+    desc = state.file_slug(run_id, cls_name if cls is not None else "", subset, search.strip()[:30])
+    digest = hashlib.sha1(repr((run_id, sig, rule, thresholds, q, row_filter, metric, order)).encode()).hexdigest()[:8]
+    subset_rows = ranked[mask[ranked]]
+
+    def subset_table() -> pa.Table:
+        out = table.take(pa.array(subset_rows, type=pa.int64()))
+        return out.append_column(
+            "region", pa.array(np.asarray(REGIONS, dtype=object)[codes[subset_rows]], type=pa.string())
+        )
+
+    cols = st.columns(5)
+    for col, fmt, mime in zip(
+        cols[:3], (".csv", ".jsonl", ".parquet"), ("text/csv", "application/jsonl", "application/octet-stream")
+    ):
+        col.download_button(
+            f"Subset ({n_match:,}) {fmt[1:]}",
+            data=lambda fmt=fmt: table_bytes(subset_table(), fmt),  # built only when clicked
+            file_name=f"{desc}_{digest}{fmt}",
+            mime=mime,
+            on_click="ignore",
+            key=f"dl_subset{fmt}",
+        )
+    for col, fmt in zip(cols[3:], (".csv", ".parquet")):
+        col.download_button(
+            f"All scores {fmt[1:]}",
+            data=lambda fmt=fmt: table_bytes(table, fmt),
+            file_name=f"{state.file_slug(run_id, 'all-scores')}_{sig.split(':')[-1][-8:]}{fmt}",
+            on_click="ignore",
+            key=f"dl_all{fmt}",
+        )
+
+    st.subheader("Share this view")
+    values = {k: st.session_state.get(k) for k in spec}
+    query = urlencode(state.share_query(values, spec))
+    link = (st.context.url or "").split("?")[0] + (f"?{query}" if query else "")
+    st.caption("The link opens this run, class, regions, brush, subset, sort, search and tab.")
+    st.code(link, language=None)
+
+# ---------------------------------------------------------------------------------------------------------
+# Per-class panels
+
+with tab_classes:
+    st.altair_chart(charts.class_panels(class_points(str(root), run_id, sig)))
+    st.caption(f"Up to {PANEL_POINTS:,} examples per class, the hard-to-learn corner over-sampled above that.")
+
+# ---------------------------------------------------------------------------------------------------------
+# Runs: held-out accuracy, and how reliable the scores are across runs
+
+with tab_runs:
+    acc = [
+        {"run": r.path.name, "epoch": e, "accuracy": a}
+        for r in run.runs
+        for e, a in enumerate(r.meta.get("holdout_accuracy") or [])
+    ]
+    if acc:
+        st.altair_chart(charts.accuracy(pd.DataFrame(acc)), width="stretch")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "run": r.path.name,
+                    "model": r.meta.get("model"),
+                    "seed": r.meta.get("seed"),
+                    "pass": r.meta.get("pass"),
+                    "epochs": r.n_epochs,
+                }
+                for r in run.runs
+            ]
+        ),
+        hide_index=True,
+    )
+    if len(run.runs) >= 2:
+        st.subheader("Reliability across runs (Kwok et al. 2024)")
+        rel = [
+            split_half_reliability(run.per_run, s)
+            for s in ("confidence", "variability", "correctness", "aum", "forgetting_events", "el2n")
+        ]
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {"score": r.score, "split-half rho": r.split_half, f"reliability of the mean of {r.n_runs}": r.full}
+                    for r in rel
+                ]
+            ),
+            hide_index=True,
+        )
+    else:
+        st.caption("Open `<dataset>/*` to see how reliable each score is across its runs.")

@@ -1,0 +1,119 @@
+"""The view's URL parameters: their keys, defaults and allowed values, and the notices for a link that
+carries values the view cannot use (each such value opens at its default, and the page says so).
+
+Every widget that shapes the view is bound to the query parameter of the same name
+(``bind="query-params"``), so the address bar always holds the whole view.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from cartography_core import REGIONS, SCORES
+
+ALL_CLASSES = "all classes"
+SUBSETS = ("hard-to-learn", "ambiguous", "easy-to-learn", "other", "brush", "all")
+RULES = ("thresholds", "top q%")
+ORDERS = ("hardest first", "easiest first")
+TABS = ("Data map", "Per class", "Runs")
+SORTABLE = tuple(SCORES)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One bound widget: its URL key, default and how a URL value is checked."""
+
+    key: str
+    default: object
+    choices: Sequence[str] | None = None  # for select boxes, radios, tabs
+    bounds: tuple[float, float] | None = None  # for sliders
+    pair: bool = False  # a range slider: two values
+
+
+def params(run_ids: Sequence[str], class_names: Sequence[str]) -> dict[str, Param]:
+    """The view's parameters, given the runs found and the classes of the run shown."""
+    out = [
+        Param("run", run_ids[0] if run_ids else None, choices=run_ids),
+        Param("cls", ALL_CLASSES, choices=[ALL_CLASSES, *class_names]),
+        Param("tab", TABS[0], choices=TABS),
+        Param("rule", RULES[0], choices=RULES),
+        Param("amb_var", 0.2, bounds=(0.0, 0.5)),
+        Param("easy_conf", 0.5, bounds=(0.0, 1.0)),
+        Param("hard_conf", 0.5, bounds=(0.0, 1.0)),
+        Param("q", 33, bounds=(1, 50)),
+        Param("subset", SUBSETS[0], choices=SUBSETS),
+        Param("var_range", (0.0, 0.5), bounds=(0.0, 0.5), pair=True),
+        Param("conf_range", (0.0, 1.0), bounds=(0.0, 1.0), pair=True),
+        Param("sort", "confidence", choices=SORTABLE),
+        Param("order", ORDERS[0], choices=ORDERS),
+        Param("search", ""),
+    ]
+    return {p.key: p for p in out}
+
+
+def url_notices(query: Mapping[str, Sequence[str]], spec: Mapping[str, Param]) -> list[str]:
+    """One sentence per URL value the view cannot use. ``query`` maps each key to all its values."""
+    notices = []
+    for key, values in query.items():
+        p = spec.get(key)
+        if p is None or not values:
+            continue
+        problem = _problem(p, list(values))
+        if problem:
+            shown = ", ".join(values)
+            default = p.default if not p.pair else f"{p.default[0]} to {p.default[1]}"
+            notices.append(f"The link's {key}={shown!r} {problem}; showing the default ({default}) instead.")
+    return notices
+
+
+def _problem(p: Param, values: list[str]) -> str | None:
+    if p.choices is not None:
+        return None if values[-1] in p.choices else "is not one of the choices here"
+    if p.bounds is None:
+        return None
+    if p.pair and len(values) != 2:
+        return "needs two values (low and high)"
+    try:
+        nums = [float(v) for v in (values if p.pair else values[-1:])]
+    except ValueError:
+        return "is not a number"
+    lo, hi = p.bounds
+    if any(not lo <= x <= hi for x in nums):
+        return f"is outside {lo} to {hi}"
+    if p.pair and nums[0] > nums[1]:
+        return "has its low value above its high value"
+    return None
+
+
+def share_query(values: Mapping[str, object], spec: Mapping[str, Param]) -> list[tuple[str, str]]:
+    """(key, value) pairs of the view's URL, as the widget binding writes them: a value equal to its default
+    is left out, and a range gives its key twice (low, then high)."""
+    out: list[tuple[str, str]] = []
+    for key, p in spec.items():
+        v = values.get(key)
+        if v is None or v == "" or _same(v, p.default):
+            continue
+        out.extend((key, _fmt(x)) for x in (v if p.pair else [v]))
+    return out
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, (tuple, list)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return abs(a - b) < 1e-12
+    return a == b
+
+
+def _fmt(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def file_slug(*parts: str) -> str:
+    """A file-name-safe join: ('rotten_tomatoes/seed-0', 'hard-to-learn') -> 'rotten_tomatoes-seed-0_hard-to-learn'."""
+    return "_".join(re.sub(r"[^A-Za-z0-9.-]+", "-", p).strip("-") for p in parts if p)
+
+
+REGION_INDEX = {name: i for i, name in enumerate(REGIONS)}

@@ -1,0 +1,128 @@
+"""The runs under a root folder, addressed by relative ids, and everything a view loads for one of them.
+
+Ids are ``/``-separated paths relative to the root (``rotten_tomatoes/seed-0``); ``<dataset>/*`` names the
+mean over the runs of a folder that holds two or more (``reliability.pool_runs``). Only ids that
+:func:`run_ids` lists are accepted, so an id can never reach a path outside the root.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from .errors import LogError
+from .ingest import Run, find_runs, open_run, read_examples
+from .reliability import pool_runs
+from .select import with_examples
+from .stats import compute_stats, table_meta
+
+POOLED = "*"
+
+
+def _parent(rel: str) -> str:
+    return rel.rsplit("/", 1)[0] if "/" in rel else ""
+
+
+def run_ids(root: str | Path) -> list[str]:
+    """Every run id under ``root``; after the last run of a folder holding two or more, ``<folder>/*``."""
+    runs = find_runs(root)
+    parents = [_parent(r) for r in runs]
+    last = {p: i for i, p in enumerate(parents)}
+    out: list[str] = []
+    for i, (rel, parent) in enumerate(zip(runs, parents)):
+        out.append(rel)
+        if parent and last[parent] == i and parents.count(parent) >= 2:
+            out.append(f"{parent}/{POOLED}")
+    return out
+
+
+def run_paths(root: str | Path, run_id: str) -> list[Path]:
+    """The run directories behind ``run_id`` (several for a pooled id); refuses ids that ``run_ids`` does not list."""
+    root = Path(root)
+    if run_id not in run_ids(root):
+        raise LogError(f"no run {run_id!r} under {root}")
+    if run_id.endswith("/" + POOLED):
+        parent = _parent(run_id)
+        return [root / r for r in find_runs(root) if _parent(r) == parent]
+    return [root / run_id]
+
+
+def signature(paths: list[Path]) -> str:
+    """A cache key that changes when any file of the runs changes: count, total size and newest mtime."""
+    count = size = newest = 0
+    for path in paths:
+        for folder, _, files in os.walk(path):
+            for name in files:
+                st = os.stat(os.path.join(folder, name))
+                count, size, newest = count + 1, size + st.st_size, max(newest, st.st_mtime_ns)
+        for name in ("examples.parquet", "examples.jsonl", "examples.csv"):
+            p = path.parent / name
+            if p.exists():
+                st = p.stat()
+                count, size, newest = count + 1, size + st.st_size, max(newest, st.st_mtime_ns)
+    return f"{count}:{size}:{newest}"
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    """One run (or the mean of several): scores joined with the examples' columns, and what describes it."""
+
+    run_id: str
+    runs: list[Run]
+    per_run: list[pa.Table]  # one statistics table per run (one entry for a single run)
+    table: pa.Table  # statistics (pooled over runs when several) joined with the examples file
+    has_examples: bool
+    text_column: str | None
+    label_names: list[str]
+    n_epochs: int
+
+    @property
+    def n(self) -> int:
+        return self.table.num_rows
+
+    def texts(self) -> pa.ChunkedArray | None:
+        return self.table[self.text_column] if self.text_column else None
+
+
+def load_run(root: str | Path, run_id: str) -> LoadedRun:
+    """Open, score and join one run id (see the module docstring)."""
+    runs = [open_run(p) for p in run_paths(root, run_id)]
+    per_run = [compute_stats(r) for r in runs]
+    stats = per_run[0] if len(per_run) == 1 else pool_runs(per_run, [r.path.name for r in runs])
+    examples = read_examples(runs[0])
+    table = with_examples(stats, examples)
+    text_column = _text_column(examples)
+    meta = table_meta(per_run[0])
+    k = max(int(stats["label"].to_numpy().max()), int(stats["pred_label"].to_numpy().max())) + 1
+    names = meta.get("label_names") or [str(c) for c in range(max(k, meta.get("n_classes") or k))]
+    return LoadedRun(
+        run_id=run_id,
+        runs=runs,
+        per_run=per_run,
+        table=table,
+        has_examples=examples is not None,
+        text_column=text_column,
+        label_names=names,
+        n_epochs=int(meta["n_epochs"]),
+    )
+
+
+def _text_column(examples: pa.Table | None) -> str | None:
+    """``text`` if present, else the examples' first string column other than id and label names."""
+    if examples is None:
+        return None
+    if "text" in examples.column_names:
+        return "text"
+    for name in examples.column_names:
+        if name not in ("id", "label_name", "split") and pa.types.is_string(examples[name].type):
+            return name
+    return None
+
+
+def label_names_of(loaded: LoadedRun, labels: np.ndarray) -> np.ndarray:
+    """(n,) object array of class names for class indices ``labels``."""
+    return np.asarray(loaded.label_names, dtype=object)[labels]

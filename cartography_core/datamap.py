@@ -1,0 +1,145 @@
+"""What a data-map view needs, in numpy: a binned density, a capped point sample, histograms, row filters,
+the top rows by a score, and one example's per-epoch trajectory.
+
+The map puts variability on x (range [0, 0.5]) and confidence on y ([0, 1]). Up to ``MAX_POINTS`` examples
+are drawn as points; above that, :func:`density` bins them (``np.bincount`` over (group, x bin, y bin), all
+classes of 10M examples in well under a second) and :func:`sample_points` keeps a capped sample that
+over-samples the hard-to-learn corner (lowest ``confidence + variability``), so that the examples a user
+looks for stay visible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import LogError
+from .ingest import Run, read_epoch
+from .stats import epoch_quantities
+
+MAX_POINTS = 20_000
+SAMPLE_POINTS = 5_000
+HARD_SHARE = 0.4  # of the sample, taken from the hard-to-learn corner
+BINS = 80
+VAR_MAX, CONF_MAX = 0.5, 1.0
+
+
+def density(
+    variability: np.ndarray, confidence: np.ndarray, groups: np.ndarray | None = None, *, bins: int = BINS
+) -> pa.Table:
+    """Counts of examples per (group, variability bin, confidence bin), non-empty bins only.
+
+    Columns: ``group`` (int), ``var_lo``, ``var_hi``, ``conf_lo``, ``conf_hi`` (bin edges), ``count``. Bins are
+    ``bins`` equal steps of [0, 0.5] x [0, 1]; the top edge belongs to the last bin.
+
+    >>> density(np.array([0.0, 0.01, 0.5]), np.array([0.0, 0.0, 1.0]), bins=2)["count"].to_pylist()
+    [2, 1]
+    """
+    g = np.zeros(len(variability), dtype=np.int64) if groups is None else np.asarray(groups, dtype=np.int64)
+    ix = np.minimum((variability * (bins / VAR_MAX)).astype(np.int64), bins - 1)
+    iy = np.minimum((confidence * (bins / CONF_MAX)).astype(np.int64), bins - 1)
+    n_groups = int(g.max()) + 1 if g.size else 1
+    counts = np.bincount((g * bins + ix) * bins + iy, minlength=n_groups * bins * bins)
+    nz = np.flatnonzero(counts)
+    grp, rest = np.divmod(nz, bins * bins)
+    bx, by = np.divmod(rest, bins)
+    return pa.table(
+        {
+            "group": grp,
+            "var_lo": bx * (VAR_MAX / bins),
+            "var_hi": (bx + 1) * (VAR_MAX / bins),
+            "conf_lo": by * (CONF_MAX / bins),
+            "conf_hi": (by + 1) * (CONF_MAX / bins),
+            "count": counts[nz],
+        }
+    )
+
+
+def sample_points(
+    confidence: np.ndarray,
+    variability: np.ndarray,
+    *,
+    max_points: int = MAX_POINTS,
+    size: int = SAMPLE_POINTS,
+    seed: int = 0,
+) -> np.ndarray:
+    """Sorted row indices to draw as points: all rows when there are at most ``max_points``, else ``size`` rows:
+    the ``HARD_SHARE`` of them with the lowest ``confidence + variability`` (the hard-to-learn corner), the rest
+    uniformly at random (seeded) from the others."""
+    n = len(confidence)
+    if n <= max_points:
+        return np.arange(n)
+    n_hard = int(size * HARD_SHARE)
+    hard = np.argpartition(confidence + variability, n_hard)[:n_hard]
+    rest = np.ones(n, dtype=bool)
+    rest[hard] = False
+    others = np.random.default_rng(seed).choice(np.flatnonzero(rest), size=size - n_hard, replace=False)
+    return np.sort(np.concatenate([hard, others]))
+
+
+def histogram(values: np.ndarray, *, bins: int = 20, lo: float = 0.0, hi: float = 1.0) -> pa.Table:
+    """Columns ``lo``, ``hi``, ``count`` of ``bins`` equal bins over [lo, hi] (NaN values are left out)."""
+    counts, edges = np.histogram(values[~np.isnan(values)], bins=bins, range=(lo, hi))
+    return pa.table({"lo": edges[:-1], "hi": edges[1:], "count": counts})
+
+
+@dataclass(frozen=True)
+class RowFilter:
+    """Which rows a view shows: a region (codes into ``regions.REGIONS``), a brush, a class, a text search."""
+
+    region: int | None = None
+    var_range: tuple[float, float] | None = None
+    conf_range: tuple[float, float] | None = None
+    label: int | None = None
+    search: str = ""
+
+
+def filter_mask(
+    stats: pa.Table, f: RowFilter, *, region_codes: np.ndarray | None = None, texts: pa.ChunkedArray | None = None
+) -> np.ndarray:
+    """(N,) bool: rows of ``stats`` that pass every part of ``f``; the search is a case-insensitive substring
+    of ``texts`` (or of the id when there is no text)."""
+    mask = np.ones(stats.num_rows, dtype=bool)
+    if f.region is not None:
+        if region_codes is None:
+            raise LogError("a region filter needs the region codes")
+        mask &= region_codes == f.region
+    if f.var_range is not None:
+        v = stats["variability"].to_numpy()
+        mask &= (v >= f.var_range[0]) & (v <= f.var_range[1])
+    if f.conf_range is not None:
+        c = stats["confidence"].to_numpy()
+        mask &= (c >= f.conf_range[0]) & (c <= f.conf_range[1])
+    if f.label is not None:
+        mask &= stats["label"].to_numpy() == f.label
+    if f.search:
+        haystack = texts if texts is not None else pc.cast(stats["id"], pa.string())
+        hit = pc.match_substring(haystack, f.search, ignore_case=True)
+        mask &= pc.fill_null(hit, False).to_numpy(zero_copy_only=False)
+    return mask
+
+
+def top_rows(order: np.ndarray, mask: np.ndarray, limit: int) -> np.ndarray:
+    """The first ``limit`` rows of ``order`` (e.g. :func:`select.rank_order`) that ``mask`` keeps, in order."""
+    kept = order[mask[order]]
+    return kept[:limit]
+
+
+def trajectory(run: Run, example_id) -> pa.Table:
+    """Per-epoch ``epoch``, ``p_gold``, ``correct`` and ``pred`` of one example (the epochs it was logged in)."""
+    rows = {"epoch": [], "p_gold": [], "correct": [], "pred": []}
+    for ef in run.epochs:
+        for b in read_epoch(run, ef):
+            hit = np.flatnonzero(b.ids == example_id)
+            if hit.size:
+                q = epoch_quantities(b.values[hit], b.labels[hit], b.kind)
+                rows["epoch"].append(ef.epoch)
+                rows["p_gold"].append(float(q.p_gold[0]))
+                rows["correct"].append(bool(q.correct[0]))
+                rows["pred"].append(int(q.pred[0]))
+    if not rows["epoch"]:
+        raise LogError(f"{run.path}: no example with id {example_id!r}")
+    return pa.table(rows)
