@@ -113,7 +113,7 @@ def _fmt(v) -> str:
 
 def file_slug(*parts: str) -> str:
     """A file-name-safe join: ('rotten_tomatoes/seed-0', 'hard-to-learn') -> 'rotten_tomatoes-seed-0_hard-to-learn'."""
-    return "_".join(re.sub(r"[^A-Za-z0-9.-]+", "-", p).strip("-") for p in parts if p)
+    return "_".join(re.sub(r"[^A-Za-z0-9._-]+", "-", p).strip("-") for p in parts if p)
 
 
 REGION_INDEX = {name: i for i, name in enumerate(REGIONS)}

@@ -1,0 +1,92 @@
+"""What a person does in the browser: move a slider, share the link, download a subset, brush the map."""
+
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cartography_core import RegionThresholds, compute_stats, region_codes
+from tests.e2e.conftest import ARTIFACTS, wait_idle
+
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_logs"
+STATS = compute_stats(SAMPLES / "rotten_tomatoes" / "seed-0")
+
+
+def n_hard(amb_var: float) -> int:
+    codes = region_codes(
+        STATS["confidence"].to_numpy(), STATS["variability"].to_numpy(), RegionThresholds(amb_var, 0.5, 0.5)
+    )
+    return int((codes == 2).sum())
+
+
+def matches(page) -> int:
+    text = page.get_by_text(re.compile(r"[\d,]+ examples match")).inner_text()
+    return int(re.match(r"([\d,]+) examples match", text).group(1).replace(",", ""))
+
+
+def test_slider_changes_url_and_counts_and_the_link_reopens_the_view(server, page, browser):
+    page.goto(server)
+    wait_idle(page)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "main_view.png"), full_page=True)
+    assert matches(page) == n_hard(0.2)
+    slider = page.get_by_role("slider", name=re.compile("Ambiguous"))
+    slider.focus()
+    for _ in range(5):
+        page.keyboard.press("ArrowRight")
+    page.wait_for_function("() => window.location.search.includes('amb_var=0.25')", timeout=20_000)
+    wait_idle(page)
+    deadline = time.time() + 20
+    while matches(page) != n_hard(0.25) and time.time() < deadline:
+        time.sleep(0.3)
+    assert matches(page) == n_hard(0.25) != n_hard(0.2)
+
+    shared = page.url
+    fresh = browser.new_context(viewport={"width": 1500, "height": 1800}).new_page()
+    fresh.goto(shared)
+    wait_idle(fresh)
+    assert matches(fresh) == n_hard(0.25)
+    assert fresh.get_by_role("slider", name=re.compile("Ambiguous")).input_value() == "0.25"
+    fresh.context.close()
+
+
+def test_download_the_subset(server, page):
+    page.goto(server + "/?subset=ambiguous")
+    wait_idle(page)
+    n = matches(page)
+    with page.expect_download() as info:
+        page.get_by_role("button", name=re.compile(r"Subset .* csv")).click()
+    download = info.value
+    assert download.suggested_filename.startswith("rotten_tomatoes-seed-0_ambiguous_")
+    rows = pd.read_csv(download.path())
+    codes = region_codes(STATS["confidence"].to_numpy(), STATS["variability"].to_numpy(), RegionThresholds())
+    want = set(STATS["id"].to_numpy()[codes == 1].tolist())
+    assert len(rows) == n == len(want) and set(rows["id"]) == want
+    assert {"text", "label_name", "confidence", "region"} <= set(rows.columns)
+
+
+def test_brush_the_map(server, page):
+    page.goto(server)
+    wait_idle(page)
+    canvas = page.locator('[data-testid="stVegaLiteChart"] canvas').first
+    box = canvas.bounding_box()
+    x0, y0 = box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.45
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x0 + box["width"] * 0.2, y0 + box["height"] * 0.25, steps=10)
+    page.mouse.up()
+    page.wait_for_function("() => window.location.search.includes('subset=brush')", timeout=20_000)
+    wait_idle(page)
+    query = page.evaluate("() => window.location.search")
+    lo, hi = (float(v) for v in re.findall(r"var_range=([\d.]+)", query))
+    clo, chi = (float(v) for v in re.findall(r"conf_range=([\d.]+)", query))
+    assert 0 <= lo < hi <= 0.5 and 0 <= clo < chi <= 1
+    v, c = STATS["variability"].to_numpy(), STATS["confidence"].to_numpy()
+    want = int(((v >= lo) & (v <= hi) & (c >= clo) & (c <= chi)).sum())
+    deadline = time.time() + 20
+    while matches(page) != want and time.time() < deadline:
+        time.sleep(0.3)
+    assert matches(page) == want > 0
+    assert np.isfinite(want)

@@ -1,0 +1,128 @@
+"""The dashboard's wiring, run with Streamlit's AppTest on the sample logs and on small hand-made roots."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cartography_core import RegionThresholds, compute_stats, region_codes, split_half_reliability
+from tests.logs import write_log
+
+APP = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
+
+
+def run_app(monkeypatch, root=None, **query) -> AppTest:
+    if root is not None:
+        monkeypatch.setenv("CARTOGRAPHY_LOGS", str(root))
+    else:
+        monkeypatch.delenv("CARTOGRAPHY_LOGS", raising=False)
+    at = AppTest.from_file(APP, default_timeout=120)
+    for k, v in query.items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def table(at):
+    return at.dataframe(key="table").value
+
+
+def chart_rows(at, index=0):
+    proto = at.get("vega_lite_chart")[index].proto
+    return {d.name: pa.ipc.open_stream(d.data.data).read_all() for d in proto.datasets}, json.loads(proto.spec)
+
+
+def test_default_view_is_the_first_sample_run_with_its_region_counts(monkeypatch):
+    at = run_app(monkeypatch)
+    assert at.title[0].value == "Data map: rotten_tomatoes/seed-0"
+    stats = compute_stats(SAMPLES / "rotten_tomatoes" / "seed-0")
+    codes = region_codes(stats["confidence"].to_numpy(), stats["variability"].to_numpy(), RegionThresholds())
+    counts = at.dataframe[0].value.set_index("class")
+    for c, name in enumerate(["fresh", "rotten"]):
+        want = np.bincount(codes[stats["label"].to_numpy() == c], minlength=4)
+        assert counts.loc[name, ["easy-to-learn", "ambiguous", "hard-to-learn", "other"]].tolist() == want.tolist()
+    rows = table(at)
+    assert len(rows) == min(500, int((codes == 2).sum())) and (rows["region"] == "hard-to-learn").all()
+    assert rows["confidence"].is_monotonic_increasing  # hardest (lowest confidence) first
+
+
+def test_the_map_receives_every_point_of_a_small_run(monkeypatch):
+    at = run_app(monkeypatch)
+    datasets, spec = chart_rows(at)
+    sizes = sorted(t.num_rows for t in datasets.values())
+    assert sizes[-1] == 11_527  # every example as a point (under the 20,000 cap), no density layer
+    assert spec["params"][0]["name"] == "brush"
+
+
+def test_query_params_seed_the_view(monkeypatch):
+    at = run_app(monkeypatch, run="trec/seed-1", cls="HUM", subset="ambiguous", sort="variability", tab="Data map")
+    assert at.title[0].value == "Data map: trec/seed-1"
+    assert at.selectbox(key="cls").value == "HUM" and at.selectbox(key="sort").value == "variability"
+    rows = table(at)
+    assert (rows["gold"] == "HUM").all() and (rows["region"] == "ambiguous").all()
+    assert rows["variability"].is_monotonic_decreasing  # hardest first: most variable first
+
+
+def test_filters_reach_the_table(monkeypatch):
+    at = run_app(monkeypatch)
+    at.selectbox(key="subset").set_value("all").run()
+    at.text_input(key="search").set_value("terrible").run()
+    rows = table(at)
+    assert len(rows) > 5 and rows["text"].str.lower().str.contains("terrible").all()
+    at.slider(key="amb_var").set_value(0.1).run()
+    at.selectbox(key="subset").set_value("ambiguous").run()
+    stats = compute_stats(SAMPLES / "rotten_tomatoes" / "seed-0")
+    assert (stats.to_pandas().set_index("id").loc[table(at)["id"].astype(int), "variability"] >= 0.1).all()
+
+
+def test_brush_ranges_filter_the_table(monkeypatch):
+    at = run_app(monkeypatch, subset="brush", var_range=["0.1", "0.15"], conf_range=["0.2", "0.4"])
+    rows = table(at)
+    assert len(rows) > 0
+    assert rows["variability"].between(0.1, 0.15).all() and rows["confidence"].between(0.2, 0.4).all()
+
+
+def test_pooled_runs_and_reliability(monkeypatch):
+    at = run_app(monkeypatch, run="sms_spam/*", tab="Runs")
+    assert at.title[0].value == "Data map: sms_spam: mean over 3 runs"
+    rel = at.dataframe[-1].value.set_index("score")
+    runs = [compute_stats(SAMPLES / "sms_spam" / f"seed-{s}") for s in range(3)]
+    for score in ("confidence", "aum"):
+        assert rel.loc[score, "split-half rho"] == pytest.approx(split_half_reliability(runs, score).split_half)
+
+
+def test_an_invalid_link_value_opens_at_its_default_with_a_notice(monkeypatch):
+    at = run_app(monkeypatch, run="../../etc/passwd", amb_var="7")
+    assert at.title[0].value == "Data map: rotten_tomatoes/seed-0"
+    notices = [w.value for w in at.warning]
+    assert any("run='../../etc/passwd' is not one of the choices here" in n for n in notices)
+    assert any("amb_var='7' is outside 0.0 to 0.5" in n for n in notices)
+
+
+def test_empty_root_says_what_to_do(monkeypatch, tmp_path):
+    at = run_app(monkeypatch, tmp_path)
+    assert "No training-dynamics logs under" in at.info[0].value
+
+
+def test_a_malformed_log_shows_the_core_error(monkeypatch, tmp_path):
+    run = write_log(
+        tmp_path / "broken",
+        [[{"id": 1, "label": 0, "logits": [1.0, 0.0]}, {"id": 1, "label": 0, "logits": [1.0, 0.0]}]],
+        "jsonl",
+    )
+    assert run.exists()
+    at = run_app(monkeypatch, tmp_path)
+    assert "id 1 appears 2 times in epoch 0" in at.error[0].value
+
+
+def test_a_run_without_examples_shows_ids(monkeypatch, tmp_path):
+    rows = [{"id": i, "label": i % 2, "logits": [float(i % 3), 1.0]} for i in range(30)]
+    write_log(tmp_path / "plain", [rows, rows], "parquet")
+    at = run_app(monkeypatch, tmp_path, subset="all")
+    assert "no examples file: ids only" in at.caption[0].value
+    assert "text" not in table(at).columns and len(table(at)) == 30

@@ -1,0 +1,174 @@
+"""Plain tests of what the dashboard computes through the core: binning, sampling, filters, URL state, exports."""
+
+import io
+import json
+import os
+import time
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from app import state
+from cartography_core import LogError, compute_stats, open_run
+from cartography_core.catalog import load_run, run_ids, run_paths, signature
+from cartography_core.datamap import RowFilter, density, filter_mask, histogram, sample_points, top_rows, trajectory
+from cartography_core.select import table_bytes
+from tests.logs import write_log
+
+
+def test_density_matches_numpy_histogram2d():
+    rng = np.random.default_rng(0)
+    var, conf = rng.random(5000) * 0.5, rng.random(5000)
+    var[:3], conf[:3] = 0.5, 1.0  # top edges fall in the last bin
+    got = density(var, conf, bins=10).to_pandas()
+    want, _, _ = np.histogram2d(var, conf, bins=10, range=[[0, 0.5], [0, 1]])
+    grid = np.zeros((10, 10))
+    grid[np.round(got["var_lo"] / 0.05).astype(int), np.round(got["conf_lo"] / 0.1).astype(int)] = got["count"]
+    np.testing.assert_array_equal(grid, want)
+
+
+def test_density_per_group_adds_up():
+    var, conf, groups = np.array([0.1, 0.1, 0.3]), np.array([0.5, 0.5, 0.9]), np.array([0, 1, 1])
+    got = density(var, conf, groups, bins=4).to_pandas()
+    assert got.groupby("group")["count"].sum().to_dict() == {0: 1, 1: 2}
+
+
+def test_sample_points_keeps_all_small_runs_and_the_hard_corner_of_big_ones():
+    rng = np.random.default_rng(1)
+    conf, var = rng.random(100), rng.random(100) * 0.5
+    assert sample_points(conf, var).tolist() == list(range(100))
+    conf, var = rng.random(50_000), rng.random(50_000) * 0.5
+    s = sample_points(conf, var, max_points=20_000, size=1000)
+    assert len(s) == 1000 and len(set(s.tolist())) == 1000 and (np.diff(s) > 0).all()
+    corner = np.argsort(conf + var)[:400]  # the 400 closest to the hard-to-learn corner are all drawn
+    assert set(corner.tolist()) <= set(s.tolist())
+    assert s.tolist() == sample_points(conf, var, max_points=20_000, size=1000).tolist()  # seeded
+
+
+def test_histogram_counts():
+    h = histogram(np.array([0.0, 0.1, 0.5, 1.0, np.nan]), bins=2).to_pydict()
+    assert h["count"] == [2, 2] and h["lo"] == [0.0, 0.5]
+
+
+def test_filter_mask_against_pandas():
+    rng = np.random.default_rng(2)
+    n = 300
+    stats = pa.table(
+        {
+            "id": np.arange(n),
+            "label": rng.integers(0, 3, n),
+            "confidence": rng.random(n),
+            "variability": rng.random(n) / 2,
+        }
+    )
+    texts = pa.chunked_array([pa.array([f"Review {i} {'GREAT' if i % 7 == 0 else 'meh'}" for i in range(n)])])
+    codes = rng.integers(0, 4, n).astype(np.int8)
+    f = RowFilter(region=2, var_range=(0.1, 0.3), conf_range=(0.2, 0.9), label=1, search="great")
+    got = filter_mask(stats, f, region_codes=codes, texts=texts)
+    df = stats.to_pandas()
+    want = (
+        (codes == 2)
+        & df.variability.between(0.1, 0.3)
+        & df.confidence.between(0.2, 0.9)
+        & (df.label == 1)
+        & (np.arange(n) % 7 == 0)
+    )
+    np.testing.assert_array_equal(got, want.to_numpy())
+    with pytest.raises(LogError, match="needs the region codes"):
+        filter_mask(stats, RowFilter(region=1))
+
+
+def test_top_rows_keeps_the_order():
+    assert top_rows(np.array([4, 2, 0, 3, 1]), np.array([True, False, True, True, False]), 2).tolist() == [2, 0]
+
+
+def test_trajectory_of_one_example(tmp_path):
+    rows = lambda z: [{"id": "a", "label": 1, "logits": z}, {"id": "b", "label": 0, "logits": [0.0, 0.0]}]  # noqa: E731
+    run = write_log(tmp_path / "r", [rows([0.0, 0.0]), rows([0.0, np.log(3.0)])], "jsonl")
+    t = trajectory(open_run(run), "a").to_pydict()
+    assert t["epoch"] == [0, 1] and t["correct"] == [False, True] and t["pred"] == [0, 1]
+    assert t["p_gold"] == pytest.approx([0.5, 0.75])
+    with pytest.raises(LogError, match="no example with id 'zz'"):
+        trajectory(open_run(run), "zz")
+
+
+def test_run_ids_pool_folders_of_several_runs_and_refuse_others(tmp_path):
+    rows = [{"id": 1, "label": 0, "logits": [1.0, 0.0]}, {"id": 2, "label": 1, "logits": [0.0, 1.0]}]
+    for name in ("a/seed-0", "a/seed-1", "b/only", "c"):
+        write_log(tmp_path / name, [rows], "jsonl")
+    assert run_ids(tmp_path) == ["a/seed-0", "a/seed-1", "a/*", "b/only", "c"]
+    assert run_paths(tmp_path, "a/*") == [tmp_path / "a/seed-0", tmp_path / "a/seed-1"]
+    for bad in ("../etc", "/etc/passwd", "a", "b/*"):
+        with pytest.raises(LogError, match="no run"):
+            run_paths(tmp_path, bad)
+    pooled = load_run(tmp_path, "a/*")
+    assert pooled.table["n_runs"].to_pylist() == [2, 2] and len(pooled.runs) == 2
+
+
+def test_signature_changes_when_a_file_changes(tmp_path):
+    rows = [{"id": 1, "label": 0, "logits": [1.0, 0.0]}, {"id": 2, "label": 1, "logits": [0.0, 1.0]}]
+    run = write_log(tmp_path / "r", [rows], "jsonl")
+    before = signature([run])
+    time.sleep(0.01)
+    with open(run / "dynamics" / "epoch_0.jsonl", "a") as fh:
+        fh.write(json.dumps({"id": 3, "label": 0, "logits": [2.0, 0.0]}) + "\n")
+    os.utime(run / "dynamics" / "epoch_0.jsonl")
+    assert signature([run]) != before
+
+
+def test_url_notices_name_each_bad_value():
+    spec = state.params(["ds/seed-0", "ds/seed-1"], ["neg", "pos"])
+    query = {
+        "run": ["../../etc"],
+        "cls": ["pos"],
+        "amb_var": ["0.9"],
+        "q": ["x"],
+        "var_range": ["0.3", "0.1"],
+        "other": ["kept"],
+    }
+    notes = state.url_notices(query, spec)
+    assert len(notes) == 4
+    assert notes[0].startswith(
+        "The link's run='../../etc' is not one of the choices here; showing the default (ds/seed-0)"
+    )
+    assert "amb_var='0.9' is outside 0.0 to 0.5" in notes[1]
+    assert "q='x' is not a number" in notes[2]
+    assert "var_range='0.3, 0.1' has its low value above its high value" in notes[3]
+
+
+def test_share_query_leaves_out_defaults_and_repeats_ranges():
+    spec = state.params(["ds/seed-0", "ds/seed-1"], ["neg", "pos"])
+    values = {k: p.default for k, p in spec.items()}
+    assert state.share_query(values, spec) == []
+    values.update(run="ds/seed-1", amb_var=0.25, var_range=(0.1, 0.35), search="great film")
+    assert state.share_query(values, spec) == [
+        ("run", "ds/seed-1"),
+        ("amb_var", "0.25"),
+        ("var_range", "0.1"),
+        ("var_range", "0.35"),
+        ("search", "great film"),
+    ]
+
+
+def test_file_slug():
+    assert (
+        state.file_slug("rotten_tomatoes/*", "", "hard-to-learn", "bad movie")
+        == "rotten_tomatoes_hard-to-learn_bad-movie"
+    )
+
+
+@pytest.mark.parametrize("fmt", [".csv", ".jsonl", ".parquet"])
+def test_export_bytes_round_trip(fmt):
+    stats = compute_stats("tests/fixtures/allenai_reference_small").slice(0, 25)
+    data = table_bytes(stats, fmt)
+    if fmt == ".csv":
+        back = pd.read_csv(io.BytesIO(data))
+    elif fmt == ".jsonl":
+        back = pd.read_json(io.BytesIO(data), lines=True)
+    else:
+        back = pq.read_table(io.BytesIO(data)).to_pandas()
+    assert back["id"].tolist() == stats["id"].to_pylist()
+    np.testing.assert_allclose(back["confidence"], stats["confidence"].to_numpy(), rtol=1e-12)
