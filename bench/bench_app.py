@@ -1,0 +1,156 @@
+"""Dashboard speed in headless Chromium: navigation to a painted map, and the table's update after a slider.
+
+    python bench/bench_app.py [--sizes 10000,100000,1000000,10000000]   # from the repository root
+
+For each size a synthetic run (5 epochs, 3 classes, parquet; short texts in examples.parquet up to 1M) is
+served alone by ``streamlit run app/main.py -- --logs ROOT``. "cold" is the first navigation (the server
+reads the logs and computes the scores); "warm" a fresh page afterwards (shared cache). At 1M the
+ambiguity slider is moved and the time until the table's count changes is measured. Appends to
+bench/results/app.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from bench_stats import DATA, make_parquet_log  # noqa: E402
+
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def make_root(n: int) -> Path:
+    root = DATA / f"app_{n}"
+    run = make_parquet_log(root / "synthetic" / "seed-0", n, 5, 3)
+    if n <= 1_000_000 and not (run / "examples.parquet").exists():
+        words = np.array(["good", "bad", "plot", "acting", "boring", "superb", "film", "scene"])
+        rng = np.random.default_rng(0)
+        ids = pq.read_table(run / "dynamics" / "epoch_0.parquet", columns=["id"])["id"]
+        texts = [" ".join(w) for w in words[rng.integers(0, len(words), (n, 8))]]
+        pq.write_table(pa.table({"id": ids, "text": texts}), run / "examples.parquet")
+    return root
+
+
+def serve(root: Path) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "app" / "main.py"),
+            "--server.headless=true",
+            "--server.address=127.0.0.1",
+            f"--server.port={port}",
+            "--browser.gatherUsageStats=false",
+            "--server.fileWatcherType=none",
+            "--",
+            "--logs",
+            str(root),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=1).read() == b"ok":
+                return proc, url
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("server did not start")
+
+
+def paint(browser, url: str) -> tuple[float, object]:
+    page = browser.new_context(viewport={"width": 1500, "height": 1200}).new_page()
+    t0 = time.perf_counter()
+    page.goto(url)
+    page.wait_for_selector('[data-testid="stVegaLiteChart"] canvas', timeout=600_000)
+    page.wait_for_selector('[data-test-script-state="notRunning"]', timeout=600_000)
+    return time.perf_counter() - t0, page
+
+
+def matches(page) -> str:
+    return page.get_by_text(re.compile(r"[\d,]+ examples match")).inner_text()
+
+
+def main() -> None:
+    from playwright.sync_api import sync_playwright
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="10000,100000,1000000,10000000")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    lines = [f"\n## {time.strftime('%Y-%m-%d %H:%M')}: navigation to painted map, headless Chromium, 2 cores\n"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=FLAGS)
+        for n in (int(x) for x in args.sizes.split(",")):
+            root = make_root(n)
+            proc, url = serve(root)
+            try:
+                cold, page = paint(browser, url)
+                page.context.close()
+                warm = []
+                for _ in range(args.repeats):
+                    t, page = paint(browser, url)
+                    warm.append(t)
+                    if n == 1_000_000 and len(warm) == args.repeats:
+                        updates = []
+                        slider = page.get_by_role("slider", name=re.compile("Ambiguous"))
+                        for _ in range(args.repeats):
+                            before = matches(page)
+                            slider.focus()
+                            t0 = time.perf_counter()
+                            page.keyboard.press("ArrowRight")
+                            page.wait_for_function(
+                                "b => !document.body.innerText.includes(b)", arg=before, timeout=60_000
+                            )
+                            updates.append(time.perf_counter() - t0)
+                        lines.append(
+                            f"- slider move to updated table at {n:,}: {statistics.median(updates):.2f} s "
+                            f"(median of {len(updates)})"
+                        )
+                    page.context.close()
+                lines.append(
+                    f"- {n:,} examples: cold {cold:.1f} s (reads logs, computes scores); "
+                    f"warm {statistics.median(warm):.1f} s (median of {len(warm)})"
+                )
+                print(lines[-1], flush=True)
+            finally:
+                proc.terminate()
+                proc.wait(30)
+        browser.close()
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(ROOT / "bench" / "results" / "app.md", "a") as fh:
+        fh.write(text)
+
+
+if __name__ == "__main__":
+    main()
