@@ -151,7 +151,7 @@ ids = run_ids(root)
 if not ids:
     st.title("Dataset cartography")
     st.info(
-        f"No training-dynamics logs under {root}. Point the app at a folder of runs with "
+        f"No training-dynamics logs under {state.md_escape(root)}. Point the app at a folder of runs with "
         "`streamlit run app/main.py -- --logs DIR` (or `CARTOGRAPHY_LOGS=DIR`); a run folder holds "
         "`dynamics/epoch_<e>.parquet` files or allenai's `training_dynamics/dynamics_epoch_<e>.jsonl`. "
         "`python -m cartography_core train` makes one from a labeled CSV."
@@ -172,7 +172,7 @@ with st.sidebar:
         sig = signature(run_paths(root, run_id))
         run = load(str(root), run_id, sig)
     except LogError as exc:
-        st.error(f"This run cannot be read: {exc}")
+        st.error(f"This run cannot be read: {state.md_escape(exc)}")
         st.stop()
     spec = state.params(ids, run.label_names)
     cls_name = st.selectbox("Class", spec["cls"].choices, key="cls", bind="query-params")
@@ -242,7 +242,7 @@ def on_brush() -> None:
 
 table = run.table
 title = run_id if not run_id.endswith("/*") else f"{run_id[:-2]}: mean over {len(run.runs)} runs"
-st.title(f"Data map: {title}")
+st.title(f"Data map: {state.md_escape(title)}")
 meta = run.runs[0].meta
 facts = [f"{run.n:,} examples", f"{run.n_epochs} epochs", f"{len(run.label_names)} classes"]
 if meta.get("pass"):
@@ -251,9 +251,9 @@ if meta.get("model"):
     facts.append(f"model {meta['model']}")
 if not run.has_examples:
     facts.append("no examples file: ids only")
-st.caption(" · ".join(facts))
+st.caption(state.md_escape(" · ".join(facts)))
 for notice in state.url_notices(st.session_state.pop("raw_query", {}), spec):
-    st.warning(notice)
+    st.warning(state.md_escape(notice))
 
 thresholds = RegionThresholds(amb_var, easy_conf, hard_conf)
 if by_threshold:
@@ -307,7 +307,7 @@ with tab_map:
     try:
         ranked = ranking(str(root), run_id, sig, metric, order == state.ORDERS[0])
     except LogError as exc:
-        st.error(str(exc))
+        st.error(state.md_escape(exc))
         st.stop()
     rows = top_rows(ranked, mask, TABLE_ROWS)
     n_match = int(mask.sum())
@@ -338,8 +338,9 @@ with tab_map:
     if picked:
         i = picked[0]
         row = view.iloc[i]
+        e = {k: state.md_escape(row[k]) for k in ("id", "gold", "predicted", "region")}
         st.markdown(
-            f"**Example {row['id']}**: gold **{row['gold']}**, predicted **{row['predicted']}**, region {row['region']}"
+            f"**Example {e['id']}**: gold **{e['gold']}**, predicted **{e['predicted']}**, region {e['region']}"
         )
         if run.text_column:
             st.text(str(view["text"].iloc[i]))

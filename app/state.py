@@ -111,6 +111,13 @@ def _fmt(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
+def md_escape(text: str) -> str:
+    """``text`` with every Markdown control character backslash-escaped, for elements that render Markdown
+    (titles, captions, warnings): run names, class names, link values and log messages come from users, and
+    Markdown would render an image link planted in them (the browser would fetch it)."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$])", r"\\\1", str(text))
+
+
 def file_slug(*parts: str) -> str:
     """A file-name-safe join: ('rotten_tomatoes/seed-0', 'hard-to-learn') -> 'rotten_tomatoes-seed-0_hard-to-learn'."""
     return "_".join(re.sub(r"[^A-Za-z0-9._-]+", "-", p).strip("-") for p in parts if p)

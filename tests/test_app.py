@@ -1,6 +1,7 @@
 """The dashboard's wiring, run with Streamlit's AppTest on the sample logs and on small hand-made roots."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,11 @@ def run_app(monkeypatch, root=None, **query) -> AppTest:
     return at
 
 
+def shown(markdown: str) -> str:
+    """What a Markdown element displays: the app escapes user strings with backslashes."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
 def table(at):
     return at.dataframe(key="table").value
 
@@ -39,7 +45,7 @@ def chart_rows(at, index=0):
 
 def test_default_view_is_the_first_sample_run_with_its_region_counts(monkeypatch):
     at = run_app(monkeypatch)
-    assert at.title[0].value == "Data map: rotten_tomatoes/seed-0"
+    assert shown(at.title[0].value) == "Data map: rotten_tomatoes/seed-0"
     stats = compute_stats(SAMPLES / "rotten_tomatoes" / "seed-0")
     codes = region_codes(stats["confidence"].to_numpy(), stats["variability"].to_numpy(), RegionThresholds())
     counts = at.dataframe[0].value.set_index("class")
@@ -61,7 +67,7 @@ def test_the_map_receives_every_point_of_a_small_run(monkeypatch):
 
 def test_query_params_seed_the_view(monkeypatch):
     at = run_app(monkeypatch, run="trec/seed-1", cls="HUM", subset="ambiguous", sort="variability", tab="Data map")
-    assert at.title[0].value == "Data map: trec/seed-1"
+    assert shown(at.title[0].value) == "Data map: trec/seed-1"
     assert at.selectbox(key="cls").value == "HUM" and at.selectbox(key="sort").value == "variability"
     rows = table(at)
     assert (rows["gold"] == "HUM").all() and (rows["region"] == "ambiguous").all()
@@ -89,7 +95,7 @@ def test_brush_ranges_filter_the_table(monkeypatch):
 
 def test_pooled_runs_and_reliability(monkeypatch):
     at = run_app(monkeypatch, run="sms_spam/*", tab="Runs")
-    assert at.title[0].value == "Data map: sms_spam: mean over 3 runs"
+    assert shown(at.title[0].value) == "Data map: sms_spam: mean over 3 runs"
     rel = at.dataframe[-1].value.set_index("score")
     runs = [compute_stats(SAMPLES / "sms_spam" / f"seed-{s}") for s in range(3)]
     for score in ("confidence", "aum"):
@@ -98,8 +104,8 @@ def test_pooled_runs_and_reliability(monkeypatch):
 
 def test_an_invalid_link_value_opens_at_its_default_with_a_notice(monkeypatch):
     at = run_app(monkeypatch, run="../../etc/passwd", amb_var="7")
-    assert at.title[0].value == "Data map: rotten_tomatoes/seed-0"
-    notices = [w.value for w in at.warning]
+    assert shown(at.title[0].value) == "Data map: rotten_tomatoes/seed-0"
+    notices = [shown(w.value) for w in at.warning]
     assert any("run='../../etc/passwd' is not one of the choices here" in n for n in notices)
     assert any("amb_var='7' is outside 0.0 to 0.5" in n for n in notices)
 
@@ -126,3 +132,9 @@ def test_a_run_without_examples_shows_ids(monkeypatch, tmp_path):
     at = run_app(monkeypatch, tmp_path, subset="all")
     assert "no examples file: ids only" in at.caption[0].value
     assert "text" not in table(at).columns and len(table(at)) == 30
+
+
+def test_markdown_in_a_link_value_is_shown_as_text(monkeypatch):
+    at = run_app(monkeypatch, search="x", cls="![p](http://evil.example/p.png)")
+    notice = [w.value for w in at.warning if "cls=" in w.value][0]
+    assert r"\!\[p\]\(http://evil\.example/p\.png\)" in notice

@@ -172,3 +172,9 @@ def test_export_bytes_round_trip(fmt):
         back = pq.read_table(io.BytesIO(data)).to_pandas()
     assert back["id"].tolist() == stats["id"].to_pylist()
     np.testing.assert_allclose(back["confidence"], stats["confidence"].to_numpy(), rtol=1e-12)
+
+
+def test_md_escape_neutralises_markdown_from_users():
+    planted = "![x](http://evil.example/x.png) **bold** `code` <b>"
+    escaped = state.md_escape(planted)
+    assert escaped == r"\!\[x\]\(http://evil\.example/x\.png\) \*\*bold\*\* \`code\` \<b\>"
