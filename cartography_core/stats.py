@@ -36,6 +36,8 @@ A log of probabilities (``probs``) instead of logits has no logits: ``aum`` is t
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +79,7 @@ SCORES: dict[str, Score] = {
 }
 
 CHUNK = 1 << 15  # rows per kernel call
+THREADS = min(4, os.cpu_count() or 1)
 
 COLUMNS = (
     "id label n_epochs confidence variability correctness correct_count threshold_closeness forgetting_events "
@@ -243,22 +246,27 @@ def compute_stats(
     if el2n_epoch is not None and not 0 <= el2n_epoch < len(reader.epochs):
         raise LogError(f"el2n_epoch {el2n_epoch} is outside the run's epochs 0..{len(reader.epochs) - 1}")
     acc = _Accumulator()
-    for b in reader:
-        acc.grow(reader.n)
-        n = b.pos.size
-        full = n == acc.n  # the batch holds every example once: visit it in position order
-        if full:
-            order = np.empty_like(b.pos)
-            order[b.pos] = np.arange(n)  # order[j] = row holding position j
-        for c0 in range(0, n, CHUNK):  # small chunks keep temporaries in cache, and reused rather than faulted in
-            c1 = min(c0 + CHUNK, n)
-            if full:
-                rows, sel = order[c0:c1], slice(c0, c1)
-                values, labels = np.take(b.values, rows, axis=0), b.labels.take(rows)  # take: ~4x fancy indexing
-            else:
-                values, labels, sel = b.values[c0:c1], b.labels[c0:c1], b.pos[c0:c1]
-            q = epoch_quantities(values, labels, b.kind)
-            acc.update(b.epoch, sel, q, el2n_epoch=el2n_epoch)
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        for b in reader:
+            acc.grow(reader.n)
+            n = b.pos.size
+            order = None
+            if n == acc.n:  # the batch holds every example once: visit it in position order
+                order = np.empty_like(b.pos)
+                order[b.pos] = np.arange(n)  # order[j] = row holding position j
+
+            def fold(c0: int, b=b, order=order) -> None:
+                c1 = min(c0 + CHUNK, b.pos.size)
+                if order is not None:
+                    rows, sel = order[c0:c1], slice(c0, c1)
+                    values, labels = np.take(b.values, rows, axis=0), b.labels.take(rows)  # take: ~4x fancy indexing
+                else:
+                    values, labels, sel = b.values[c0:c1], b.labels[c0:c1], b.pos[c0:c1]
+                acc.update(b.epoch, sel, epoch_quantities(values, labels, b.kind), el2n_epoch=el2n_epoch)
+
+            # Chunks touch disjoint positions, so they fold in parallel (numpy releases the GIL); small chunks
+            # also keep temporaries in cache, reused rather than faulted in.
+            list(pool.map(fold, range(0, n, CHUNK)))
     return _table(run, reader, acc, variability_ci=variability_ci, el2n_epoch=el2n_epoch)
 
 
