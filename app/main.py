@@ -430,7 +430,12 @@ with tab_runs:
         st.dataframe(
             pd.DataFrame(
                 [
-                    {"score": r.score, "split-half rho": r.split_half, f"reliability of the mean of {r.n_runs}": r.full}
+                    {
+                        "score": r.score,
+                        "split-half rho": r.split_half,
+                        f"reliability of the mean of {r.n_runs}": r.full,
+                        "runs for 0.9": r.runs_needed(0.9) if r.split_half > 0 else None,
+                    }
                     for r in rel
                 ]
             ),

@@ -99,7 +99,9 @@ def test_pooled_runs_and_reliability(monkeypatch):
     rel = at.dataframe[-1].value.set_index("score")
     runs = [compute_stats(SAMPLES / "sms_spam" / f"seed-{s}") for s in range(3)]
     for score in ("confidence", "aum"):
-        assert rel.loc[score, "split-half rho"] == pytest.approx(split_half_reliability(runs, score).split_half)
+        want = split_half_reliability(runs, score)
+        assert rel.loc[score, "split-half rho"] == pytest.approx(want.split_half)
+        assert rel.loc[score, "runs for 0.9"] == want.runs_needed(0.9)
 
 
 def test_an_invalid_link_value_opens_at_its_default_with_a_notice(monkeypatch):

@@ -90,3 +90,23 @@ def test_brush_the_map(server, page):
         time.sleep(0.3)
     assert matches(page) == want > 0
     assert np.isfinite(want)
+
+
+def test_selecting_a_row_shows_its_text_and_trajectory(server, page):
+    page.goto(server)
+    wait_idle(page)
+    grid = page.locator('[data-testid="stDataFrame"]').nth(1)
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + 14, box["y"] + 35 + 17)  # the first row's selection box
+    heading = page.get_by_text(re.compile(r"^Example \d+"))
+    heading.wait_for(timeout=30_000)
+    example_id = int(re.match(r"Example (\d+)", heading.inner_text()).group(1))
+    hardest = STATS.to_pandas().assign(
+        code=region_codes(STATS["confidence"].to_numpy(), STATS["variability"].to_numpy())
+    )
+    hardest = hardest[hardest.code == 2].sort_values(["confidence", "id"]).iloc[0]
+    assert example_id == hardest["id"]
+    text = pd.read_parquet(SAMPLES / "rotten_tomatoes" / "examples.parquet").set_index("id").loc[example_id, "text"]
+    page.get_by_test_id("stText").get_by_text(text, exact=True).wait_for(timeout=10_000)  # as plain text
+    assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 5  # map, 3 histograms, the trajectory
