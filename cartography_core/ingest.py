@@ -262,7 +262,7 @@ def read_epoch(run: Run, ef: EpochFiles, k_expected: int | None = None) -> Itera
         jsonl = path.suffix == ".jsonl"
         row0 = 0
         for table in _read_jsonl(run, path, ef.epoch) if jsonl else _read_parquet(run, path, ef.epoch):
-            batch = _to_batch(table, run.layout, ef.epoch, source, row0, jsonl, k_expected)
+            batch = _to_batch(table, ef.epoch, source, row0, jsonl, k_expected)
             k_expected = batch.values.shape[1]
             row0 += table.num_rows
             yield batch
@@ -345,9 +345,7 @@ def _raise_jsonl_error(path: Path, source: str, keys: tuple[str, str, str], exc:
     raise LogError(f"{source}: cannot read JSON lines: {exc}")
 
 
-def _to_batch(
-    table: pa.Table, layout: str, epoch: int, source: str, row0: int, jsonl: bool, k_expected: int | None
-) -> Batch:
+def _to_batch(table: pa.Table, epoch: int, source: str, row0: int, jsonl: bool, k_expected: int | None) -> Batch:
     id_col, label_col, value_col = table.column_names
     kind = "probs" if value_col == "probs" else "logits"
 
@@ -517,8 +515,8 @@ class DynamicsReader:
                 self._check_unique(b, pos, in_epoch, n_in_epoch)
                 n_in_epoch += pos.size
                 self._check_labels(b, pos)
-                self.seen[pos] += 1
                 yield IndexedBatch(ef.epoch, pos, b.labels, b.values, b.kind)
+            self.seen += in_epoch  # a sequential pass, not a scatter over random positions
             if self.strict and n_in_epoch < self.n:
                 self._raise_missing(ef, in_epoch)
         if self.strict:
@@ -585,7 +583,8 @@ class DynamicsReader:
                 f"{b.where(i)}: gold label of id {show_id(b.ids[i])} is {b.labels[i]} in epoch {b.epoch} but "
                 f"{known[i]} in an earlier epoch; the gold label must be the same in every epoch"
             )
-        self.labels[pos] = b.labels
+        new = known < 0
+        self.labels[pos[new]] = b.labels[new]
 
     def _raise_missing(self, ef: EpochFiles, in_epoch: np.ndarray) -> None:
         absent = np.flatnonzero(~in_epoch[: self.n])

@@ -140,3 +140,19 @@ def test_markdown_in_a_link_value_is_shown_as_text(monkeypatch):
     at = run_app(monkeypatch, search="x", cls="![p](http://evil.example/p.png)")
     notice = [w.value for w in at.warning if "cls=" in w.value][0]
     assert r"\!\[p\]\(http://evil\.example/p\.png\)" in notice
+
+
+def test_top_q_rule_counts_the_papers_subsets(monkeypatch):
+    at = run_app(monkeypatch, run="trec/seed-0", rule="top q%", q="10")
+    counts = at.dataframe[0].value.set_index("class")
+    df = compute_stats(SAMPLES / "trec" / "seed-0").to_pandas()
+    k = len(df) // 10
+    amb = set(df.sort_values(["variability", "id"], ascending=[False, True]).id[:k])  # pandas, not the core
+    hard = set(df.sort_values(["confidence", "id"]).id[:k]) - amb
+    easy = set(df.sort_values(["confidence", "id"], ascending=[False, True]).id[:k]) - amb - hard
+    assert counts.loc["all", "total"] == len(df)
+    assert counts.loc["all", ["ambiguous", "hard-to-learn", "easy-to-learn"]].tolist() == [
+        len(amb),
+        len(hard),
+        len(easy),
+    ]
