@@ -1,4 +1,4 @@
-"""The command line: ``python -m cartography_core {stats,select,summary,train} ...`` (``--help`` on each).
+"""The command line: ``python -m cartography_core {stats,select,summary,reliability,train} ...`` (``--help``).
 
 Exit status 0 on success; on bad input, 2 and one line on stderr naming the file and the problem.
 """
@@ -15,7 +15,7 @@ import pyarrow as pa
 from .errors import LogError
 from .ingest import find_runs, open_run, read_examples
 from .regions import REGIONS, RegionThresholds, region_codes, region_counts, region_names
-from .reliability import pool_runs
+from .reliability import pool_runs, split_half_reliability
 from .select import (
     FORMATS,
     select_fraction,
@@ -71,6 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-seed", type=int, metavar="S", help="write a random subset of the same size instead")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     _add_region_options(p)
+
+    p = sub.add_parser("reliability", help="how reliable each score is across the runs of a folder (Kwok et al.)")
+    p.add_argument("logdir", type=Path, help="a folder holding two or more runs")
+    p.add_argument(
+        "--scores",
+        default="confidence,variability,correctness,aum,forgetting_events,el2n",
+        help="comma-separated score names",
+    )
+    p.add_argument("--target", type=float, default=0.9, help="reliability to estimate the runs needed for")
+    p.add_argument("--splits", type=int, default=20, help="random split-halves to average")
+    p.add_argument("--max-epochs", type=int, metavar="N", help="use only epochs 0..N-1")
 
     p = sub.add_parser("train", help="train TF-IDF + a small torch head on a labeled file, logging its dynamics")
     d = TrainConfig()
@@ -203,12 +214,37 @@ def cmd_train(args: argparse.Namespace) -> None:
         print(f"wrote {r.run_dir}: {acc}{sum(r.seconds_per_epoch) / len(r.seconds_per_epoch):.2f} s per epoch")
 
 
+def cmd_reliability(args: argparse.Namespace) -> None:
+    scores = [x.strip() for x in args.scores.split(",") if x.strip()]
+    unknown = [x for x in scores if x not in SCORES]
+    if unknown:
+        raise LogError(f"unknown score {unknown[0]!r}; choose from: {', '.join(SCORES)}")
+    if not 0 < args.target < 1:
+        raise LogError(f"--target must lie in (0, 1), got {args.target}")
+    rel = find_runs(args.logdir)
+    if len(rel) < 2:
+        raise LogError(f"{args.logdir}: reliability needs at least 2 runs below it, found {len(rel)}")
+    tables = [compute_stats(args.logdir / r, max_epochs=args.max_epochs) for r in rel]
+    print(f"runs: {len(rel)} ({', '.join(rel)}); split-half Spearman rho over {args.splits} random splits")
+    print(f"score,split_half_rho,reliability_of_mean_of_{len(rel)},runs_for_{args.target:g}")
+    for score in scores:
+        r = split_half_reliability(tables, score, n_splits=args.splits)
+        needed = r.runs_needed(args.target) if r.split_half > 0 else "never"
+        print(f"{score},{r.split_half:.4f},{r.full:.4f},{needed}")
+
+
 def _check_out(args: argparse.Namespace) -> None:
     if args.out.exists() and not args.force:
         raise LogError(f"{args.out} already exists; choose another name or pass --force to overwrite it")
 
 
-COMMANDS = {"stats": cmd_stats, "select": cmd_select, "summary": cmd_summary, "train": cmd_train}
+COMMANDS = {
+    "stats": cmd_stats,
+    "select": cmd_select,
+    "summary": cmd_summary,
+    "reliability": cmd_reliability,
+    "train": cmd_train,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

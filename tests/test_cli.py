@@ -111,3 +111,21 @@ def test_module_runs_from_the_repository_root(tmp_path):
         [sys.executable, "-m", "cartography_core", "select", "--help"], cwd=ROOT, capture_output=True, text=True
     )
     assert help_.returncode == 0 and "--both-ends" in help_.stdout
+
+
+def test_reliability_prints_the_library_values(capsys):
+    from cartography_core import compute_stats, split_half_reliability
+
+    samples = ROOT / "sample_logs" / "trec"
+    assert main(["reliability", str(samples), "--scores", "confidence,aum", "--target", "0.95"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "score,split_half_rho,reliability_of_mean_of_3,runs_for_0.95"
+    tables = [compute_stats(samples / f"seed-{s}") for s in range(3)]
+    for line, score in zip(lines[2:], ["confidence", "aum"]):
+        r = split_half_reliability(tables, score)
+        assert line == f"{score},{r.split_half:.4f},{r.full:.4f},{r.runs_needed(0.95)}"
+
+
+def test_reliability_needs_two_runs(capsys):
+    assert main(["reliability", str(FIXTURE)]) == 2
+    assert "reliability needs at least 2 runs below it, found 1" in capsys.readouterr().err
