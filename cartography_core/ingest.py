@@ -15,7 +15,8 @@ Everything a log can get wrong is checked here, once, so that ``stats`` can assu
 files, gaps in epoch numbering, duplicate ids within an epoch, gold labels that change, non-finite values,
 rows of different lengths, labels outside ``[0, K)``, malformed JSON (with its line number), missing
 columns, empty or truncated files, and probabilities that do not sum to 1. Memory grows with N, not N x E:
-an epoch is read in batches of at most ``BATCH_ROWS`` rows and then dropped.
+an epoch is read in batches of at most ``BATCH_ROWS`` rows, and the next epoch is read in the background
+while one is processed, so at most two epochs are in memory at once.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -504,10 +506,10 @@ class DynamicsReader:
         if self._done:
             raise RuntimeError("a DynamicsReader can be iterated once")
         self._done = True
-        for ef in self.epochs:
+        for ef, batches in self._prefetched():
             in_epoch = np.zeros(self.n, dtype=bool)
             n_in_epoch = 0
-            for b in read_epoch(self.run, ef, self.k):
+            for b in batches:
                 self._check_kind(b)
                 pos = self._positions(b)
                 if self.n > in_epoch.size:
@@ -528,6 +530,18 @@ class DynamicsReader:
                     f"{len(self.epochs)} epochs "
                     f"({late.size} examples are missing from some epochs; drop --strict to allow this)"
                 )
+
+    def _prefetched(self) -> Iterator[tuple[EpochFiles, list[Batch]]]:
+        """Each epoch's batches; the next epoch is read by a background thread meanwhile (pyarrow releases
+        the GIL), so reading overlaps computing. At most two epochs are held at once."""
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            batches = list(read_epoch(self.run, self.epochs[0]))
+            k = batches[0].values.shape[1]
+            for i, ef in enumerate(self.epochs):
+                later = self.epochs[i + 1 : i + 2]
+                nxt = pool.submit(lambda e: list(read_epoch(self.run, e, k)), later[0]) if later else None
+                yield ef, batches
+                batches = nxt.result() if nxt is not None else []
 
     def _check_kind(self, b: Batch) -> None:
         if self.k is None:
