@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import argparse
 import re
-import socket
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -27,18 +24,10 @@ import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))
 from bench_stats import DATA, make_parquet_log  # noqa: E402
 
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.e2e.server import CHROMIUM, FLAGS, start_streamlit  # noqa: E402
 
 
 def make_root(n: int) -> Path:
@@ -51,40 +40,6 @@ def make_root(n: int) -> Path:
         texts = [" ".join(w) for w in words[rng.integers(0, len(words), (n, 8))]]
         pq.write_table(pa.table({"id": ids, "text": texts}), run / "examples.parquet")
     return root
-
-
-def serve(root: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(ROOT / "app" / "main.py"),
-            "--server.headless=true",
-            "--server.address=127.0.0.1",
-            f"--server.port={port}",
-            "--browser.gatherUsageStats=false",
-            "--server.fileWatcherType=none",
-            "--",
-            "--logs",
-            str(root),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=1).read() == b"ok":
-                return proc, url
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("server did not start")
 
 
 def paint(browser, url: str) -> tuple[float, object]:
@@ -109,10 +64,10 @@ def main() -> None:
     args = ap.parse_args()
     lines = [f"\n## {time.strftime('%Y-%m-%d %H:%M')}: navigation to painted map, headless Chromium, 2 cores\n"]
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=FLAGS)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
         for n in (int(x) for x in args.sizes.split(",")):
             root = make_root(n)
-            proc, url = serve(root)
+            proc, url = start_streamlit(root)
             try:
                 cold, page = paint(browser, url)
                 page.context.close()

@@ -6,9 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from cartography_core import RegionThresholds, compute_stats, region_codes
 from tests.e2e.conftest import ARTIFACTS, wait_idle
+from tests.e2e.server import CHROMIUM
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_logs"
 STATS = compute_stats(SAMPLES / "rotten_tomatoes" / "seed-0")
