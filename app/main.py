@@ -133,7 +133,10 @@ def trajectories(root: str, run_id: str, sig: str, example_id: str) -> pd.DataFr
     names = np.asarray(run.label_names, dtype=object)
     frames = []
     for r in run.runs:
-        traj = trajectory(r, key).to_pandas()
+        try:
+            traj = trajectory(r, key).to_pandas()
+        except LogError:  # one of several pooled runs did not log this example
+            continue
         traj["run"] = r.path.name
         traj["predicted"] = names[traj["pred"].to_numpy()]
         frames.append(traj)
