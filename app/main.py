@@ -177,7 +177,10 @@ with st.sidebar:
     except LogError as exc:
         st.error(f"This run cannot be read: {state.md_escape(exc)}")
         st.stop()
-    spec = state.params(ids, run.label_names)
+    sortable = [
+        m for m in SCORES if m in run.table.column_names and (run.table[m].null_count == 0 or m.endswith("_epoch"))
+    ]
+    spec = state.params(ids, run.label_names, sortable)
     cls_name = st.selectbox("Class", spec["cls"].choices, key="cls", bind="query-params")
     cls = None if cls_name == state.ALL_CLASSES else run.label_names.index(cls_name)
 
@@ -293,7 +296,9 @@ with tab_map:
     st.subheader("Examples")
     c1, c2, c3, c4 = st.columns([1.2, 1.2, 1, 2])
     subset = c1.selectbox("Subset", state.SUBSETS, key="subset", bind="query-params")
-    metric = c2.selectbox("Sort by", state.SORTABLE, key="sort", bind="query-params", help=SCORES["confidence"].formula)
+    metric = c2.selectbox(
+        "Sort by", sortable, key="sort", bind="query-params", help="docs/scores.md defines each score"
+    )
     order = c3.radio("Order", state.ORDERS, key="order", bind="query-params")
     search = c4.text_input(
         "Search the text", key="search", bind="query-params", placeholder="words in the example's text"
@@ -307,11 +312,7 @@ with tab_map:
         search=search.strip(),
     )
     mask = filter_mask(table, row_filter, region_codes=codes, texts=run.texts())
-    try:
-        ranked = ranking(str(root), run_id, sig, metric, order == state.ORDERS[0])
-    except LogError as exc:
-        st.error(state.md_escape(exc))
-        st.stop()
+    ranked = ranking(str(root), run_id, sig, metric, order == state.ORDERS[0])
     rows = top_rows(ranked, mask, TABLE_ROWS)
     n_match = int(mask.sum())
     st.caption(

@@ -18,7 +18,6 @@ SUBSETS = ("hard-to-learn", "ambiguous", "easy-to-learn", "other", "brush", "all
 RULES = ("thresholds", "top q%")
 ORDERS = ("hardest first", "easiest first")
 TABS = ("Data map", "Per class", "Runs")
-SORTABLE = tuple(SCORES)
 
 
 @dataclass(frozen=True)
@@ -32,8 +31,11 @@ class Param:
     pair: bool = False  # a range slider: two values
 
 
-def params(run_ids: Sequence[str], class_names: Sequence[str]) -> dict[str, Param]:
-    """The view's parameters, given the runs found and the classes of the run shown."""
+def params(
+    run_ids: Sequence[str], class_names: Sequence[str], sortable: Sequence[str] = tuple(SCORES)
+) -> dict[str, Param]:
+    """The view's parameters, given the runs found, the classes of the run shown and the scores it defines
+    (a log of probabilities has no aum)."""
     out = [
         Param("run", run_ids[0] if run_ids else None, choices=run_ids),
         Param("cls", ALL_CLASSES, choices=[ALL_CLASSES, *class_names]),
@@ -46,7 +48,7 @@ def params(run_ids: Sequence[str], class_names: Sequence[str]) -> dict[str, Para
         Param("subset", SUBSETS[0], choices=SUBSETS),
         Param("var_range", (0.0, 0.5), bounds=(0.0, 0.5), pair=True),
         Param("conf_range", (0.0, 1.0), bounds=(0.0, 1.0), pair=True),
-        Param("sort", "confidence", choices=SORTABLE),
+        Param("sort", "confidence", choices=sortable),
         Param("order", ORDERS[0], choices=ORDERS),
         Param("search", ""),
     ]

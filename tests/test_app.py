@@ -156,3 +156,12 @@ def test_top_q_rule_counts_the_papers_subsets(monkeypatch):
         len(hard),
         len(easy),
     ]
+
+
+def test_a_probability_log_with_string_ids_offers_no_aum(monkeypatch, tmp_path):
+    rows = [{"id": f"q-{i}", "label": i % 2, "probs": [0.2, 0.8] if i % 3 else [0.9, 0.1]} for i in range(12)]
+    write_log(tmp_path / "probs", [rows, rows], "jsonl")
+    at = run_app(monkeypatch, tmp_path, subset="all", sort="aum")
+    assert "aum" not in at.selectbox(key="sort").options
+    assert any("sort='aum' is not one of the choices here" in shown(w.value) for w in at.warning)
+    assert sorted(table(at)["id"]) == sorted(f"q-{i}" for i in range(12))
