@@ -23,7 +23,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -45,20 +44,18 @@ def to_numpy(x) -> np.ndarray:
     return np.asarray(x)
 
 
-def _snapshot(x, dtype: str | None = None):
-    """A CPU copy of ``x`` (the caller may reuse its buffers). A torch tensor stays a tensor until
-    ``end_epoch`` converts the whole epoch at once: one copy per batch is all a training step pays."""
-    if hasattr(x, "detach"):
-        torch = sys.modules["torch"]
-        return x.detach().to(device="cpu", dtype=getattr(torch, dtype) if dtype else None, copy=True)
-    a = np.asarray(x)
+def _snapshot(x, dtype: str | None = None) -> np.ndarray:
+    """A numpy copy of ``x`` (the caller may reuse its buffers): one copy per batch, nothing else."""
+    if hasattr(x, "detach"):  # torch.Tensor, without importing torch
+        t = x.detach()
+        if t.device.type != "cpu":
+            t = t.cpu()
+        if t.is_floating_point() and t.element_size() < 4:
+            t = t.float()  # float16 / bfloat16
+        a = t.numpy()
+    else:
+        a = np.asarray(x)
     return a.astype(dtype) if dtype else a.copy()
-
-
-def _concat(parts: list) -> np.ndarray:
-    if all(hasattr(p, "detach") for p in parts):
-        return sys.modules["torch"].cat(parts).numpy()
-    return np.concatenate([to_numpy(p) for p in parts])
 
 
 def created_now() -> str:
@@ -151,10 +148,10 @@ class DynamicsRecorder:
         batch = (_snapshot(ids), _snapshot(logits, "float32"), _snapshot(labels, "int64"))
         ids_s, logits_s, labels_s = batch
         n = len(ids_s)
-        if len(logits_s.shape) != 2 or logits_s.shape[0] != n or tuple(labels_s.shape) != (n,):
+        if logits_s.ndim != 2 or logits_s.shape[0] != n or labels_s.shape != (n,):
             raise LogError(
-                f"log(): ids {tuple(ids_s.shape)}, logits {tuple(logits_s.shape)} and labels "
-                f"{tuple(labels_s.shape)} must be (n,), (n, K) and (n,)"
+                f"log(): ids {ids_s.shape}, logits {logits_s.shape} and labels {labels_s.shape} must be "
+                "(n,), (n, K) and (n,)"
             )
         if self._batches and logits_s.shape[1] != self._batches[0][1].shape[1]:
             raise LogError(
@@ -166,22 +163,22 @@ class DynamicsRecorder:
         """Write the epoch's rows and start the next epoch; returns the file written."""
         if not self._batches:
             raise LogError(f"end_epoch(): nothing was logged in epoch {self.epoch}")
-        ids = _concat([b[0] for b in self._batches])
+        ids = np.concatenate([b[0] for b in self._batches])
         if ids.dtype.kind in "US":
             ids = ids.astype(object)
         index = pd.Index(ids)
         if not index.is_unique:
             dup = index[index.duplicated()][0]
             raise LogError(f"end_epoch(): id {show_id(dup)} was logged twice in epoch {self.epoch}")
-        logits = _concat([b[1] for b in self._batches])
+        logits = np.concatenate([b[1] for b in self._batches])
         k = logits.shape[1]
         cols = {
             "id": pa.array(ids, type=pa.string() if ids.dtype == object else pa.int64()),
-            "label": pa.array(_concat([b[2] for b in self._batches])),
+            "label": pa.array(np.concatenate([b[2] for b in self._batches])),
             "logits": pa.ListArray.from_arrays(np.arange(0, logits.size + 1, k, dtype=np.int32), logits.ravel()),
         }
         if all(b[3] is not None for b in self._batches):
-            cols["loss"] = pa.array(_concat([b[3] for b in self._batches]))
+            cols["loss"] = pa.array(np.concatenate([b[3] for b in self._batches]))
         if self.world_size == 1:
             path = self.dyn / f"epoch_{self.epoch:03d}.parquet"
         else:
