@@ -1,4 +1,4 @@
-"""The command line: ``python -m cartography_core {stats,select,summary,reliability,train} ...`` (``--help``).
+"""The command line: ``python -m cartography_core {stats,select,summary,reliability,compare,train}`` (``--help``).
 
 Exit status 0 on success; on bad input, 2 and one line on stderr naming the file and the problem.
 """
@@ -15,7 +15,7 @@ import pyarrow as pa
 from .errors import LogError
 from .ingest import find_runs, open_run, read_examples
 from .regions import REGIONS, RegionThresholds, region_codes, region_counts, region_names
-from .reliability import pool_runs, split_half_reliability
+from .reliability import compare_groups, pool_runs, split_half_reliability
 from .select import (
     FORMATS,
     select_fraction,
@@ -81,6 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--target", type=float, default=0.9, help="reliability to estimate the runs needed for")
     p.add_argument("--splits", type=int, default=20, help="random split-halves to average")
+    p.add_argument("--max-epochs", type=int, metavar="N", help="use only epochs 0..N-1")
+
+    p = sub.add_parser("compare", help="which examples a score ranks differently in two groups of runs")
+    p.add_argument("group_a", type=Path, help="a folder of runs (e.g. one architecture)")
+    p.add_argument("group_b", type=Path, help="another folder of runs over the same examples")
+    p.add_argument("--score", default="confidence", choices=list(SCORES))
+    p.add_argument("--top", type=int, default=10, help="print the N most significant examples")
+    p.add_argument("--out", type=Path, help=f"write every example's test ({', '.join(FORMATS)})")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.add_argument("--max-epochs", type=int, metavar="N", help="use only epochs 0..N-1")
 
     p = sub.add_parser("train", help="train TF-IDF + a small torch head on a labeled file, logging its dynamics")
@@ -238,6 +247,29 @@ def cmd_reliability(args: argparse.Namespace) -> None:
         print(f"{score},{r.split_half:.4f},{r.full:.4f},{needed}")
 
 
+def _group(folder: Path, max_epochs: int | None) -> list[pa.Table]:
+    rel = find_runs(folder)
+    if not rel:
+        raise LogError(f"{folder}: no run directories found below it")
+    return [compute_stats(folder / r, max_epochs=max_epochs) for r in rel]
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    if args.out is not None:
+        _check_out(args)
+    a, b = _group(args.group_a, args.max_epochs), _group(args.group_b, args.max_epochs)
+    result = compare_groups(a, b, args.score)
+    q = result["q_value"].to_numpy()
+    print(
+        f"{args.score}: {len(a)} runs in A ({args.group_a}), {len(b)} in B ({args.group_b}); "
+        f"{int((q < 0.05).sum())} of {result.num_rows} examples differ at q < 0.05 (Welch t, Benjamini-Hochberg)"
+    )
+    print(table_bytes(result.slice(0, args.top), ".csv").decode().replace('"', ""), end="")
+    if args.out is not None:
+        write_table(result, args.out, overwrite=args.force)
+        print(f"wrote {result.num_rows} examples to {args.out}")
+
+
 def _check_out(args: argparse.Namespace) -> None:
     if args.out.exists() and not args.force:
         raise LogError(f"{args.out} already exists; choose another name or pass --force to overwrite it")
@@ -248,6 +280,7 @@ COMMANDS = {
     "select": cmd_select,
     "summary": cmd_summary,
     "reliability": cmd_reliability,
+    "compare": cmd_compare,
     "train": cmd_train,
 }
 

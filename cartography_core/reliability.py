@@ -8,6 +8,10 @@ For R runs, each example's pooled score is the mean over the runs that logged it
     Spearman-Brown  reliability of an average of k times as many runs: k r / (1 + (k - 1) r); the R-run
                     reliability is the k = 2 case of the split-half r
     runs needed     the R giving a target reliability t: (R / 2) * t (1 - r) / (r (1 - t)), rounded up
+
+Two groups of runs (e.g. two architectures, ``run.json``'s ``group``) are compared example by example with
+Welch's t-test on the score over each group's runs, and Benjamini-Hochberg q-values across examples
+(:func:`compare_groups`); the few most significant examples "fingerprint" a group (Kwok et al. 2024, Sec. 5).
 """
 
 from __future__ import annotations
@@ -134,3 +138,42 @@ def split_half_reliability(tables: list[pa.Table], score: str, *, n_splits: int 
         rhos.append(spearmanr(a, b).statistic)
     r = float(np.mean(rhos))
     return Reliability(score, r_total, r, spearman_brown(r, r_total / half))
+
+
+def _score_matrix(tables: list[pa.Table], score: str, ids: pa.ChunkedArray, what: str) -> np.ndarray:
+    """(R, N) float64 of ``score``, runs that log exactly ``ids`` (in id order, as compute_stats sorts them)."""
+    for t in tables:
+        if not t["id"].equals(ids):
+            raise LogError(f"{what}: every run must log the same examples (same ids) to compare them")
+    return np.stack([t[score].to_numpy(zero_copy_only=False).astype(np.float64) for t in tables])
+
+
+def compare_groups(group_a: list[pa.Table], group_b: list[pa.Table], score: str) -> pa.Table:
+    """Per example: ``mean_a``, ``mean_b``, ``diff = mean_b - mean_a``, Welch's ``t`` and two-sided ``p_value``
+    (``scipy.stats.ttest_ind(equal_var=False)``), and Benjamini-Hochberg ``q_value`` across examples; sorted by
+    p-value, then id. Each group needs at least 2 runs, all logging the same examples."""
+    from scipy.stats import false_discovery_control, ttest_ind
+
+    if len(group_a) < 2 or len(group_b) < 2:
+        raise LogError(f"comparing groups needs at least 2 runs in each, got {len(group_a)} and {len(group_b)}")
+    if score not in SCORES:
+        raise LogError(f"unknown score {score!r}; choose from: {', '.join(SCORES)}")
+    ids = group_a[0]["id"]
+    a = _score_matrix(group_a, score, ids, "group A")
+    b = _score_matrix(group_b, score, ids, "group B")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        test = ttest_ind(b, a, axis=0, equal_var=False)
+    p = np.where(np.isnan(test.pvalue), 1.0, test.pvalue)  # identical constant scores: no evidence of a difference
+    order = np.lexsort((np.arange(len(p)), p))
+    table = pa.table(
+        {
+            "id": ids,
+            "mean_a": a.mean(axis=0),
+            "mean_b": b.mean(axis=0),
+            "diff": b.mean(axis=0) - a.mean(axis=0),
+            "t": pa.array(test.statistic, from_pandas=True),
+            "p_value": p,
+            "q_value": false_discovery_control(p, method="bh"),
+        }
+    )
+    return table.take(pa.array(order))

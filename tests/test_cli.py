@@ -129,3 +129,22 @@ def test_reliability_prints_the_library_values(capsys):
 def test_reliability_needs_two_runs(capsys):
     assert main(["reliability", str(FIXTURE)]) == 2
     assert "reliability needs at least 2 runs below it, found 1" in capsys.readouterr().err
+
+
+def test_compare_two_groups_of_runs(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    for group, shift in (("a", 0.0), ("b", 4.0)):
+        for seed in range(3):
+            rows = [
+                {"id": i, "label": 1, "logits": [0.0, float(rng.normal()) * 0.1 + (shift if i == 7 else 0.0)]}
+                for i in range(20)
+            ]
+            write_log(tmp_path / group / f"seed-{seed}", [rows, rows], "parquet")
+    args = ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--top", "1", "--out", str(tmp_path / "c.csv")]
+    assert main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    written = pd.read_csv(tmp_path / "c.csv")
+    n_sig = int((written["q_value"] < 0.05).sum())
+    assert out[0].startswith("confidence: 3 runs in A") and f"{n_sig} of 20 examples differ at q < 0.05" in out[0]
+    assert out[1].startswith("id,mean_a,mean_b,diff,t,p_value,q_value") and out[2].startswith("7,")
+    assert len(written) == 20 and written["id"].iloc[0] == 7 and written["q_value"].iloc[0] < 0.05

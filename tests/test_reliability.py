@@ -56,3 +56,50 @@ def test_split_half_is_one_for_identical_runs_and_low_for_noise():
     noisy = [run_table(ids, [0] * 200, (signal + 0.3 * rng.random(200)).tolist()) for _ in range(6)]
     rel = split_half_reliability(noisy, "confidence")
     assert 0.8 < rel.split_half < rel.full < 1
+
+
+def bh(p):
+    """Benjamini-Hochberg q-values, written out: q_(i) = min_{j >= i} p_(j) m / j."""
+    p = np.asarray(p, dtype=float)
+    m = len(p)
+    order = np.argsort(p)
+    q_sorted = np.minimum.accumulate((p[order] * m / np.arange(1, m + 1))[::-1])[::-1]
+    q = np.empty(m)
+    q[order] = np.minimum(q_sorted, 1)
+    return q
+
+
+def test_compare_groups_finds_the_shifted_examples_and_matches_welch_by_hand():
+    from scipy.stats import t as student_t
+
+    from cartography_core import compare_groups
+
+    rng = np.random.default_rng(0)
+    ids = list(range(50))
+    base = rng.random(50) * 0.5 + 0.25
+    shift = np.where(np.arange(50) < 5, 0.3, 0.0)
+    a = [run_table(ids, [0] * 50, (base + 0.02 * rng.standard_normal(50)).tolist()) for _ in range(4)]
+    b = [run_table(ids, [0] * 50, (base + shift + 0.03 * rng.standard_normal(50)).tolist()) for _ in range(5)]
+    out = compare_groups(a, b, "confidence").to_pandas()
+    assert sorted(out["id"][:5]) == [0, 1, 2, 3, 4] and (out["q_value"][:5] < 0.05).all()
+    assert (out["q_value"][5:] > 0.05).all()
+    np.testing.assert_allclose(out["q_value"], bh(out["p_value"]), rtol=1e-12)
+
+    row = out.set_index("id").loc[7]  # Welch's t and its p by hand for one example
+    xa = np.array([t["confidence"][7].as_py() for t in a])
+    xb = np.array([t["confidence"][7].as_py() for t in b])
+    va, vb = xa.var(ddof=1) / 4, xb.var(ddof=1) / 5
+    t_stat = (xb.mean() - xa.mean()) / np.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / 3 + vb**2 / 4)
+    assert row["t"] == pytest.approx(t_stat) and row["p_value"] == pytest.approx(2 * student_t.sf(abs(t_stat), df))
+    assert row["diff"] == pytest.approx(xb.mean() - xa.mean())
+
+
+def test_compare_groups_needs_two_runs_each_and_the_same_examples():
+    from cartography_core import compare_groups
+
+    one = [run_table([1, 2], [0, 0], [0.5, 0.6])]
+    with pytest.raises(LogError, match="at least 2 runs in each, got 1 and 2"):
+        compare_groups(one, one * 2, "confidence")
+    with pytest.raises(LogError, match="group B: every run must log the same examples"):
+        compare_groups(one * 2, [one[0], run_table([1, 3], [0, 0], [0.5, 0.6])], "confidence")
