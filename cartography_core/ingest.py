@@ -561,7 +561,7 @@ class DynamicsReader:
         pos = self._index.lookup(b.ids)  # (n,) int64, -1 for ids not seen before
         new = pos < 0
         if new.any():
-            new_ids = pd.unique(b.ids[new])
+            new_ids = np.sort(pd.unique(b.ids[new]))  # positions in id order: usually the final order already
             start = self.n
             self._index.add(new_ids)
             pos[new] = self._index.lookup(b.ids[new])
