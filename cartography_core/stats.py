@@ -127,21 +127,20 @@ def epoch_quantities(values: np.ndarray, labels: np.ndarray, kind: str = "logits
             plogp = np.where(p > 0, p * logp, 0.0)
     p_gold = p.take(gold)
     pred = _argmax0(vt)
-
-    def others_max(a: np.ndarray) -> np.ndarray:  # (n,) max over k != y
-        a = a.copy()
-        a.put(gold, -np.inf)
-        return a.max(axis=0)
-
-    diff = p.copy()
-    diff.put(gold, p_gold - 1.0)  # p - onehot(y)
+    others = p.copy()
+    others.put(gold, 0.0)  # (K, n) p with the gold class zeroed: p >= 0, so its max is the best other class
+    z_others = vt.copy()
+    z_others.put(gold, -np.inf)
+    # ||p - onehot(y)||^2 = sum_{k != y} p_k^2 + (1 - p_y)^2, with 1 - p_y summed from the others: accurate
+    # even when p_y is within 1e-16 of 1, where 1 - p_y itself would round to 0
+    miss = others.sum(axis=0)
     return EpochQuantities(
         p_gold=p_gold,
         correct=pred == labels,
         pred=pred,
-        logit_margin=vt.take(gold) - others_max(vt) if kind == "logits" else None,
-        prob_margin=p_gold - others_max(p),
-        el2n=np.sqrt(np.einsum("ij,ij->j", diff, diff)),
+        logit_margin=vt.take(gold) - z_others.max(axis=0) if kind == "logits" else None,
+        prob_margin=p_gold - others.max(axis=0),
+        el2n=np.sqrt(np.einsum("ij,ij->j", others, others) + miss * miss),
         entropy=-plogp.sum(axis=0),
         loss=-logp.take(gold),
     )
