@@ -240,3 +240,10 @@ def test_every_layout_gives_identical_statistics(tmp_path, layout):
     reference = compute_stats(write_log(tmp_path / "jsonl", epochs, "jsonl"))
     got = compute_stats(write_log(tmp_path / layout, epochs, layout))
     assert got.equals(reference)
+
+
+def test_el2n_keeps_its_precision_when_the_gold_class_saturates():
+    # p = (e^-40, 1 - e^-40): 1 - p_gold rounds to 0 in float64, yet ||p - onehot|| = sqrt(2) e^-40 / (1 + e^-40)
+    q = epoch_quantities(np.array([[0.0, 40.0]]), np.array([1]))
+    assert q.el2n[0] == pytest.approx(math.sqrt(2) * math.exp(-40) / (1 + math.exp(-40)), rel=1e-12)
+    assert q.prob_margin[0] == pytest.approx(1 - 2 * math.exp(-40), rel=1e-15)
