@@ -36,7 +36,7 @@ from cartography_core import (  # noqa: E402
     region_counts,
     split_half_reliability,
 )
-from cartography_core.catalog import LoadedRun, load_run, run_ids, run_paths, signature  # noqa: E402
+from cartography_core.catalog import LoadedRun, cache_dir, load_run, run_ids, run_paths, signature  # noqa: E402
 from cartography_core.datamap import (  # noqa: E402
     MAX_POINTS,
     RowFilter,
@@ -68,7 +68,7 @@ def logs_root() -> Path:
 
 @st.cache_resource(show_spinner="Reading the run and computing its scores...", max_entries=8)
 def load(root: str, run_id: str, sig: str) -> LoadedRun:
-    return load_run(root, run_id)
+    return load_run(root, run_id, cache=cache_dir())
 
 
 @st.cache_resource(max_entries=64)

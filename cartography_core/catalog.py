@@ -7,15 +7,20 @@ mean over the runs of a folder that holds two or more (``reliability.pool_runs``
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
+from . import ingest as ingest_module
+from . import stats as stats_module
 from .errors import LogError
 from .ingest import Run, find_runs, open_run, read_examples
+from .recorder import atomic_write_parquet
 from .reliability import pool_runs
 from .select import with_examples
 from .stats import compute_stats, table_meta
@@ -88,10 +93,48 @@ class LoadedRun:
         return self.table[self.text_column] if self.text_column else None
 
 
-def load_run(root: str | Path, run_id: str) -> LoadedRun:
-    """Open, score and join one run id (see the module docstring)."""
+def cache_dir() -> Path | None:
+    """Where computed tables are kept between processes: ``$CARTOGRAPHY_CACHE``, else ``~/.cache/cartography``;
+    ``CARTOGRAPHY_CACHE=off`` keeps nothing."""
+    env = os.environ.get("CARTOGRAPHY_CACHE")
+    if env == "off":
+        return None
+    return Path(env) if env else Path.home() / ".cache" / "cartography"
+
+
+def _code_version() -> str:
+    """Changes whenever the code that computes the statistics changes, so a cached table is never stale."""
+    h = hashlib.sha256()
+    for module in (ingest_module, stats_module):
+        h.update(Path(module.__file__).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cached_stats(run: Run, cache: Path | None) -> pa.Table:
+    """:func:`stats.compute_stats` of ``run``, read back from ``cache`` when the run's files and the code are
+    unchanged (key: resolved path, :func:`signature`, code version). Nothing is written into the run."""
+    if cache is None:
+        return compute_stats(run)
+    key = hashlib.sha256(f"{_code_version()}|{run.path.resolve()}|{signature([run.path])}".encode()).hexdigest()
+    path = cache / f"stats-{key[:32]}.parquet"
+    if path.exists():
+        try:
+            return pq.read_table(path)
+        except (pa.ArrowException, OSError):
+            pass  # a damaged cache file is recomputed and replaced
+    table = compute_stats(run)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        atomic_write_parquet(table, path)
+    except OSError:
+        pass  # a read-only or full cache folder only costs the recomputation next time
+    return table
+
+
+def load_run(root: str | Path, run_id: str, *, cache: Path | None = None) -> LoadedRun:
+    """Open, score and join one run id (see the module docstring); ``cache``: see :func:`cached_stats`."""
     runs = [open_run(p) for p in run_paths(root, run_id)]
-    per_run = [compute_stats(r) for r in runs]
+    per_run = [cached_stats(r, cache) for r in runs]
     stats = per_run[0] if len(per_run) == 1 else pool_runs(per_run, [r.path.name for r in runs])
     examples = read_examples(runs[0])
     table = with_examples(stats, examples)

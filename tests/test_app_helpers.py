@@ -178,3 +178,27 @@ def test_md_escape_neutralises_markdown_from_users():
     planted = "![x](http://evil.example/x.png) **bold** `code` <b>"
     escaped = state.md_escape(planted)
     assert escaped == r"\!\[x\]\(http://evil\.example/x\.png\) \*\*bold\*\* \`code\` \<b\>"
+
+
+def test_cached_stats_are_reused_until_a_log_file_changes(tmp_path, monkeypatch):
+    from cartography_core import catalog
+
+    rows = [{"id": i, "label": i % 2, "logits": [float(i), 1.0]} for i in range(6)]
+    run_dir = write_log(tmp_path / "runs" / "r", [rows, rows], "parquet")
+    cache = tmp_path / "cache"
+    first = catalog.cached_stats(open_run(run_dir), cache)
+    assert first.equals(compute_stats(run_dir)) and len(list(cache.glob("stats-*.parquet"))) == 1
+
+    def no_recompute(run):
+        raise AssertionError("recomputed")
+
+    monkeypatch.setattr(catalog, "compute_stats", no_recompute)
+    again = catalog.cached_stats(open_run(run_dir), cache)
+    assert again.equals(first) and again.schema.metadata == first.schema.metadata
+    monkeypatch.undo()
+    time.sleep(0.01)
+    write_log(run_dir, [rows, rows[:3]], "parquet")  # the log changes: a new key, computed afresh
+    assert catalog.cached_stats(open_run(run_dir), cache)["n_epochs"].to_pylist() == [2, 2, 2, 1, 1, 1]
+    assert not any(p.name.startswith("stats") for p in run_dir.rglob("*"))  # nothing written into the run
+    monkeypatch.setenv("CARTOGRAPHY_CACHE", "off")
+    assert catalog.cache_dir() is None

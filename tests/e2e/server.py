@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -17,8 +18,11 @@ FLAGS = [
 ]  # fmt: skip
 
 
-def start_streamlit(logs: Path | None = None, output=subprocess.DEVNULL) -> tuple[subprocess.Popen, str]:
-    """``streamlit run app/main.py [-- --logs LOGS]`` on a free port; returns (process, base URL) once healthy."""
+def start_streamlit(
+    logs: Path | None = None, output=subprocess.DEVNULL, cache: str = "off"
+) -> tuple[subprocess.Popen, str]:
+    """``streamlit run app/main.py [-- --logs LOGS]`` on a free port, with ``CARTOGRAPHY_CACHE=cache`` (no disk
+    cache by default); returns (process, base URL) once healthy."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -29,7 +33,8 @@ def start_streamlit(logs: Path | None = None, output=subprocess.DEVNULL) -> tupl
     ]  # fmt: skip
     if logs is not None:
         cmd += ["--", "--logs", str(logs)]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
+    env = {**os.environ, "CARTOGRAPHY_CACHE": cache}
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=output, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
