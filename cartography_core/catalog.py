@@ -12,7 +12,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -164,8 +163,3 @@ def _text_column(examples: pa.Table | None) -> str | None:
         if name not in ("id", "label_name", "split") and pa.types.is_string(examples[name].type):
             return name
     return None
-
-
-def label_names_of(loaded: LoadedRun, labels: np.ndarray) -> np.ndarray:
-    """(n,) object array of class names for class indices ``labels``."""
-    return np.asarray(loaded.label_names, dtype=object)[labels]
