@@ -191,7 +191,7 @@ with st.sidebar:
         "Ambiguous: variability at least",
         0.0,
         0.5,
-        0.2,
+        spec["amb_var"].default,
         0.01,
         key="amb_var",
         bind="query-params",
@@ -201,7 +201,7 @@ with st.sidebar:
         "Easy-to-learn: confidence at least",
         0.0,
         1.0,
-        0.5,
+        spec["easy_conf"].default,
         0.01,
         key="easy_conf",
         bind="query-params",
@@ -211,14 +211,21 @@ with st.sidebar:
         "Hard-to-learn: confidence below",
         0.0,
         1.0,
-        0.5,
+        spec["hard_conf"].default,
         0.01,
         key="hard_conf",
         bind="query-params",
         disabled=not by_threshold,
     )
     q = st.slider(
-        "Top q% by metric (the paper's subsets)", 1, 50, 33, 1, key="q", bind="query-params", disabled=by_threshold
+        "Top q% by metric (the paper's subsets)",
+        1,
+        50,
+        spec["q"].default,
+        1,
+        key="q",
+        bind="query-params",
+        disabled=by_threshold,
     )
     if by_threshold and hard_conf > easy_conf:
         st.warning(

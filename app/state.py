@@ -11,9 +11,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from cartography_core import REGIONS, SCORES
+from cartography_core import REGIONS, SCORES, RegionThresholds
 
 ALL_CLASSES = "all classes"
+DEFAULT_REGIONS = RegionThresholds()
 SUBSETS = ("hard-to-learn", "ambiguous", "easy-to-learn", "other", "brush", "all")
 RULES = ("thresholds", "top q%")
 ORDERS = ("hardest first", "easiest first")
@@ -41,9 +42,9 @@ def params(
         Param("cls", ALL_CLASSES, choices=[ALL_CLASSES, *class_names]),
         Param("tab", TABS[0], choices=TABS),
         Param("rule", RULES[0], choices=RULES),
-        Param("amb_var", 0.2, bounds=(0.0, 0.5)),
-        Param("easy_conf", 0.5, bounds=(0.0, 1.0)),
-        Param("hard_conf", 0.5, bounds=(0.0, 1.0)),
+        Param("amb_var", DEFAULT_REGIONS.ambiguous_min_variability, bounds=(0.0, 0.5)),
+        Param("easy_conf", DEFAULT_REGIONS.easy_min_confidence, bounds=(0.0, 1.0)),
+        Param("hard_conf", DEFAULT_REGIONS.hard_max_confidence, bounds=(0.0, 1.0)),
         Param("q", 33, bounds=(1, 50)),
         Param("subset", SUBSETS[0], choices=SUBSETS),
         Param("var_range", (0.0, 0.5), bounds=(0.0, 0.5), pair=True),
