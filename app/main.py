@@ -187,35 +187,14 @@ with st.sidebar:
     st.header("Regions")
     rule = st.radio("Rule", state.RULES, key="rule", bind="query-params", horizontal=True)
     by_threshold = rule == state.RULES[0]
-    amb_var = st.slider(
-        "Ambiguous: variability at least",
-        0.0,
-        0.5,
-        spec["amb_var"].default,
-        0.01,
-        key="amb_var",
-        bind="query-params",
-        disabled=not by_threshold,
-    )
-    easy_conf = st.slider(
-        "Easy-to-learn: confidence at least",
-        0.0,
-        1.0,
-        spec["easy_conf"].default,
-        0.01,
-        key="easy_conf",
-        bind="query-params",
-        disabled=not by_threshold,
-    )
-    hard_conf = st.slider(
-        "Hard-to-learn: confidence below",
-        0.0,
-        1.0,
-        spec["hard_conf"].default,
-        0.01,
-        key="hard_conf",
-        bind="query-params",
-        disabled=not by_threshold,
+    threshold_labels = {
+        "amb_var": "Ambiguous: variability at least",
+        "easy_conf": "Easy-to-learn: confidence at least",
+        "hard_conf": "Hard-to-learn: confidence below",
+    }
+    amb_var, easy_conf, hard_conf = (
+        st.slider(label, *spec[k].bounds, spec[k].default, 0.01, key=k, bind="query-params", disabled=not by_threshold)
+        for k, label in threshold_labels.items()
     )
     q = st.slider(
         "Top q% by metric (the paper's subsets)",
