@@ -133,17 +133,23 @@ def _thresholds(args: argparse.Namespace) -> RegionThresholds:
     return RegionThresholds(args.ambiguous_min_variability, args.easy_min_confidence, args.hard_max_confidence)
 
 
+def _runs_below(folder: Path, *, max_epochs=None, strict=False, need: str = "this", at_least: int = 1):
+    """(relative names, statistics tables) of every run below ``folder``; too few runs is an error."""
+    rel = find_runs(folder)
+    if len(rel) < at_least:
+        raise LogError(
+            f"{folder}: {need} needs at least {at_least} run{'s' if at_least > 1 else ''} below it, found {len(rel)}"
+        )
+    return rel, [compute_stats(folder / r, max_epochs=max_epochs, strict=strict) for r in rel]
+
+
 def _load(args: argparse.Namespace, **kw) -> tuple[pa.Table, pa.Table | None]:
     """(statistics, examples) of LOGDIR: one run, or with --pool the mean over the runs below it."""
     if not args.pool:
         run = open_run(args.logdir)
         return compute_stats(run, max_epochs=args.max_epochs, strict=args.strict, **kw), read_examples(run)
-    rel = find_runs(args.logdir)
-    if not rel:
-        raise LogError(f"{args.logdir}: no run directories found below it")
-    runs = [open_run(args.logdir / r) for r in rel]
-    tables = [compute_stats(r, max_epochs=args.max_epochs, strict=args.strict) for r in runs]
-    return pool_runs(tables, rel), read_examples(runs[0])
+    rel, tables = _runs_below(args.logdir, max_epochs=args.max_epochs, strict=args.strict, need="--pool")
+    return pool_runs(tables, rel), read_examples(open_run(args.logdir / rel[0]))
 
 
 def _with_regions(stats: pa.Table, t: RegionThresholds) -> pa.Table:
@@ -152,9 +158,12 @@ def _with_regions(stats: pa.Table, t: RegionThresholds) -> pa.Table:
 
 
 def cmd_stats(args: argparse.Namespace) -> None:
-    kw = {"variability_ci": args.variability_ci, "el2n_epoch": args.el2n_epoch}
-    stats, _ = _load(args, **({} if args.pool else kw))
-    _check_out(args)
+    if args.pool and (args.variability_ci or args.el2n_epoch is not None):
+        raise LogError("--variability-ci and --el2n-epoch apply to one run; --pool averages the standard columns")
+    _check_out(args)  # before the work, not after it
+    stats, _ = _load(
+        args, **({} if args.pool else {"variability_ci": args.variability_ci, "el2n_epoch": args.el2n_epoch})
+    )
     write_table(stats, args.out, overwrite=args.force)
     print(f"wrote {stats.num_rows} examples to {args.out}")
 
@@ -235,10 +244,7 @@ def cmd_reliability(args: argparse.Namespace) -> None:
         raise LogError(f"unknown score {unknown[0]!r}; choose from: {', '.join(SCORES)}")
     if not 0 < args.target < 1:
         raise LogError(f"--target must lie in (0, 1), got {args.target}")
-    rel = find_runs(args.logdir)
-    if len(rel) < 2:
-        raise LogError(f"{args.logdir}: reliability needs at least 2 runs below it, found {len(rel)}")
-    tables = [compute_stats(args.logdir / r, max_epochs=args.max_epochs) for r in rel]
+    rel, tables = _runs_below(args.logdir, max_epochs=args.max_epochs, need="reliability", at_least=2)
     print(f"runs: {len(rel)} ({', '.join(rel)}); split-half Spearman rho over {args.splits} random splits")
     print(f"score,split_half_rho,reliability_of_mean_of_{len(rel)},runs_for_{args.target:g}")
     for score in scores:
@@ -247,17 +253,11 @@ def cmd_reliability(args: argparse.Namespace) -> None:
         print(f"{score},{r.split_half:.4f},{r.full:.4f},{needed}")
 
 
-def _group(folder: Path, max_epochs: int | None) -> list[pa.Table]:
-    rel = find_runs(folder)
-    if not rel:
-        raise LogError(f"{folder}: no run directories found below it")
-    return [compute_stats(folder / r, max_epochs=max_epochs) for r in rel]
-
-
 def cmd_compare(args: argparse.Namespace) -> None:
     if args.out is not None:
         _check_out(args)
-    a, b = _group(args.group_a, args.max_epochs), _group(args.group_b, args.max_epochs)
+    _, a = _runs_below(args.group_a, max_epochs=args.max_epochs, need="compare", at_least=2)
+    _, b = _runs_below(args.group_b, max_epochs=args.max_epochs, need="compare", at_least=2)
     result = compare_groups(a, b, args.score)
     q = result["q_value"].to_numpy()
     print(

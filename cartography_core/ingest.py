@@ -144,6 +144,8 @@ def open_run(path: str | Path) -> Run:
     epochs = _list_epochs(dyn, layout)
     meta = _read_run_json(path / "run.json")
     world = meta.get("world_size", 1)
+    if not isinstance(world, int) or world < 1:
+        raise LogError(f"{path / 'run.json'}: world_size must be a whole number >= 1, found {world!r}")
     for ef in epochs:
         if world > 1 and len(ef.paths) != world:
             raise LogError(
@@ -415,7 +417,7 @@ def _to_batch(table: pa.Table, epoch: int, source: str, row0: int, jsonl: bool, 
 
 
 class _IdIndex:
-    """Ids -> positions ``0..n-1`` in order of first appearance.
+    """Ids -> positions ``0..n-1``, each added batch of new ids in sorted order after those before it.
 
     Integer ids within a span of at most ``LUT_SPAN_PER_ID`` x n values use a lookup table (one gather per
     epoch); other ids (strings, sparse integers such as hashes) a pandas hash index.
@@ -473,8 +475,9 @@ class IndexedBatch:
 class DynamicsReader:
     """Iterate a run's epochs in order as :class:`IndexedBatch` es, checking what spans epochs.
 
-    Example ids are mapped to positions in order of first appearance; after iteration, ``ids`` holds the id
-    of every position, ``labels`` the gold label and ``seen`` the number of epochs each example was logged in.
+    Example ids are mapped to positions (the first epoch's in sorted id order); after iteration, ``ids`` holds
+    the id of every position, ``labels`` the gold label and ``seen`` the number of epochs each example was
+    logged in.
     Raises :class:`LogError` for a duplicate id within an epoch, a gold label that changes, ids of another
     type, a change of K or of logits/probs between epochs, and (``strict=True``) an id missing from an epoch.
     """

@@ -16,6 +16,7 @@ Welch's t-test on the score over each group's runs, and Benjamini-Hochberg q-val
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .errors import LogError
-from .stats import SCORES
+from .stats import SCORES, table_meta
 
 
 def pool_runs(tables: list[pa.Table], names: list[str] | None = None) -> pa.Table:
@@ -76,7 +77,8 @@ def pool_runs(tables: list[pa.Table], names: list[str] | None = None) -> pa.Tabl
     if "label_name" in tables[0].column_names:
         label_names = _label_names(tables[0])
         cols["label_name"] = pa.array(np.asarray(label_names, dtype=object)[label], type=pa.string())
-    return pa.table(cols)
+    meta = {**table_meta(tables[0]), "run": None, "runs": names}  # E, K, layout and class names of the runs
+    return pa.table(cols).replace_schema_metadata({"cartography": json.dumps(meta)})
 
 
 def _label_names(t: pa.Table) -> list[str]:
