@@ -36,14 +36,6 @@ FORMAT = "cartography-logs/1"
 PASSES = ("train", "eval")
 
 
-def to_numpy(x) -> np.ndarray:
-    """A numpy view or copy of ``x``: numpy arrays, torch tensors (any device, with grad), lists."""
-    if hasattr(x, "detach"):  # torch.Tensor, without importing torch
-        x = x.detach().cpu()
-        return (x.float() if x.is_floating_point() else x).numpy()  # bfloat16 has no numpy dtype
-    return np.asarray(x)
-
-
 def _snapshot(x, dtype: str | None = None) -> np.ndarray:
     """A numpy copy of ``x`` (the caller may reuse its buffers): one copy per batch, nothing else."""
     if hasattr(x, "detach"):  # torch.Tensor, without importing torch

@@ -147,16 +147,8 @@ def train_run(
     """Train one model with ``seed`` and write the run directory ``out`` (dynamics, run.json, examples)."""
     progress = sys.stderr.isatty() if progress is None else progress
     train_rows, test_rows = split(data, config)
-    x_train, x_test, n_features = featurize(data, train_rows, test_rows, config, progress)
-    y_train = torch.from_numpy(data.labels[train_rows])
-    ids = data.ids[train_rows]
-
-    torch.manual_seed(seed)
-    model = Head(n_features, len(data.label_names), config, sparse=config.features == "tfidf")
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    gen = torch.Generator().manual_seed(seed)
     out = Path(out)
-    rec = DynamicsRecorder(
+    rec = DynamicsRecorder(  # first: an existing run is refused before any work
         out,
         label_names=data.label_names,
         pass_="train",
@@ -170,9 +162,17 @@ def train_run(
             "hyperparameters": asdict(config),
             "n_train": int(train_rows.size),
             "n_holdout": int(test_rows.size),
-            "n_features": int(n_features),
         },
     )
+    x_train, x_test, n_features = featurize(data, train_rows, test_rows, config, progress)
+    rec.update_meta(n_features=int(n_features))
+    y_train = torch.from_numpy(data.labels[train_rows])
+    ids = data.ids[train_rows]
+
+    torch.manual_seed(seed)
+    model = Head(n_features, len(data.label_names), config, sparse=config.features == "tfidf")
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    gen = torch.Generator().manual_seed(seed)
     counts = np.bincount(data.labels[test_rows], minlength=len(data.label_names)) if test_rows.size else None
     result = TrainResult(out, majority_accuracy=float(counts.max() / counts.sum()) if counts is not None else np.nan)
     for epoch in range(config.epochs):
