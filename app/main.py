@@ -299,8 +299,8 @@ with tab_map:
     )
     mask = filter_mask(table, row_filter, region_codes=codes, texts=run.texts())
     ranked = ranking(str(root), run_id, sig, metric, order == state.ORDERS[0])
-    rows = top_rows(ranked, mask, TABLE_ROWS)
-    n_match = int(mask.sum())
+    subset_rows = top_rows(ranked, mask)  # every match, hardest first: the table's head and the downloads
+    rows, n_match = subset_rows[:TABLE_ROWS], len(subset_rows)
     st.caption(
         f"{n_match:,} examples match; showing the first {len(rows):,} by {metric} "
         f"({SCORES[metric].harder} is harder; {order}). Text is shown as plain text."
@@ -342,7 +342,6 @@ with tab_map:
     st.subheader("Download")
     desc = state.file_slug(run_id, cls_name if cls is not None else "", subset, search.strip()[:30])
     digest = hashlib.sha1(repr((run_id, sig, rule, thresholds, q, row_filter, metric, order)).encode()).hexdigest()[:8]
-    subset_rows = ranked[mask[ranked]]
 
     def subset_table() -> pa.Table:
         out = table.take(pa.array(subset_rows, type=pa.int64()))

@@ -122,10 +122,9 @@ def filter_mask(
     return mask
 
 
-def top_rows(order: np.ndarray, mask: np.ndarray, limit: int) -> np.ndarray:
-    """The first ``limit`` rows of ``order`` (e.g. :func:`select.rank_order`) that ``mask`` keeps, in order."""
-    kept = order[mask[order]]
-    return kept[:limit]
+def top_rows(order: np.ndarray, mask: np.ndarray, limit: int | None = None) -> np.ndarray:
+    """The rows of ``order`` (e.g. :func:`select.rank_order`) that ``mask`` keeps, in order; the first ``limit``."""
+    return order[mask[order]][:limit]
 
 
 def trajectory(run: Run, example_id) -> pa.Table:
