@@ -74,6 +74,16 @@ def write_json(path: Path, obj: dict) -> None:
     os.replace(tmp, path)
 
 
+def refuse_existing_run(run_dir: Path) -> None:
+    """Raise :class:`LogError` if ``run_dir`` already holds a run (``dynamics/`` or ``run.json``)."""
+    existing = [p for p in (run_dir / "dynamics", run_dir / "run.json") if p.exists()]
+    if existing:
+        raise LogError(
+            f"{run_dir} already holds a run ({existing[0].name}); choose a new directory or pass "
+            "overwrite=True (--force) to replace it"
+        )
+
+
 class DynamicsRecorder:
     """Collects per-example logits batch by batch and writes one epoch file per epoch.
 
@@ -123,12 +133,8 @@ class DynamicsRecorder:
         self.dyn.mkdir(parents=True, exist_ok=True)
 
     def _claim(self, overwrite: bool) -> None:
-        existing = [p for p in (self.dyn, self.run_dir / "run.json") if p.exists()]
-        if existing and not overwrite:
-            raise LogError(
-                f"{self.run_dir} already holds a run ({existing[0].name}); choose a new directory or pass "
-                "overwrite=True (--force) to replace it"
-            )
+        if not overwrite:
+            refuse_existing_run(self.run_dir)
         if self.dyn.exists():
             shutil.rmtree(self.dyn)
         self.run_dir.mkdir(parents=True, exist_ok=True)

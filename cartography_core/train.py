@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from .errors import LogError
 from .ingest import read_table_file
-from .recorder import DynamicsRecorder, atomic_write_parquet
+from .recorder import DynamicsRecorder, atomic_write_parquet, refuse_existing_run
 from .train_config import TrainConfig
 
 
@@ -120,7 +120,13 @@ def featurize(data: LabeledData, train_rows: np.ndarray, test_rows: np.ndarray, 
     vec = TfidfVectorizer(
         ngram_range=(1, 2), min_df=config.min_df, sublinear_tf=True, max_features=config.max_features, dtype=np.float32
     )
-    x_train = vec.fit_transform(data.texts[train_rows]).tocsr()
+    try:
+        x_train = vec.fit_transform(data.texts[train_rows]).tocsr()
+    except ValueError as exc:  # scikit-learn's "empty vocabulary" / "no terms remain"
+        raise LogError(
+            f"{data.name}: no words to build TF-IDF features from (words must appear in at least "
+            f"{config.min_df} training texts): {exc}"
+        ) from None
     x_test = vec.transform(data.texts[test_rows]).tocsr() if test_rows.size else None
     return x_train, x_test, x_train.shape[1]
 
@@ -148,7 +154,10 @@ def train_run(
     progress = sys.stderr.isatty() if progress is None else progress
     train_rows, test_rows = split(data, config)
     out = Path(out)
-    rec = DynamicsRecorder(  # first: an existing run is refused before any work
+    if not overwrite:
+        refuse_existing_run(out)  # before any work; the recorder creates the run only once features exist
+    x_train, x_test, n_features = featurize(data, train_rows, test_rows, config, progress)
+    rec = DynamicsRecorder(
         out,
         label_names=data.label_names,
         pass_="train",
@@ -162,10 +171,9 @@ def train_run(
             "hyperparameters": asdict(config),
             "n_train": int(train_rows.size),
             "n_holdout": int(test_rows.size),
+            "n_features": int(n_features),
         },
     )
-    x_train, x_test, n_features = featurize(data, train_rows, test_rows, config, progress)
-    rec.update_meta(n_features=int(n_features))
     y_train = torch.from_numpy(data.labels[train_rows])
     ids = data.ids[train_rows]
 

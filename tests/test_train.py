@@ -138,3 +138,13 @@ def test_bad_hyper_parameters_are_refused_together(capsys):
         TrainConfig(epochs=0, lr=-1)
     assert main(["train", "x.csv", "--text-col", "t", "--label-col", "y", "--out", "o", "--holdout", "1"]) == 2
     assert "holdout must lie in [0, 1), got 1.0" in capsys.readouterr().err
+
+
+def test_texts_without_shared_words_are_a_clear_error(tmp_path, capsys):
+    pd.DataFrame({"text": ["alpha", "beta", "gamma", "delta"] * 3, "y": [0, 1] * 6}).assign(
+        text=lambda d: d["text"] + [str(i) for i in range(12)]
+    ).to_csv(tmp_path / "d.csv", index=False)
+    args = ["train", str(tmp_path / "d.csv"), "--text-col", "text", "--label-col", "y", "--out", str(tmp_path / "r")]
+    assert main(args + ["--holdout", "0"]) == 2
+    assert "d.csv: no words to build TF-IDF features from" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # a failed start leaves nothing that would block the next try
