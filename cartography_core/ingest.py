@@ -648,4 +648,4 @@ def read_examples(run: Run) -> pa.Table | None:
         vc = pc.value_counts(ids)
         dup = vc.filter(pc.greater(vc.field("counts"), 1))[0]["values"].as_py()
         raise LogError(f"{source}: id {dup!r} appears more than once; ids must be unique")
-    return table
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), b"source": source.encode()})

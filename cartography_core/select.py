@@ -120,8 +120,9 @@ def with_examples(stats: pa.Table, examples: pa.Table | None) -> pa.Table:
     try:
         ex_ids = ex_ids.cast(stats["id"].type)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        source = (examples.schema.metadata or {}).get(b"source", b"examples file").decode()
         raise LogError(
-            f"examples file ids ({ex_ids.type}) cannot be matched to the log's ids ({stats['id'].type})"
+            f"{source}: ids ({ex_ids.type}) cannot be matched to the log's ids ({stats['id'].type})"
         ) from None
     pos = pd.Index(ex_ids.to_numpy(zero_copy_only=False)).get_indexer(stats["id"].to_numpy(zero_copy_only=False))
     taken = examples.drop_columns(["id"]).take(pa.array(pos, mask=pos < 0))

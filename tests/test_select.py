@@ -124,3 +124,20 @@ def test_write_refuses_to_overwrite_and_round_trips(tmp_path):
     assert rows[1] == {"id": 1, "label": 0, "confidence": 0.5, "variability": 0.1, "first_learned_epoch": 1}
     assert rows[0]["first_learned_epoch"] is None
     assert table_bytes(t, ".csv").decode().splitlines()[1] == "0,0,0.25,0,"
+
+
+def test_examples_ids_that_cannot_match_name_the_file(tmp_path):
+    from cartography_core import open_run, read_examples
+    from tests.logs import write_log
+
+    run = write_log(
+        tmp_path / "r",
+        [[{"id": 1, "label": 0, "logits": [1.0, 0.0]}, {"id": 2, "label": 1, "logits": [0.0, 1.0]}]],
+        "jsonl",
+    )
+    pa.table({"id": ["a", "b"], "text": ["x", "y"]}).to_pandas().to_csv(run / "examples.csv", index=False)
+    stats = pa.table({"id": pa.array([1, 2], pa.int64()), "confidence": [0.5, 0.5]})
+    with pytest.raises(
+        LogError, match=re.escape("r/examples.csv: ids (string) cannot be matched to the log's ids (int64)")
+    ):
+        with_examples(stats, read_examples(open_run(run)))
