@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from . import ingest as ingest_module
 from . import stats as stats_module
 from .errors import LogError
-from .ingest import Run, find_runs, open_run, read_examples
+from .ingest import EXAMPLES_NAMES, Run, find_runs, open_run, read_examples
 from .recorder import atomic_write_parquet
 from .reliability import pool_runs
 from .select import with_examples
@@ -31,9 +31,10 @@ def _parent(rel: str) -> str:
     return rel.rsplit("/", 1)[0] if "/" in rel else ""
 
 
-def run_ids(root: str | Path) -> list[str]:
-    """Every run id under ``root``; after the last run of a folder holding two or more, ``<folder>/*``."""
-    runs = find_runs(root)
+def run_ids(root: str | Path, *, follow_links: bool = False) -> list[str]:
+    """Every run id under ``root``; after the last run of a folder holding two or more, ``<folder>/*``.
+    Links to folders outside ``root`` are skipped unless ``follow_links``."""
+    runs = find_runs(root, follow_links=follow_links)
     parents = [_parent(r) for r in runs]
     last = {p: i for i, p in enumerate(parents)}
     out: list[str] = []
@@ -44,14 +45,14 @@ def run_ids(root: str | Path) -> list[str]:
     return out
 
 
-def run_paths(root: str | Path, run_id: str) -> list[Path]:
+def run_paths(root: str | Path, run_id: str, *, follow_links: bool = False) -> list[Path]:
     """The run directories behind ``run_id`` (several for a pooled id); refuses ids that ``run_ids`` does not list."""
     root = Path(root)
-    if run_id not in run_ids(root):
-        raise LogError(f"no run {run_id!r} under {root}")
+    if run_id not in run_ids(root, follow_links=follow_links):
+        raise LogError(f"no run {run_id!r} in the log folder")
     if run_id.endswith("/" + POOLED):
         parent = _parent(run_id)
-        return [root / r for r in find_runs(root) if _parent(r) == parent]
+        return [root / r for r in find_runs(root, follow_links=follow_links) if _parent(r) == parent]
     return [root / run_id]
 
 
@@ -59,15 +60,16 @@ def signature(paths: list[Path]) -> str:
     """A cache key that changes when any file of the runs changes: count, total size and newest mtime."""
     count = size = newest = 0
     for path in paths:
-        for folder, _, files in os.walk(path):
-            for name in files:
-                st = os.stat(os.path.join(folder, name))
-                count, size, newest = count + 1, size + st.st_size, max(newest, st.st_mtime_ns)
-        for name in ("examples.parquet", "examples.jsonl", "examples.csv"):
-            p = path.parent / name
-            if p.exists():
-                st = p.stat()
-                count, size, newest = count + 1, size + st.st_size, max(newest, st.st_mtime_ns)
+        files = [os.path.join(folder, name) for folder, _, names in os.walk(path) for name in names]
+        for p in files + [str(path.parent / name) for name in EXAMPLES_NAMES]:
+            try:
+                st = os.stat(p)
+            except OSError:  # absent, or a dangling link: the link itself (open_run reports the problem)
+                try:
+                    st = os.lstat(p)
+                except OSError:
+                    continue
+            count, size, newest = count + 1, size + st.st_size, max(newest, st.st_mtime_ns)
     return f"{count}:{size}:{newest}"
 
 
@@ -130,9 +132,11 @@ def cached_stats(run: Run, cache: Path | None) -> pa.Table:
     return table
 
 
-def load_run(root: str | Path, run_id: str, *, cache: Path | None = None) -> LoadedRun:
-    """Open, score and join one run id (see the module docstring); ``cache``: see :func:`cached_stats`."""
-    runs = [open_run(p) for p in run_paths(root, run_id)]
+def load_run(root: str | Path, run_id: str, *, cache: Path | None = None, follow_links: bool = False) -> LoadedRun:
+    """Open, score and join one run id (see the module docstring); ``cache``: see :func:`cached_stats`.
+    A file that a link places outside ``root`` is refused unless ``follow_links``."""
+    confine = None if follow_links else root
+    runs = [open_run(p, confine_to=confine) for p in run_paths(root, run_id, follow_links=follow_links)]
     per_run = [cached_stats(r, cache) for r in runs]
     stats = per_run[0] if len(per_run) == 1 else pool_runs(per_run, [r.path.name for r in runs])
     examples = read_examples(runs[0])

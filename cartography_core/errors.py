@@ -10,5 +10,11 @@ def show_id(example_id) -> str:
     return repr(example_id.item() if hasattr(example_id, "item") else example_id)
 
 
+def short(text: str, limit: int = 120) -> str:
+    """``text`` cut to ``limit`` characters (with an ellipsis): a message quotes at most a fragment of a file."""
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class LogError(ValueError):
     """A training-dynamics log, examples file or option that cannot be used as given."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,11 +38,13 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from .errors import LogError, show_id
+from .errors import LogError, short, show_id
 
 BATCH_ROWS = 1 << 20
+MAX_EPOCH_DIGITS = 6  # an epoch number of more digits is refused (a name like epoch_99999999999999999999)
 PROB_SUM_ATOL = 1e-3  # float32 probabilities from a softmax sum to 1 within ~1e-6; allow rounding in files
 
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 OURS, ALLENAI = "cartography", "allenai"
 _OURS_FILE = re.compile(r"^epoch_(\d+)\.(parquet|jsonl)$")
 _OURS_DIR = re.compile(r"^epoch_(\d+)$")
@@ -85,16 +88,20 @@ class Run:
             return str(path)
 
 
-def find_runs(root: str | Path, *, max_depth: int = 4) -> list[str]:
+def find_runs(root: str | Path, *, max_depth: int = 4, follow_links: bool = False) -> list[str]:
     """Relative paths (``/``-separated, sorted) of every run directory at or below ``root``.
 
     A run directory is one holding ``dynamics/`` or ``training_dynamics/``; the search does not descend into
-    a run, nor into hidden folders.
+    a run, nor into hidden folders. A symbolic link to a folder outside ``root`` is skipped unless
+    ``follow_links``.
     """
     root = Path(root)
+    real_root = root.resolve()
     found: list[str] = []
 
     def walk(d: Path, depth: int) -> None:
+        if not follow_links and not _inside(d, real_root):
+            return
         if _is_run_dir(d):
             found.append(d.relative_to(root).as_posix() or ".")
             return
@@ -112,16 +119,25 @@ def find_runs(root: str | Path, *, max_depth: int = 4) -> list[str]:
     return found
 
 
+def _inside(path: Path, real_root: Path) -> bool:
+    """Whether ``path``, links resolved, lies at or below ``real_root`` (already resolved)."""
+    real = path.resolve()
+    return real == real_root or real_root in real.parents
+
+
 def _is_run_dir(d: Path) -> bool:
     return (d / "dynamics").is_dir() or (d / "training_dynamics").is_dir()
 
 
-def open_run(path: str | Path) -> Run:
+def open_run(path: str | Path, *, confine_to: str | Path | None = None) -> Run:
     """Locate the epoch files, ``run.json`` and examples file of the run at ``path``.
 
     Raises :class:`LogError` for a missing folder, a folder with no epoch files, a gap in the epoch
-    numbering, an epoch given twice, a malformed ``run.json`` or two examples files; a folder holding several
-    runs is refused with their names.
+    numbering, an epoch given twice, an entry named like a log file that is not a regular file (a
+    directory, a dangling link, a FIFO: never opened, so nothing blocks), a malformed ``run.json`` or two
+    examples files; a folder holding several runs is refused with their names. With ``confine_to``, a file
+    or folder of the run that a symbolic link places outside that folder is refused (the dashboard's
+    log root).
     """
     path = Path(path)
     if not path.exists():
@@ -142,9 +158,12 @@ def open_run(path: str | Path) -> Run:
             "(this project's layout) or training_dynamics/dynamics_epoch_<e>.jsonl (allenai/cartography)"
         )
     epochs = _list_epochs(dyn, layout)
+    examples = _find_examples(path)
+    if confine_to is not None:
+        _check_confined(path, epochs, examples, Path(confine_to).resolve())
     meta = _read_run_json(path / "run.json")
     world = meta.get("world_size", 1)
-    if not isinstance(world, int) or world < 1:
+    if type(world) is not int or world < 1:  # bool is an int subclass: true is not a world size
         raise LogError(f"{path / 'run.json'}: world_size must be a whole number >= 1, found {world!r}")
     for ef in epochs:
         if world > 1 and len(ef.paths) != world:
@@ -152,28 +171,35 @@ def open_run(path: str | Path) -> Run:
                 f"{ef.paths[0].parent}: epoch {ef.epoch} has {len(ef.paths)} part files but run.json says "
                 f"world_size {world}: a rank's write did not finish"
             )
-    return Run(path=path, layout=layout, epochs=epochs, meta=meta, examples_path=_find_examples(path))
+    return Run(path=path, layout=layout, epochs=epochs, meta=meta, examples_path=examples)
 
 
 def _list_epochs(dyn: Path, layout: str) -> tuple[EpochFiles, ...]:
     found: dict[int, EpochFiles] = {}
+    file_re = _ALLENAI_FILE if layout == ALLENAI else _OURS_FILE
     for entry in sorted(os.scandir(dyn), key=lambda e: e.name):
-        if layout == ALLENAI:
-            m = _ALLENAI_FILE.match(entry.name) if entry.is_file() else None
-            files = (Path(entry.path),) if m else None
-        elif entry.is_file():
-            m = _OURS_FILE.match(entry.name)
-            files = (Path(entry.path),) if m else None
-        else:
-            m = _OURS_DIR.match(entry.name)
-            files = None
-            if m:
-                files = tuple(sorted(Path(p.path) for p in os.scandir(entry.path) if _PART_FILE.match(p.name)))
-                if not files:
-                    raise LogError(f"{entry.path}: epoch folder holds no part-*.parquet or part-*.jsonl files")
-        if not m:
+        m_file = file_re.match(entry.name)
+        m_dir = _OURS_DIR.match(entry.name) if layout == OURS else None
+        if not (m_file or m_dir):
             continue  # not an epoch file: README, checkpoints, temporary files of a writer, ...
-        e = int(m.group(1))
+        path = Path(entry.path)
+        if m_file:
+            check_regular_file(path, f"{dyn.name}/{entry.name}")
+            files = (path,)
+        else:
+            kind = _file_kind(path)
+            if kind != "directory":
+                raise LogError(f"{dyn.name}/{entry.name}: an epoch folder name, but {kind}; expected a folder of parts")
+            parts = sorted(Path(p.path) for p in os.scandir(entry.path) if _PART_FILE.match(p.name))
+            if not parts:
+                raise LogError(f"{dyn.name}/{entry.name}: epoch folder holds no part-*.parquet or part-*.jsonl files")
+            for part in parts:
+                check_regular_file(part, f"{dyn.name}/{entry.name}/{part.name}")
+            files = tuple(parts)
+        digits = (m_file or m_dir).group(1)
+        if len(digits.lstrip("0")) > MAX_EPOCH_DIGITS:
+            raise LogError(f"{dyn.name}/{entry.name}: epoch number {digits} is too large; epochs are numbered from 0")
+        e = int(digits)
         if e in found:
             a, b = found[e].paths[0], files[0]
             raise LogError(f"{dyn}: epoch {e} is given twice ({a.name} and {Path(b).parent.name}/{Path(b).name})")
@@ -184,13 +210,58 @@ def _list_epochs(dyn: Path, layout: str) -> tuple[EpochFiles, ...]:
         )
         raise LogError(f"{dyn}: no epoch files ({pattern})")
     numbers = sorted(found)
-    missing = sorted(set(range(numbers[-1] + 1)) - set(numbers))
-    if missing:
+    if numbers[-1] != len(numbers) - 1:
+        present = np.asarray(numbers)
+        gaps = [(a + 1, b - 1) for a, b in zip([-1, *numbers[:-1]], numbers) if b > a + 1]
+        missing = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in gaps)
         raise LogError(
-            f"{dyn}: epoch numbering has a gap: epochs {_ranges(missing)} are missing "
-            f"(found {_ranges(numbers)}; epochs are numbered from 0)"
+            f"{dyn}: epoch numbering has a gap: epochs {missing} are missing "
+            f"(found {_ranges(present.tolist())}; epochs are numbered from 0)"
         )
     return tuple(found[e] for e in numbers)
+
+
+def _file_kind(path: Path) -> str:
+    """'file', 'directory', or what else ``path`` is, in words (links followed; never opens it)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a symbolic link to a missing file" if os.path.islink(path) else "missing"
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device file"
+
+
+def check_regular_file(path: Path, shown: str) -> None:
+    """Raise :class:`LogError` unless ``path`` is a regular file, so that reading it cannot block (a FIFO) or
+    fail half-way (a directory, a dangling link). ``shown`` is the name the message uses."""
+    kind = _file_kind(path)
+    if kind == "missing":
+        raise LogError(f"{shown}: no such file")
+    if kind != "file":
+        raise LogError(f"{shown}: expected a regular file, found {'a directory' if kind == 'directory' else kind}")
+
+
+def _check_confined(run: Path, epochs: tuple[EpochFiles, ...], examples: Path | None, real_root: Path) -> None:
+    """Refuse a run whose folders or files a symbolic link places outside ``real_root``."""
+    paths = [run, *(p for ef in epochs for p in ef.paths), run / "run.json"]
+    if examples is not None:
+        paths.append(examples)
+    for p in paths:
+        if (p.exists() or p.is_symlink()) and not _inside(p, real_root):
+            shown = p.relative_to(run.parent) if p != run else p.name
+            raise LogError(
+                f"{shown}: a symbolic link to a place outside the log root; it is not followed "
+                "(start the dashboard with --follow-links to allow links out of the root)"
+            )
 
 
 def _ranges(xs: list[int]) -> str:
@@ -203,24 +274,28 @@ def _ranges(xs: list[int]) -> str:
 
 
 def _read_run_json(p: Path) -> dict:
-    if not p.exists():
+    if not (p.exists() or p.is_symlink()):
         return {}
+    shown = f"{p.parent.name}/{p.name}"
+    check_regular_file(p, shown)
     try:
         meta = json.loads(p.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise LogError(f"{p}: not valid JSON: {exc}") from None
+        raise LogError(f"{shown}: not valid JSON: {exc}") from None
+    except RecursionError:
+        raise LogError(f"{shown}: JSON nested too deeply to read") from None
     if not isinstance(meta, dict):
-        raise LogError(f"{p}: expected a JSON object, found {type(meta).__name__}")
+        raise LogError(f"{shown}: expected a JSON object, found {type(meta).__name__}")
     names = meta.get("label_names")
-    if names is not None and not isinstance(names, list):
-        raise LogError(f"{p}: label_names must be a list of class names, found {names!r}")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, (str, int)) for n in names)):
+        raise LogError(f"{shown}: label_names must be a list of class names, found {short(repr(names))}")
     return meta
 
 
 def _find_examples(run: Path) -> Path | None:
     """The run's examples file, else one in its parent folder shared by several runs of a dataset."""
     for folder in (run, run.parent):
-        present = [folder / n for n in EXAMPLES_NAMES if (folder / n).exists()]
+        present = [folder / n for n in EXAMPLES_NAMES if (folder / n).exists() or (folder / n).is_symlink()]
         if len(present) > 1:
             raise LogError(f"{folder}: several examples files ({', '.join(p.name for p in present)}); keep one")
         if present:
@@ -263,6 +338,7 @@ def read_epoch(run: Run, ef: EpochFiles, k_expected: int | None = None) -> Itera
     """The validated batches of one epoch's files (checks within a file; ``DynamicsReader`` adds the rest)."""
     for path in ef.paths:
         source = run.rel(path)
+        check_regular_file(path, source)  # again: the folder may have changed since open_run listed it
         jsonl = path.suffix == ".jsonl"
         row0 = 0
         for table in _read_jsonl(run, path, ef.epoch) if jsonl else _read_parquet(run, path, ef.epoch):
@@ -279,7 +355,7 @@ def _read_parquet(run: Run, path: Path, epoch: int) -> Iterator[pa.Table]:
     try:
         f = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as exc:
-        raise LogError(f"{source}: not a readable parquet file (empty or truncated?): {exc}") from None
+        raise LogError(f"{source}: not a readable parquet file (empty or truncated?): {short(exc)}") from None
     names = set(f.schema_arrow.names)
     id_col, label_col, logit_col = _columns(run.layout, epoch)
     value_col = logit_col if logit_col in names else "probs" if "probs" in names else None
@@ -290,7 +366,7 @@ def _read_parquet(run: Run, path: Path, epoch: int) -> Iterator[pa.Table]:
         for rb in f.iter_batches(batch_size=BATCH_ROWS, columns=[id_col, label_col, value_col]):
             yield pa.Table.from_batches([rb])
     except (pa.ArrowException, OSError) as exc:
-        raise LogError(f"{source}: cannot read parquet data (truncated file?): {exc}") from None
+        raise LogError(f"{source}: cannot read parquet data (truncated file?): {short(exc)}") from None
 
 
 def _read_jsonl(run: Run, path: Path, epoch: int) -> Iterator[pa.Table]:
@@ -306,6 +382,8 @@ def _read_jsonl(run: Run, path: Path, epoch: int) -> Iterator[pa.Table]:
     except pa.ArrowInvalid as exc:
         _raise_jsonl_error(path, source, (id_col, label_col, logit_col), exc)
     names = set(table.column_names)
+    if id_col in names and not (pa.types.is_integer(table[id_col].type) or pa.types.is_string(table[id_col].type)):
+        _raise_jsonl_error(path, source, (id_col, label_col, logit_col), None)  # e.g. an id too large for int64
     value_col = logit_col if logit_col in names and table[logit_col].null_count < table.num_rows else "probs"
     missing = [c for c in (id_col, label_col) if c not in names or table[c].null_count == table.num_rows]
     if value_col not in names or table[value_col].null_count == table.num_rows:
@@ -317,7 +395,7 @@ def _read_jsonl(run: Run, path: Path, epoch: int) -> Iterator[pa.Table]:
         yield table.slice(start, BATCH_ROWS)
 
 
-def _raise_jsonl_error(path: Path, source: str, keys: tuple[str, str, str], exc: Exception) -> None:
+def _raise_jsonl_error(path: Path, source: str, keys: tuple[str, str, str], exc: Exception | None) -> None:
     """pyarrow's message has no line number: find the first offending line with a plain scan (error path only)."""
     id_key, label_key, logit_key = keys
     id_type = None
@@ -331,22 +409,36 @@ def _raise_jsonl_error(path: Path, source: str, keys: tuple[str, str, str], exc:
                 raise LogError(f"{source} line {lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
             if not isinstance(obj, dict):
                 raise LogError(f"{source} line {lineno}: expected a JSON object, found {type(obj).__name__}")
+            if id_key in obj and type(obj[id_key]) not in (int, str):
+                raise LogError(
+                    f"{source} line {lineno}: {id_key} must be a whole number or a string, found "
+                    f"{short(json.dumps(obj[id_key]), 40)}"
+                )
             if id_key in obj and id_type is None:
                 id_type = type(obj[id_key])
             if id_key in obj and type(obj[id_key]) is not id_type:
                 raise LogError(
-                    f"{source} line {lineno}: {id_key} {obj[id_key]!r} is a {type(obj[id_key]).__name__}, "
-                    f"earlier ids are {id_type.__name__}; use one type for all ids"
+                    f"{source} line {lineno}: {id_key} {short(repr(obj[id_key]), 40)} is a "
+                    f"{type(obj[id_key]).__name__}, earlier ids are {id_type.__name__}; use one type for all ids"
                 )
-            if label_key in obj and not isinstance(obj[label_key], int):
+            if type(obj.get(id_key)) is int and not INT64_MIN <= obj[id_key] <= INT64_MAX:
+                raise LogError(f"{source} line {lineno}: {id_key} {obj[id_key]} does not fit a 64-bit integer")
+            if label_key in obj and type(obj[label_key]) is not int:
                 raise LogError(
-                    f"{source} line {lineno}: {label_key} must be a whole class index, found {obj[label_key]!r}"
+                    f"{source} line {lineno}: {label_key} must be a whole class index, found "
+                    f"{short(repr(obj[label_key]), 40)}"
                 )
+            if label_key in obj and not INT64_MIN <= obj[label_key] <= INT64_MAX:
+                raise LogError(f"{source} line {lineno}: {label_key} {obj[label_key]} is not a class index")
             for key in (logit_key, "probs"):
                 v = obj.get(key)
-                if v is not None and not (isinstance(v, list) and all(isinstance(x, (int, float)) for x in v)):
-                    raise LogError(f"{source} line {lineno}: {key} must be a list of numbers, found {v!r:.80}")
-    raise LogError(f"{source}: cannot read JSON lines: {exc}")
+                if v is not None and not (
+                    isinstance(v, list) and all(type(x) in (int, float) for x in v)
+                ):
+                    raise LogError(
+                        f"{source} line {lineno}: {key} must be a list of numbers, found {short(json.dumps(v), 60)}"
+                    )
+    raise LogError(f"{source}: cannot read JSON lines: {short(exc or 'unreadable values')}")
 
 
 def _to_batch(table: pa.Table, epoch: int, source: str, row0: int, jsonl: bool, k_expected: int | None) -> Batch:
@@ -362,7 +454,7 @@ def _to_batch(table: pa.Table, epoch: int, source: str, row0: int, jsonl: bool, 
             raise LogError(f"{where(i)}: {col} is missing (null)")
     id_arr = table[id_col].combine_chunks()
     if pa.types.is_integer(id_arr.type):
-        ids = id_arr.cast(pa.int64()).to_numpy()
+        ids = _to_int64(id_arr, id_col, where, "does not fit a 64-bit integer; write ids as int64 or strings")
     elif pa.types.is_string(id_arr.type) or pa.types.is_large_string(id_arr.type):
         ids = id_arr.to_numpy(zero_copy_only=False).astype(object)
     else:
@@ -370,7 +462,7 @@ def _to_batch(table: pa.Table, epoch: int, source: str, row0: int, jsonl: bool, 
     lab = table[label_col].combine_chunks()
     if not pa.types.is_integer(lab.type):
         raise LogError(f"{source}: column {label_col} must hold whole class indices, found {lab.type}")
-    labels = lab.cast(pa.int64()).to_numpy()
+    labels = _to_int64(lab, label_col, where, "is not a class index")
 
     lists = table[value_col].combine_chunks()
     if not (
@@ -392,10 +484,14 @@ def _to_batch(table: pa.Table, epoch: int, source: str, row0: int, jsonl: bool, 
     if not pa.types.is_floating(flat.type):
         flat = flat.cast(pa.float64())
     values = flat.to_numpy(zero_copy_only=False).reshape(-1, k)  # (n, K) float32 or float64, as stored
+    if values.dtype == np.float16:
+        values = values.astype(np.float32)  # half precision: the kernels' float64 input is exact either way
 
-    if not np.isfinite(values.sum()):  # cheap on the happy path; locate the row only on failure
+    # cheap on the happy path (summed in float64: float32 values near their maximum do not overflow the sum);
+    # locate the row only on failure
+    if not np.isfinite(values.sum(dtype=np.float64)):
         i = int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0])
-        raise LogError(f"{where(i)}: {value_col} contains NaN or infinity: {values[i].tolist()}")
+        raise LogError(f"{where(i)}: {value_col} contains NaN or infinity: {short(values[i].tolist())}")
     out = np.flatnonzero((labels < 0) | (labels >= k))
     if out.size:
         i = out[0]
@@ -410,6 +506,16 @@ def _to_batch(table: pa.Table, epoch: int, source: str, row0: int, jsonl: bool, 
                 f">= 0 and sum to 1 (within {PROB_SUM_ATOL}); write raw logits to the 'logits' column instead"
             )
     return Batch(epoch, source, row0, ids, labels, values, kind, jsonl)
+
+
+def _to_int64(arr: pa.Array, col: str, where, problem: str) -> np.ndarray:
+    """An integer column as (n,) int64; an unsigned value above the int64 range is a clear error."""
+    try:
+        return arr.cast(pa.int64()).to_numpy()
+    except pa.ArrowInvalid:
+        big = np.flatnonzero(arr.to_numpy(zero_copy_only=False) > INT64_MAX)
+        i = int(big[0]) if big.size else 0
+        raise LogError(f"{where(i)}: {col} {arr[i].as_py()} {problem}") from None
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -615,18 +721,38 @@ class DynamicsReader:
 # Examples file
 
 
-def read_table_file(path: Path) -> pa.Table:
+def read_table_file(path: Path, shown: str | None = None) -> pa.Table:
     """A whole ``.parquet``, ``.jsonl`` or ``.csv`` file as a table; a clear error when it cannot be read."""
     path = Path(path)
     readers = {".parquet": pq.read_table, ".jsonl": pajson.read_json, ".csv": pacsv.read_csv}
+    shown = shown or str(path)
     if path.suffix not in readers:
-        raise LogError(f"{path}: unknown file type {path.suffix!r}; use .parquet, .jsonl or .csv")
+        raise LogError(f"{shown}: unknown file type {path.suffix!r}; use .parquet, .jsonl or .csv")
+    check_regular_file(path, shown)
     try:
-        return readers[path.suffix](path)
-    except FileNotFoundError:
-        raise LogError(f"{path}: no such file") from None
+        table = readers[path.suffix](path)
     except (pa.ArrowException, OSError) as exc:
-        raise LogError(f"{path}: cannot read {path.suffix[1:]} file: {exc}") from None
+        raise LogError(f"{shown}: cannot read {path.suffix[1:]} file: {short(str(exc).splitlines()[0])}") from None
+    if path.suffix == ".csv":
+        _check_csv_quotes(path, shown)
+    return table
+
+
+def _check_csv_quotes(path: Path, shown: str) -> None:
+    """A quoted CSV field that is never closed swallows every later row into one value, and pyarrow reads
+    that without complaint: in a well-formed file the double quotes pair up (an escaped quote is ``""``), so
+    an odd count is an error naming the line where the open field starts."""
+    with open(path, "rb") as fh:
+        count = sum(chunk.count(b'"') for chunk in iter(lambda: fh.read(1 << 24), b""))
+    if count % 2 == 0:
+        return
+    open_at, inside = 0, False
+    with open(path, "rb") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if line.count(b'"') % 2:
+                inside = not inside
+                open_at = lineno if inside else open_at
+    raise LogError(f"{shown} line {open_at}: a quoted field is never closed (unbalanced double quote)")
 
 
 def read_examples(run: Run) -> pa.Table | None:
@@ -638,7 +764,7 @@ def read_examples(run: Run) -> pa.Table | None:
     if p is None:
         return None
     source = run.rel(p)
-    table = read_table_file(p)
+    table = read_table_file(p, source)
     if "id" not in table.column_names:
         raise LogError(f"{source}: missing column id (columns found: {table.column_names})")
     ids = table["id"]

@@ -1,14 +1,16 @@
 """Each kind of bad input gives a LogError whose message names the file, the line or id, and the problem."""
 
 import json
+import os
 import re
+import signal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cartography_core import LogError, compute_stats
+from cartography_core import LogError, compute_stats, find_runs, open_run, read_examples
 from tests.logs import write_log
 
 A = {"id": 1, "label": 0, "logits": [2.0, 0.0]}
@@ -52,6 +54,37 @@ def truncated_parquet(tmp):
     f = p / "dynamics" / "epoch_0.parquet"
     f.write_bytes(f.read_bytes()[:-20])
     return p
+
+
+def fifo(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    return path
+
+
+def with_extra(build, extra):
+    """A good log built by ``build``, then ``extra(run)`` adds the bad entry; returns the run."""
+
+    def make(t):
+        build(t)
+        extra(t)
+        return t
+
+    return make
+
+
+def one_epoch(t):
+    return jsonl(t, [A, B])
+
+
+def u64_table(ids, labels):
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.uint64()),
+            "label": pa.array(labels, pa.uint64()),
+            "logits": pa.array([[1.0, 0.0], [0.0, 1.0]], pa.list_(pa.float32())),
+        }
+    )
 
 
 CASES = {
@@ -160,15 +193,128 @@ CASES = {
         lambda t: (jsonl(t, [A, B]), (t / "run.json").write_text('{"label_names": ["a", "b", "c"]}'), t)[-1],
         "run.json: label_names has 3 names but the logs have 2 classes",
     ),
+    # entries named like log files that are not regular files: reported, never opened (a FIFO would block)
+    "epoch file is a directory": (
+        with_extra(one_epoch, lambda t: (t / "dynamics" / "epoch_1.parquet").mkdir()),
+        "dynamics/epoch_1.parquet: expected a regular file, found a directory",
+    ),
+    "epoch file is a dangling link": (
+        with_extra(one_epoch, lambda t: (t / "dynamics" / "epoch_1.jsonl").symlink_to(t / "gone.jsonl")),
+        "dynamics/epoch_1.jsonl: expected a regular file, found a symbolic link to a missing file",
+    ),
+    "epoch file is a FIFO": (
+        with_extra(one_epoch, lambda t: fifo(t / "dynamics" / "epoch_1.jsonl")),
+        "dynamics/epoch_1.jsonl: expected a regular file, found a FIFO (named pipe)",
+    ),
+    "part file is a FIFO": (
+        with_extra(lambda t: jsonl(t, [A, B], layout="parts"), lambda t: fifo(t / "dynamics/epoch_0/part-2.parquet")),
+        "dynamics/epoch_0/part-2.parquet: expected a regular file, found a FIFO (named pipe)",
+    ),
+    "epoch folder is a FIFO": (
+        with_extra(one_epoch, lambda t: fifo(t / "dynamics" / "epoch_1")),
+        "dynamics/epoch_1: an epoch folder name, but a FIFO (named pipe); expected a folder of parts",
+    ),
+    "run.json is a FIFO": (
+        with_extra(one_epoch, lambda t: fifo(t / "run.json")),
+        "run/run.json: expected a regular file, found a FIFO (named pipe)",
+    ),
+    "run.json is a directory": (
+        with_extra(one_epoch, lambda t: (t / "run.json").mkdir()),
+        "run/run.json: expected a regular file, found a directory",
+    ),
+    "examples file is a FIFO": (
+        with_extra(one_epoch, lambda t: fifo(t / "examples.csv")),
+        "run/examples.csv: expected a regular file, found a FIFO (named pipe)",
+    ),
+    "epoch number too large": (
+        with_extra(one_epoch, lambda t: raw(t, "epoch_" + "9" * 30 + ".jsonl", line(A))),
+        "epoch number " + "9" * 30 + " is too large",
+    ),
+    "nested run.json": (
+        with_extra(one_epoch, lambda t: (t / "run.json").write_text("[" * 100_000 + "]" * 100_000)),
+        "run/run.json: JSON nested too deeply to read",
+    ),
+    "world_size true": (
+        with_extra(one_epoch, lambda t: (t / "run.json").write_text('{"world_size": true}')),
+        "run.json: world_size must be a whole number >= 1, found True",
+    ),
+    "uint64 id above int64": (
+        lambda t: parquet(t, "epoch_0.parquet", u64_table([1, 2**64 - 1], [0, 1])),
+        "epoch_0.parquet row 1: id 18446744073709551615 does not fit a 64-bit integer",
+    ),
+    "uint64 label above int64": (
+        lambda t: parquet(t, "epoch_0.parquet", u64_table([1, 2], [0, 2**63])),
+        "epoch_0.parquet row 1: label 9223372036854775808 is not a class index",
+    ),
+    "jsonl id too large": (
+        lambda t: raw(t, "epoch_0.jsonl", line(A) + line(dict(B, id=10**20))),
+        "epoch_0.jsonl line 2: id 100000000000000000000 does not fit a 64-bit integer",
+    ),
+    "jsonl label bool": (
+        lambda t: raw(t, "epoch_0.jsonl", line(A) + line(dict(B, label=True))),
+        "epoch_0.jsonl line 2: label must be a whole class index, found True",
+    ),
+    "jsonl logits bool": (
+        lambda t: raw(t, "epoch_0.jsonl", line(A) + line(dict(B, logits=[True, 0.0]))),
+        "epoch_0.jsonl line 2: logits must be a list of numbers, found [true, 0.0]",
+    ),
+    "examples csv with an unclosed quote": (
+        with_extra(one_epoch, lambda t: (t / "examples.csv").write_text('id,text\n1,fine\n2,"never closed\n')),
+        "run/examples.csv line 3: a quoted field is never closed",
+    ),
 }
 
 
+@pytest.fixture
+def alarm():
+    """Fail, not hang, if reading blocks (a FIFO opened by mistake)."""
+
+    def boom(*_):
+        raise TimeoutError("reading the log blocked")
+
+    old = signal.signal(signal.SIGALRM, boom)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
 @pytest.mark.parametrize("name", list(CASES))
-def test_bad_input_is_named(tmp_path, name):
+def test_bad_input_is_named(tmp_path, name, alarm):
     build, message = CASES[name]
     path = build(tmp_path / "run")
     with pytest.raises(LogError, match=re.escape(message)):
-        compute_stats(path)
+        stats = compute_stats(path)
+        read_examples(open_run(path))  # the examples file is read by the CLI and the app beside the stats
+        del stats
+
+
+@pytest.mark.parametrize(
+    "dtype, values",
+    [(pa.float16(), [[1.0, 0.5], [0.25, 2.0]]), (pa.float32(), [[3.4e38, 3.4e38], [-3.4e38, 3.4e38]])],
+)
+def test_extreme_but_valid_logits_are_scored(tmp_path, dtype, values):
+    """float16 logs and float32 logits near the type's maximum: exact scores, no overflow in the checks."""
+    table = pa.table({"id": [1, 2], "label": [0, 1], "logits": pa.array(values, pa.list_(dtype))})
+    stats = compute_stats(parquet(tmp_path, "epoch_0.parquet", table))
+    z = np.asarray(values, dtype=dtype.to_pandas_dtype()).astype(np.float64)  # as stored
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(stats["confidence"].to_numpy(), [p[0, 0], p[1, 1]], rtol=1e-12)
+    np.testing.assert_allclose(stats["aum"].to_numpy(), [z[0, 0] - z[0, 1], z[1, 1] - z[1, 0]], rtol=1e-12)
+
+
+def test_a_link_out_of_the_root_is_refused_only_when_confined(tmp_path):
+    outside = jsonl(tmp_path / "outside", [A, B])
+    root = tmp_path / "root"
+    run = jsonl(root / "run", [A, B])
+    (run / "examples.csv").symlink_to(outside / "dynamics" / "epoch_0.jsonl")
+    assert open_run(run).examples_path is not None  # the CLI reads what the user names
+    with pytest.raises(LogError, match=re.escape("run/examples.csv: a symbolic link to a place outside the log root")):
+        open_run(run, confine_to=root)
+    (root / "linked").symlink_to(outside)
+    assert find_runs(root) == ["run"]
+    assert find_runs(root, follow_links=True) == ["linked", "run"]
 
 
 def test_missing_id_is_counted_by_default_and_an_error_with_strict(tmp_path):
