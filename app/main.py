@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import logging
 import os
 import sys
 from pathlib import Path
@@ -36,7 +37,15 @@ from cartography_core import (  # noqa: E402
     region_counts,
     split_half_reliability,
 )
-from cartography_core.catalog import LoadedRun, cache_dir, load_run, run_ids, run_paths, signature  # noqa: E402
+from cartography_core.catalog import (  # noqa: E402
+    LoadedRun,
+    cache_dir,
+    load_run,
+    public_message,
+    run_ids,
+    run_paths,
+    signature,
+)
 from cartography_core.datamap import (  # noqa: E402
     MAX_POINTS,
     RowFilter,
@@ -49,17 +58,22 @@ from cartography_core.datamap import (  # noqa: E402
 )
 from cartography_core.select import table_bytes, top_fraction_codes  # noqa: E402
 
+log = logging.getLogger("cartography.app")
 TABLE_ROWS = 500
 PANEL_POINTS = 3_000
 
 st.set_page_config(page_title="Dataset cartography", page_icon=":material/scatter_plot:", layout="wide")
 
 
-def logs_root() -> Path:
+def server_options() -> tuple[Path, bool]:
+    """(log root, whether links out of it are followed): ``--logs DIR`` / ``CARTOGRAPHY_LOGS`` and
+    ``--follow-links`` / ``CARTOGRAPHY_FOLLOW_LINKS=1``, set by whoever starts the server."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--logs")
+    parser.add_argument("--follow-links", action="store_true")
     args, _ = parser.parse_known_args(sys.argv[1:])
-    return Path(args.logs or os.environ.get("CARTOGRAPHY_LOGS") or ROOT_DIR / "sample_logs").resolve()
+    root = Path(args.logs or os.environ.get("CARTOGRAPHY_LOGS") or ROOT_DIR / "sample_logs").resolve()
+    return root, args.follow_links or os.environ.get("CARTOGRAPHY_FOLLOW_LINKS") == "1"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -68,7 +82,7 @@ def logs_root() -> Path:
 
 @st.cache_resource(show_spinner="Reading the run and computing its scores...", max_entries=8)
 def load(root: str, run_id: str, sig: str) -> LoadedRun:
-    return load_run(root, run_id, cache=cache_dir())
+    return load_run(root, run_id, cache=cache_dir(), follow_links=FOLLOW_LINKS)
 
 
 @st.cache_resource(max_entries=64)
@@ -135,7 +149,8 @@ def trajectories(root: str, run_id: str, sig: str, example_id: str) -> pd.DataFr
     for r in run.runs:
         try:
             traj = trajectory(r, key).to_pandas()
-        except LogError:  # one of several pooled runs did not log this example
+        except LogError as exc:  # one of several pooled runs did not log this example, or its files changed
+            log.info("trajectory of %r in %s: %s", example_id, r.path, exc)
             continue
         traj["run"] = r.path.name
         traj["predicted"] = names[traj["pred"].to_numpy()]
@@ -147,10 +162,10 @@ def trajectories(root: str, run_id: str, sig: str, example_id: str) -> pd.DataFr
 # Empty and error states
 
 
-root = logs_root()
+root, FOLLOW_LINKS = server_options()
 if "raw_query" not in st.session_state:  # the link as opened, before bound widgets drop values they refuse
     st.session_state.raw_query = {k: st.query_params.get_all(k) for k in st.query_params}
-ids = run_ids(root)
+ids = run_ids(root, follow_links=FOLLOW_LINKS)
 if not ids:
     st.title("Dataset cartography")
     st.info(
@@ -166,17 +181,39 @@ if not ids:
 # Sidebar controls
 
 
+def open_view(run_id: str) -> tuple[str, LoadedRun | None, str | None]:
+    """(signature, loaded run, None), or (signature, None, one sentence for the browser) when it cannot be
+    read: this is the boundary where any failure becomes a notice and the server's log gets the details."""
+    sig = ""
+    try:
+        sig = signature(run_paths(root, run_id, follow_links=FOLLOW_LINKS))
+        return sig, load(str(root), run_id, sig), None
+    except Exception as exc:
+        log.warning("run %r under %s cannot be read: %s", run_id, root, exc, exc_info=not isinstance(exc, LogError))
+        return sig, None, public_message(exc, root)
+
+
 with st.sidebar:
     st.header("Run")
     run_id = st.selectbox(
-        "Run", ids, key="run", bind="query-params", help="`<dataset>/*` is the mean over the dataset's runs"
+        "Run",
+        ids,
+        key="run",
+        bind="query-params",
+        format_func=lambda r: root.name if r == "." else r,  # --logs names a run itself
+        help="`<dataset>/*` is the mean over the dataset's runs",
     )
-    try:
-        sig = signature(run_paths(root, run_id))
-        run = load(str(root), run_id, sig)
-    except LogError as exc:
-        st.error(f"This run cannot be read: {state.md_escape(exc)}")
-        st.stop()
+    run_name = root.name if run_id == "." else run_id
+    sig, run, failure = open_view(run_id)
+if run is None:
+    st.title(f"Data map: {state.md_escape(run_name)}")
+    st.error(
+        f"Run {state.md_escape(run_id)} cannot be read: {state.md_escape(failure)} "
+        "Choose another run in the sidebar; the server's log has the details."
+    )
+    st.stop()
+
+with st.sidebar:
     sortable = [
         m for m in SCORES if m in run.table.column_names and (run.table[m].null_count == 0 or m.endswith("_epoch"))
     ]
@@ -233,7 +270,7 @@ def on_brush() -> None:
 # Header
 
 table = run.table
-title = run_id if not run_id.endswith("/*") else f"{run_id[:-2]}: mean over {len(run.runs)} runs"
+title = run_name if not run_id.endswith("/*") else f"{run_id[:-2]}: mean over {len(run.runs)} runs"
 st.title(f"Data map: {state.md_escape(title)}")
 meta = run.runs[0].meta
 facts = [f"{run.n:,} examples", f"{run.n_epochs} epochs", f"{len(run.label_names)} classes"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pyarrow.parquet as pq
 
 from . import ingest as ingest_module
 from . import stats as stats_module
-from .errors import LogError
+from .errors import LogError, short
 from .ingest import EXAMPLES_NAMES, Run, find_runs, open_run, read_examples
 from .recorder import atomic_write_parquet
 from .reliability import pool_runs
@@ -167,3 +168,18 @@ def _text_column(examples: pa.Table | None) -> str | None:
         if name not in ("id", "label_name", "split") and pa.types.is_string(examples[name].type):
             return name
     return None
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/[^\s:'\"(),]+")
+
+
+def public_message(exc: BaseException, root: str | Path) -> str:
+    """What a browser may be told of ``exc``: a :class:`LogError`'s sentence with paths relative to ``root``
+    (any other absolute path replaced by ``<path>``), at most 300 characters; for any other exception only
+    its kind, since its text may hold anything (the server logs the details)."""
+    if not isinstance(exc, LogError):
+        return f"an unexpected error ({type(exc).__name__}) while reading it."
+    text = str(exc)
+    for prefix in {str(Path(root)), str(Path(root).resolve())}:
+        text = text.replace(prefix.rstrip("/") + "/", "")
+    return short(_ABSOLUTE_PATH.sub("<path>", text), 300)

@@ -432,9 +432,7 @@ def _raise_jsonl_error(path: Path, source: str, keys: tuple[str, str, str], exc:
                 raise LogError(f"{source} line {lineno}: {label_key} {obj[label_key]} is not a class index")
             for key in (logit_key, "probs"):
                 v = obj.get(key)
-                if v is not None and not (
-                    isinstance(v, list) and all(type(x) in (int, float) for x in v)
-                ):
+                if v is not None and not (isinstance(v, list) and all(type(x) in (int, float) for x in v)):
                     raise LogError(
                         f"{source} line {lineno}: {key} must be a list of numbers, found {short(json.dumps(v), 60)}"
                     )
@@ -732,7 +730,10 @@ def read_table_file(path: Path, shown: str | None = None) -> pa.Table:
     try:
         table = readers[path.suffix](path)
     except (pa.ArrowException, OSError) as exc:
-        raise LogError(f"{shown}: cannot read {path.suffix[1:]} file: {short(str(exc).splitlines()[0])}") from None
+        # pyarrow quotes the offending row whole: keep only its start
+        what, _, row = str(exc).splitlines()[0].partition(" columns, got ")
+        problem = f"{what} columns, got {short(row, 32)}" if row else short(what)
+        raise LogError(f"{shown}: cannot read {path.suffix[1:]} file: {problem}") from None
     if path.suffix == ".csv":
         _check_csv_quotes(path, shown)
     return table
