@@ -205,6 +205,8 @@ def cmd_summary(args: argparse.Namespace) -> None:
         print(f"run:       {args.logdir} ({meta['layout']} layout, {meta['kind']})")
         print(f"epochs:    {e}")
         print(f"missing:   {missing} examples are missing from at least one epoch")
+        if meta.get("padding_rows"):
+            print(f"padding:   {meta['padding_rows']} rows repeating an example in another part were read once")
     print(f"examples:  {stats.num_rows}" + ("" if examples is not None else " (no examples file: ids only)"))
     print(f"classes:   {len(np.unique(labels))}" + (f" ({', '.join(names)})" if names else ""))
     print("regions per class:")

@@ -598,6 +598,7 @@ class DynamicsReader:
         self._id_is_str: bool | None = None
         self.labels = np.empty(0, dtype=np.int64)
         self.seen = np.empty(0, dtype=np.int32)
+        self.padding_rows = 0  # rows ignored as a distributed sampler's padding, over all epochs
         self._done = False
 
     @property
@@ -613,18 +614,30 @@ class DynamicsReader:
         if self._done:
             raise RuntimeError("a DynamicsReader can be iterated once")
         self._done = True
+        world = self.run.meta.get("world_size", 1)
         for ef, batches in self._prefetched():
             in_epoch = np.zeros(self.n, dtype=bool)
-            n_in_epoch = 0
+            n_in_epoch = padded = 0
             for b in batches:
                 self._check_kind(b)
                 pos = self._positions(b)
                 if self.n > in_epoch.size:
                     in_epoch = np.concatenate([in_epoch, np.zeros(self.n - in_epoch.size, dtype=bool)])
-                self._check_unique(b, pos, in_epoch, n_in_epoch)
-                n_in_epoch += pos.size
+                keep = self._check_unique(b, pos, in_epoch, n_in_epoch, allow_padding=len(ef.paths) > 1 and world > 1)
                 self._check_labels(b, pos)
+                if keep is not None:  # rows repeating an example of an earlier part: sampler padding, read once
+                    padded += pos.size - int(keep.sum())
+                    b = Batch(b.epoch, b.source, b.row0, b.ids[keep], b.labels[keep], b.values[keep], b.kind, b.jsonl)
+                    pos = pos[keep]
+                n_in_epoch += pos.size
                 yield IndexedBatch(ef.epoch, pos, b.labels, b.values, b.kind)
+            if padded >= max(world, (n_in_epoch + padded) / world):
+                raise LogError(
+                    f"{self.run.rel(ef.paths[0].parent)}: {padded} rows of epoch {ef.epoch} repeat examples already "
+                    f"logged in another part, more than a distributed sampler pads ({world} processes); does every "
+                    "rank log every example?"
+                )
+            self.padding_rows += padded
             self.seen += in_epoch  # a sequential pass, not a scatter over random positions
             if self.strict and n_in_epoch < self.n:
                 self._raise_missing(ef, in_epoch)
@@ -677,16 +690,25 @@ class DynamicsReader:
             self.seen = np.concatenate([self.seen, np.zeros(grow, dtype=np.int32)])
         return pos
 
-    def _check_unique(self, b: Batch, pos: np.ndarray, in_epoch: np.ndarray, n_before: int) -> None:
+    def _check_unique(
+        self, b: Batch, pos: np.ndarray, in_epoch: np.ndarray, n_before: int, *, allow_padding: bool
+    ) -> np.ndarray | None:
+        """None when every row is a new id of this epoch; with ``allow_padding`` (a multi-part epoch of a
+        distributed run), the (n,) bool mask of rows to keep when some repeat ids of an earlier part.
+        Raises for an id twice within one batch, or repeated across parts of a run not marked distributed."""
         again = in_epoch[pos]  # (n,) bool: id already met in an earlier batch or part of this epoch
         in_epoch[pos] = True
-        if not again.any() and np.count_nonzero(in_epoch) == n_before + pos.size:
-            return
-        if again.any():
+        n_new = pos.size - int(again.sum())
+        if np.count_nonzero(in_epoch) == n_before + n_new:  # no id twice within this batch
+            if not again.any():
+                return None
+            if allow_padding:
+                return ~again
             i = np.flatnonzero(again)[0]
             raise LogError(
                 f"{b.where(i)}: id {show_id(b.ids[i])} appears again in epoch {b.epoch} (also in an earlier part or "
-                "batch of this epoch); ids must be unique within an epoch"
+                "batch of this epoch); ids must be unique within an epoch (a distributed run recorded with "
+                "world_size in run.json may repeat a few ids as sampler padding)"
             )
         counts = np.bincount(pos, minlength=self.n)
         rows = np.flatnonzero(pos == pos[np.flatnonzero(counts[pos] > 1)[0]])

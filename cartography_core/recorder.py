@@ -1,10 +1,12 @@
 """Record training dynamics from any training loop into this project's log layout (``docs/formats.md``).
 
-The 5-line pattern for a plain PyTorch loop (the dataset yields example ids with each batch)::
+The pattern for a plain PyTorch loop (the dataset yields each example's own id with its batch; ``examples``
+writes the texts and labels of those same ids beside the log, so what the dashboard shows for an id is
+that row)::
 
-    rec = DynamicsRecorder("runs/my-run", label_names=["neg", "pos"], pass_="train")
+    rec = DynamicsRecorder("runs/my-run", label_names=["neg", "pos"], examples=df[["id", "text", "label"]])
     for epoch in range(epochs):
-        for ids, x, y in loader:
+        for ids, (x, y) in loader:
             logits = model(x); loss = F.cross_entropy(logits, y); ...   # your step
             rec.log(ids, logits, y)
         rec.end_epoch()
@@ -12,17 +14,30 @@ The 5-line pattern for a plain PyTorch loop (the dataset yields example ids with
 ``log`` takes numpy arrays or torch tensors (moved to the CPU and detached), keeps at most one epoch in
 memory, and ``end_epoch`` writes ``dynamics/epoch_<e>.parquet`` atomically: the rows go to a hidden
 temporary file that is renamed into place only once complete, so a crash leaves no file that ingest would
-read as an epoch. With several processes (distributed data-parallel), each rank writes
-``dynamics/epoch_<e>/part-<rank>.parquet`` and ``run.json`` records ``world_size``, so ingest can tell an
-epoch with a missing part. An existing run is never overwritten unless ``overwrite=True``.
+read as an epoch.
+
+Claiming a run folder is atomic: rank 0 takes an exclusive lock (``.cartography.lock``, held while the
+recorder lives), so a second process recording into the same folder fails with a clear message instead of
+mixing its epochs in, with or without ``overwrite``. A folder that already holds a complete epoch is never
+replaced unless ``overwrite=True``; one left by a run that crashed before its first epoch ended (a
+``run.json`` and no epoch) is reused.
+
+Distributed data-parallel: each rank writes ``dynamics/epoch_<e>/part-<rank>.parquet`` and ``run.json``
+records ``world_size``, so ingest can tell an epoch with a missing part. ``rank`` and ``world_size`` default
+to ``torch.distributed``'s when it is initialised, else to the ``RANK`` / ``WORLD_SIZE`` variables that
+``torchrun`` sets; only rank 0 creates the run, and the others wait for it at a barrier when
+``torch.distributed`` is initialised. Rows that a distributed sampler repeats to pad the last batches are
+read once (``docs/formats.md``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +46,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import LogError, show_id
+from .ingest import EXAMPLES_NAMES
 
 FORMAT = "cartography-logs/1"
 PASSES = ("train", "eval")
+LOCK_NAME = ".cartography.lock"
+EXAMPLES_FILE = "examples.parquet"
+_HELD: dict[str, object] = {}  # resolved run folder -> open lock file, for the claims this process holds
 
 
 def _snapshot(x, dtype: str | None = None) -> np.ndarray:
@@ -74,14 +93,98 @@ def write_json(path: Path, obj: dict) -> None:
     os.replace(tmp, path)
 
 
+def has_epochs(run_dir: Path) -> bool:
+    """Whether ``run_dir/dynamics`` holds anything named like an epoch (a complete epoch file or folder)."""
+    dyn = run_dir / "dynamics"
+    return dyn.is_dir() and any(e.name.startswith("epoch_") for e in os.scandir(dyn))
+
+
 def refuse_existing_run(run_dir: Path) -> None:
-    """Raise :class:`LogError` if ``run_dir`` already holds a run (``dynamics/`` or ``run.json``)."""
-    existing = [p for p in (run_dir / "dynamics", run_dir / "run.json") if p.exists()]
-    if existing:
+    """Raise :class:`LogError` if ``run_dir`` already holds a recorded epoch (a ``run.json`` whose run
+    crashed before its first epoch ended does not count: that run can be recorded again)."""
+    if has_epochs(run_dir):
         raise LogError(
-            f"{run_dir} already holds a run ({existing[0].name}); choose a new directory or pass "
+            f"{run_dir} already holds a run (dynamics/); choose a new directory or pass "
             "overwrite=True (--force) to replace it"
         )
+
+
+def claim_run(run_dir: Path) -> None:
+    """Take ``run_dir`` for this process: an exclusive lock on ``run_dir/.cartography.lock``, held until the
+    process ends or :func:`release_run`. Another process holding it is a :class:`LogError`."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    key = str(run_dir.resolve())
+    release_run(run_dir)  # this process recording the same folder again (a notebook cell re-run)
+    fh = open(run_dir / LOCK_NAME, "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "unknown"
+        fh.close()
+        raise LogError(
+            f"{run_dir}: another process (pid {holder}) is recording into this run; give each run its own directory"
+        ) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"{os.getpid()}\n")
+    fh.flush()
+    _HELD[key] = fh
+
+
+def release_run(run_dir: Path) -> None:
+    """Let go of the claim this process holds on ``run_dir`` (nothing if it holds none)."""
+    fh = _HELD.pop(str(Path(run_dir).resolve()), None)
+    if fh is not None:
+        fh.close()  # closing the file releases the lock
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world_size) of ``torch.distributed`` when initialised, else ``RANK`` / ``WORLD_SIZE`` (torchrun)."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _barrier(world_size: int) -> None:
+    dist = sys.modules.get("torch.distributed")
+    if world_size > 1 and dist is not None and dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def examples_table(examples, label_names: list[str] | None) -> pa.Table:
+    """``examples`` (a pandas DataFrame, a pyarrow Table or a dict of columns) as a table with a unique ``id``
+    column, checked; a ``label`` of class names becomes indices into ``label_names`` (kept as
+    ``label_name``)."""
+    if isinstance(examples, pd.DataFrame):
+        table = pa.Table.from_pandas(examples, preserve_index=False).replace_schema_metadata(None)
+    elif isinstance(examples, pa.Table):
+        table = examples
+    else:
+        table = pa.table(examples)
+    if "id" not in table.column_names:
+        raise LogError(f"examples: needs an id column (the ids passed to log()); columns: {table.column_names}")
+    ids = table["id"].to_numpy(zero_copy_only=False)
+    index = pd.Index(ids)
+    if not index.is_unique:
+        raise LogError(f"examples: id {show_id(index[index.duplicated()][0])} appears more than once")
+    label_type = table.schema.field("label").type if "label" in table.column_names else None
+    if label_type is not None and (pa.types.is_string(label_type) or pa.types.is_large_string(label_type)):
+        if label_names is None:
+            raise LogError("examples: label holds class names; pass label_names= so they map to class indices")
+        names = table["label"].to_numpy(zero_copy_only=False)
+        codes = pd.Index(label_names).get_indexer(names)
+        if (codes < 0).any():
+            bad = names[np.flatnonzero(codes < 0)[0]]
+            raise LogError(f"examples: label {bad!r} is not one of label_names {label_names}")
+        i = table.column_names.index("label")
+        table = table.set_column(i, "label", pa.array(codes, type=pa.int64()))
+        if "label_name" not in table.column_names:
+            table = table.append_column("label_name", pa.array(names, type=pa.string()))
+    elif label_type is not None and not pa.types.is_integer(label_type):
+        raise LogError(f"examples: label must hold class indices or names, found {label_type}")
+    return table
 
 
 class DynamicsRecorder:
@@ -89,13 +192,21 @@ class DynamicsRecorder:
 
     Parameters
     ----------
-    run_dir : the run directory to create (``dynamics/`` and ``run.json`` go inside).
+    run_dir : the run directory to create (``dynamics/``, ``run.json`` and ``examples.parquet`` go inside).
     label_names : class names, index k naming class k.
-    pass_ : ``"train"`` when logits come from the training forward pass (dropout on, weights moving), or
-        ``"eval"`` when from a separate evaluation pass at the end of each epoch; stored in ``run.json``.
-    rank, world_size : this process's rank among ``world_size`` processes that each log part of every epoch.
-    overwrite : replace an existing run's ``dynamics/`` and ``run.json`` (rank 0 only); otherwise refuse.
+    pass_ : ``"train"`` when logits come from the training forward pass (dropout on, weights moving; what
+        Swayamdipta et al. 2020 logged), or ``"eval"`` when from a separate evaluation pass at the end of each
+        epoch; stored in ``run.json``.
+    rank, world_size : this process's rank among ``world_size`` processes that each log part of every epoch;
+        default: ``torch.distributed``'s, else the ``RANK`` / ``WORLD_SIZE`` variables, else 0 and 1.
+    overwrite : replace a run that holds recorded epochs (rank 0 only); otherwise refuse. Never replaces a
+        run that another process is recording.
     meta : more ``run.json`` fields: dataset, model, seed, group, hyper-parameters, ...
+    examples : the rows being logged, with their ``id`` (the ids given to :meth:`log`) and any columns to
+        show beside the scores (``text``, ``label``, ...): a pandas DataFrame, a pyarrow Table or a dict of
+        columns, written to ``examples.parquet``. Every logged id must be one of its ids, and when it has a
+        ``label`` column (indices, or names with ``label_names``) every logged gold label must equal it;
+        :meth:`end_epoch` raises otherwise, so texts can never be shown against the wrong rows.
     """
 
     def __init__(
@@ -104,13 +215,17 @@ class DynamicsRecorder:
         *,
         label_names: list[str] | None = None,
         pass_: str = "train",
-        rank: int = 0,
-        world_size: int = 1,
+        rank: int | None = None,
+        world_size: int | None = None,
         overwrite: bool = False,
         meta: dict | None = None,
+        examples=None,
     ):
         if pass_ not in PASSES:
             raise LogError(f"pass_ must be one of {PASSES}, got {pass_!r}")
+        auto_rank, auto_world = _distributed()
+        rank = auto_rank if rank is None else rank
+        world_size = auto_world if world_size is None else world_size
         if not 0 <= rank < world_size:
             raise LogError(f"rank {rank} is outside 0..{world_size - 1} for world_size {world_size}")
         self.run_dir = Path(run_dir)
@@ -119,6 +234,11 @@ class DynamicsRecorder:
         self.label_names = list(label_names) if label_names is not None else None
         self.epoch = 0
         self._batches: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]] = []
+        table = examples_table(examples, self.label_names) if examples is not None else None
+        self._examples_index = None if table is None else pd.Index(table["id"].to_numpy(zero_copy_only=False))
+        self._examples_labels = (
+            None if table is None or "label" not in table.column_names else table["label"].to_numpy()
+        )
         self.meta = {
             "format": FORMAT,
             "pass": pass_,
@@ -128,17 +248,46 @@ class DynamicsRecorder:
         }
         if self.label_names is not None:
             self.meta["label_names"] = self.label_names
+        if table is not None:
+            self.meta["examples"] = EXAMPLES_FILE
         if rank == 0:
-            self._claim(overwrite)
-        self.dyn.mkdir(parents=True, exist_ok=True)
+            self._claim(overwrite, table)
+        _barrier(world_size)  # the other ranks write nothing before rank 0 has claimed the folder
 
-    def _claim(self, overwrite: bool) -> None:
-        if not overwrite:
-            refuse_existing_run(self.run_dir)
-        if self.dyn.exists():
-            shutil.rmtree(self.dyn)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.run_dir / "run.json", self.meta)
+    def _claim(self, overwrite: bool, examples: pa.Table | None) -> None:
+        claim_run(self.run_dir)
+        try:
+            if not overwrite:
+                refuse_existing_run(self.run_dir)
+            own = _read_meta(self.run_dir).get("examples")  # an examples file an earlier recording wrote
+            theirs = [n for n in EXAMPLES_NAMES if (self.run_dir / n).exists() and not (overwrite and n == own)]
+            if examples is not None and theirs:
+                raise LogError(
+                    f"{self.run_dir / theirs[0]} exists; the recorder would write examples.parquet beside it. "
+                    "Remove one, or leave examples= out to keep yours"
+                )
+            if self.dyn.exists():
+                shutil.rmtree(self.dyn)
+            self.dyn.mkdir()
+            if examples is not None:
+                atomic_write_parquet(examples, self.run_dir / EXAMPLES_FILE)
+            elif own and overwrite:
+                (self.run_dir / own).unlink(missing_ok=True)
+            write_json(self.run_dir / "run.json", self.meta)
+        except BaseException:
+            release_run(self.run_dir)
+            raise
+
+    def close(self) -> None:
+        """Release the run folder (also done when the process ends)."""
+        if self.rank == 0:
+            release_run(self.run_dir)
+
+    def __enter__(self) -> DynamicsRecorder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def log(self, ids, logits, labels, loss=None) -> None:
         """Add one batch: ``ids`` (n,) ints or strings, ``logits`` (n, K), gold ``labels`` (n,), optional
@@ -168,11 +317,13 @@ class DynamicsRecorder:
         if not index.is_unique:
             dup = index[index.duplicated()][0]
             raise LogError(f"end_epoch(): id {show_id(dup)} was logged twice in epoch {self.epoch}")
+        labels = np.concatenate([b[2] for b in self._batches])
+        self._check_examples(index, labels)
         logits = np.concatenate([b[1] for b in self._batches])
         k = logits.shape[1]
         cols = {
             "id": pa.array(ids, type=pa.string() if ids.dtype == object else pa.int64()),
-            "label": pa.array(np.concatenate([b[2] for b in self._batches])),
+            "label": pa.array(labels),
             "logits": pa.ListArray.from_arrays(np.arange(0, logits.size + 1, k, dtype=np.int32), logits.ravel()),
         }
         if all(b[3] is not None for b in self._batches):
@@ -180,15 +331,45 @@ class DynamicsRecorder:
         if self.world_size == 1:
             path = self.dyn / f"epoch_{self.epoch:03d}.parquet"
         else:
-            (self.dyn / f"epoch_{self.epoch:03d}").mkdir(exist_ok=True)
+            (self.dyn / f"epoch_{self.epoch:03d}").mkdir(parents=True, exist_ok=True)
             path = self.dyn / f"epoch_{self.epoch:03d}" / f"part-{self.rank}.parquet"
         atomic_write_parquet(pa.table(cols), path)
         self._batches = []
         self.epoch += 1
         return path
 
+    def _check_examples(self, ids: pd.Index, labels: np.ndarray) -> None:
+        """Every logged id is a row of ``examples`` with the same gold label (one vectorised lookup)."""
+        if self._examples_index is None:
+            return
+        rows = self._examples_index.get_indexer(ids)
+        if (rows < 0).any():
+            i = np.flatnonzero(rows < 0)[0]
+            raise LogError(
+                f"end_epoch(): id {show_id(ids[i])} was logged in epoch {self.epoch} but is not an id of "
+                f"examples ({(rows < 0).sum()} logged ids are not); log the dataset's own ids"
+            )
+        if self._examples_labels is not None:
+            differ = np.flatnonzero(self._examples_labels[rows] != labels)
+            if differ.size:
+                i = differ[0]
+                raise LogError(
+                    f"end_epoch(): id {show_id(ids[i])} was logged with gold label {labels[i]} but examples "
+                    f"gives {self._examples_labels[rows[i]]} ({differ.size} ids differ in epoch {self.epoch}); the "
+                    "ids passed to log() must be the examples' ids"
+                )
+
     def update_meta(self, **fields) -> None:
         """Add or replace ``run.json`` fields (rank 0 only), e.g. held-out accuracy after each epoch."""
         self.meta.update(fields)
         if self.rank == 0:
             write_json(self.run_dir / "run.json", self.meta)
+
+
+def _read_meta(run_dir: Path) -> dict:
+    """``run.json`` of a folder being claimed, {} when absent or unreadable (it is about to be replaced)."""
+    try:
+        meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return meta if isinstance(meta, dict) else {}

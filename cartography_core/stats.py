@@ -322,12 +322,13 @@ def _table(run: Run, reader: DynamicsReader, acc: _Accumulator, *, variability_c
     if el2n_epoch is not None:
         cols[f"el2n_epoch_{el2n_epoch}"] = pa.array(acc.el2n_at[order], from_pandas=True)
     meta = {
-        "run": str(run.path),
+        "run": run.path.name,  # no server path travels with a downloaded table
         "layout": run.layout,
         "n_epochs": len(reader.epochs),
         "n_classes": reader.k,
         "kind": reader.kind,
         "label_names": names,
+        "padding_rows": reader.padding_rows,
     }
     return pa.table(cols).replace_schema_metadata({"cartography": json.dumps(meta)})
 
