@@ -143,7 +143,7 @@ def load_run(root: str | Path, run_id: str, *, cache: Path | None = None, follow
     examples = read_examples(runs[0])
     table = with_examples(stats, examples)
     text_column = _text_column(examples)
-    meta = table_meta(per_run[0])
+    meta = table_meta(table)  # class names from the log, else from the examples file
     k = max(int(stats["label"].to_numpy().max()), int(stats["pred_label"].to_numpy().max())) + 1
     names = meta.get("label_names") or [str(c) for c in range(max(k, meta.get("n_classes") or k))]
     return LoadedRun(

@@ -6,6 +6,7 @@ Exit status 0 on success; on bad input, 2 and one line on stderr naming the file
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import LogError
-from .ingest import find_runs, open_run, read_examples
+from .ingest import EXAMPLES_NAMES, find_runs, is_run_dir, open_run, read_examples
 from .regions import REGIONS, RegionThresholds, region_codes, region_counts, region_names
 from .reliability import compare_groups, pool_runs, split_half_reliability
 from .select import (
@@ -25,8 +26,10 @@ from .select import (
     with_examples,
     write_table,
 )
-from .stats import SCORES, compute_stats, table_meta
+from .stats import SCORES, compute_stats, name_classes, table_meta
 from .train_config import FEATURES, MODELS, TrainConfig
+
+LOG_FOLDERS = ("dynamics", "training_dynamics")
 
 
 def _add_log_options(p: argparse.ArgumentParser) -> None:
@@ -34,6 +37,12 @@ def _add_log_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-epochs", type=int, metavar="N", help="use only epochs 0..N-1")
     p.add_argument("--strict", action="store_true", help="an example missing from some epoch is an error")
     p.add_argument("--pool", action="store_true", help="LOGDIR holds several runs: mean (and _se) over them")
+    p.add_argument(
+        "--label-names",
+        type=lambda t: [x.strip() for x in t.split(",")],
+        metavar="A,B,...",
+        help="class names, class k first at k (else from run.json or the examples file)",
+    )
 
 
 def _add_region_options(p: argparse.ArgumentParser) -> None:
@@ -147,9 +156,13 @@ def _load(args: argparse.Namespace, **kw) -> tuple[pa.Table, pa.Table | None]:
     """(statistics, examples) of LOGDIR: one run, or with --pool the mean over the runs below it."""
     if not args.pool:
         run = open_run(args.logdir)
-        return compute_stats(run, max_epochs=args.max_epochs, strict=args.strict, **kw), read_examples(run)
-    rel, tables = _runs_below(args.logdir, max_epochs=args.max_epochs, strict=args.strict, need="--pool")
-    return pool_runs(tables, rel), read_examples(open_run(args.logdir / rel[0]))
+        stats, examples = compute_stats(run, max_epochs=args.max_epochs, strict=args.strict, **kw), read_examples(run)
+    else:
+        rel, tables = _runs_below(args.logdir, max_epochs=args.max_epochs, strict=args.strict, need="--pool")
+        stats, examples = pool_runs(tables, rel), read_examples(open_run(args.logdir / rel[0]))
+    if args.label_names:
+        stats = name_classes(stats, args.label_names)
+    return stats, examples
 
 
 def _with_regions(stats: pa.Table, t: RegionThresholds) -> pa.Table:
@@ -250,7 +263,7 @@ def cmd_reliability(args: argparse.Namespace) -> None:
     print(f"runs: {len(rel)} ({', '.join(rel)}); split-half Spearman rho over {args.splits} random splits")
     print(f"score,split_half_rho,reliability_of_mean_of_{len(rel)},runs_for_{args.target:g}")
     for score in scores:
-        r = split_half_reliability(tables, score, n_splits=args.splits)
+        r = split_half_reliability(tables, score, n_splits=args.splits, names=rel)
         needed = r.runs_needed(args.target) if r.split_half > 0 else "never"
         print(f"{score},{r.split_half:.4f},{r.full:.4f},{needed}")
 
@@ -273,6 +286,13 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def _check_out(args: argparse.Namespace) -> None:
+    """Refuse an output inside a run's log folder (it could replace a log, or be read as an epoch next time),
+    with or without --force; refuse an existing file without --force."""
+    out = args.out.resolve()
+    logs = next((d for d in out.parents if d.name in LOG_FOLDERS), None)
+    if logs is not None or (out.name in ("run.json", *EXAMPLES_NAMES) and is_run_dir(out.parent)):
+        where = f"inside the log folder {logs}" if logs is not None else f"a file of the run {out.parent}"
+        raise LogError(f"{args.out}: is {where}; write outputs elsewhere (logs are never overwritten)")
     if args.out.exists() and not args.force:
         raise LogError(f"{args.out} already exists; choose another name or pass --force to overwrite it")
 
@@ -291,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         COMMANDS[args.command](args)
+    except BrokenPipeError:  # `... | head` closed the pipe: stop quietly, as a shell tool does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at interpreter exit
+        return 0
     except (LogError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

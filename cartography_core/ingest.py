@@ -102,7 +102,7 @@ def find_runs(root: str | Path, *, max_depth: int = 4, follow_links: bool = Fals
     def walk(d: Path, depth: int) -> None:
         if not follow_links and not _inside(d, real_root):
             return
-        if _is_run_dir(d):
+        if is_run_dir(d):
             found.append(d.relative_to(root).as_posix() or ".")
             return
         if depth >= max_depth:
@@ -125,7 +125,7 @@ def _inside(path: Path, real_root: Path) -> bool:
     return real == real_root or real_root in real.parents
 
 
-def _is_run_dir(d: Path) -> bool:
+def is_run_dir(d: Path) -> bool:
     return (d / "dynamics").is_dir() or (d / "training_dynamics").is_dir()
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .errors import LogError
-from .stats import SCORES, table_meta
+from .stats import SCORES, name_classes, table_meta
 
 
 def pool_runs(tables: list[pa.Table], names: list[str] | None = None) -> pa.Table:
@@ -34,7 +34,7 @@ def pool_runs(tables: list[pa.Table], names: list[str] | None = None) -> pa.Tabl
 
     Columns: ``id, label, n_runs``, then for every score in ``stats.SCORES`` its mean over runs and
     ``<score>_se``, ``never_learned`` (in every run that logged it), ``pred_label`` (the most frequent final
-    prediction, ties to the lowest class) and ``label_name`` when the runs have one.
+    prediction, ties to the lowest class) and ``label_name`` / ``pred_label_name`` when the runs name classes.
     """
     if not tables:
         raise LogError("no runs to pool")
@@ -74,18 +74,9 @@ def pool_runs(tables: list[pa.Table], names: list[str] | None = None) -> pa.Tabl
         votes[p, t["pred_label"].to_numpy()] += 1
     cols["never_learned"] = never
     cols["pred_label"] = votes.argmax(axis=1)
-    if "label_name" in tables[0].column_names:
-        label_names = _label_names(tables[0])
-        cols["label_name"] = pa.array(np.asarray(label_names, dtype=object)[label], type=pa.string())
     meta = {**table_meta(tables[0]), "run": None, "runs": names}  # E, K, layout and class names of the runs
-    return pa.table(cols).replace_schema_metadata({"cartography": json.dumps(meta)})
-
-
-def _label_names(t: pa.Table) -> list[str]:
-    lab = t["label"].to_numpy()
-    names = t["label_name"].to_pylist()
-    out = {int(c): names[i] for c, i in zip(*np.unique(lab, return_index=True))}
-    return [out.get(c, str(c)) for c in range(max(out) + 1)]
+    pooled = pa.table(cols).replace_schema_metadata({"cartography": json.dumps(meta)})
+    return name_classes(pooled, meta["label_names"]) if meta.get("label_names") else pooled
 
 
 @dataclass(frozen=True)
@@ -119,17 +110,25 @@ def runs_needed(r: float, runs_per_half: int, target: float) -> int:
     return math.ceil(k * runs_per_half - 1e-9)
 
 
-def split_half_reliability(tables: list[pa.Table], score: str, *, n_splits: int = 20, seed: int = 0) -> Reliability:
-    """Split-half reliability of ``score`` over runs that log the same examples (Kwok et al. 2024, Sec. 3)."""
+def split_half_reliability(
+    tables: list[pa.Table], score: str, *, n_splits: int = 20, seed: int = 0, names: list[str] | None = None
+) -> Reliability:
+    """Split-half reliability of ``score`` over runs that log the same examples (Kwok et al. 2024, Sec. 3);
+    ``names`` name the runs in the error for runs whose ids differ."""
     from scipy.stats import spearmanr  # imported here: scipy.stats is slow to import, and only this needs it
 
     r_total = len(tables)
     if r_total < 2:
         raise LogError(f"split-half reliability needs at least 2 runs, got {r_total}")
+    names = names or [f"run {r}" for r in range(r_total)]
     ids = tables[0]["id"]
-    for t in tables[1:]:
+    for name, t in zip(names[1:], tables[1:]):
         if not t["id"].equals(ids):
-            raise LogError("split-half reliability needs runs that log the same examples (same ids)")
+            only = len(set(t["id"].to_pylist()) ^ set(ids.to_pylist()))
+            raise LogError(
+                f"split-half reliability needs runs that log the same examples: {names[0]} ({len(ids)} ids) and "
+                f"{name} ({len(t['id'])} ids) differ on {only} ids"
+            )
     mat = np.stack([t[score].to_numpy(zero_copy_only=False).astype(np.float64) for t in tables])  # (R, N)
     rng = np.random.default_rng(seed)
     half = r_total // 2
@@ -163,7 +162,8 @@ def compare_groups(group_a: list[pa.Table], group_b: list[pa.Table], score: str)
     ids = group_a[0]["id"]
     a = _score_matrix(group_a, score, ids, "group A")
     b = _score_matrix(group_b, score, ids, "group B")
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # scipy's "precision loss" on identical scores: p is NaN
         test = ttest_ind(b, a, axis=0, equal_var=False)
     p = np.where(np.isnan(test.pvalue), 1.0, test.pvalue)  # identical constant scores: no evidence of a difference
     order = np.lexsort((np.arange(len(p)), p))

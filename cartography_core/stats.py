@@ -309,12 +309,10 @@ def _table(run: Run, reader: DynamicsReader, acc: _Accumulator, *, variability_c
         "pred_label": pa.array(acc.last_pred[order]),
     }
     names = run.label_names
-    if names is not None:
-        if len(names) != reader.k:
-            raise LogError(
-                f"{run.path / 'run.json'}: label_names has {len(names)} names but the logs have {reader.k} classes"
-            )
-        cols["label_name"] = pa.array(np.asarray(names, dtype=object)[reader.labels[order]], type=pa.string())
+    if names is not None and len(names) != reader.k:
+        raise LogError(
+            f"{run.path / 'run.json'}: label_names has {len(names)} names but the logs have {reader.k} classes"
+        )
     if variability_ci:
         with np.errstate(divide="ignore", invalid="ignore"):
             ci = np.sqrt(var + var * var / (count - 1.0))
@@ -330,7 +328,25 @@ def _table(run: Run, reader: DynamicsReader, acc: _Accumulator, *, variability_c
         "label_names": names,
         "padding_rows": reader.padding_rows,
     }
-    return pa.table(cols).replace_schema_metadata({"cartography": json.dumps(meta)})
+    table = pa.table(cols).replace_schema_metadata({"cartography": json.dumps(meta)})
+    return table if names is None else name_classes(table, names)
+
+
+def name_classes(table: pa.Table, names: list[str]) -> pa.Table:
+    """``table`` with ``label_name`` and ``pred_label_name`` (class k is ``names[k]``), replacing any there,
+    and the names recorded in its metadata."""
+    named = np.asarray([str(n) for n in names], dtype=object)
+    for col in ("label", "pred_label"):
+        top = int(table[col].to_numpy().max(initial=0))
+        if top >= len(named):
+            raise LogError(f"{len(named)} class names given, but {col} goes up to {top}")
+    for col in ("label_name", "pred_label_name"):
+        if col in table.column_names:
+            table = table.drop_columns([col])
+    meta = {**table_meta(table), "label_names": named.tolist()}
+    table = table.append_column("label_name", pa.array(named[table["label"].to_numpy()], type=pa.string()))
+    table = table.append_column("pred_label_name", pa.array(named[table["pred_label"].to_numpy()], type=pa.string()))
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), b"cartography": json.dumps(meta).encode()})
 
 
 def table_meta(table: pa.Table) -> dict:

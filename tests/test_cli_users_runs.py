@@ -1,0 +1,120 @@
+"""What a user's own run can get wrong at the command line: examples that are not the logged rows, class
+names, outputs aimed at the logs, reliability over runs that differ, and a closed pipe."""
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cartography_core.cli import main
+from tests.logs import write_log
+from tests.test_cli import ROOT
+
+NAMES = ["ABBR", "DESC", "NUM"]
+
+
+def run_with_examples(tmp_path, examples: pd.DataFrame, layout="parquet"):
+    """A 12-example run, id i with gold label i % 3, and ``examples`` beside it as CSV."""
+    rows = [{"id": i, "label": i % 3, "logits": [0.0, 0.0, 0.0]} for i in range(12)]
+    for r in rows:
+        r["logits"][r["label"]] = 2.0
+    run = write_log(tmp_path / "run", [rows, rows], layout)
+    examples.to_csv(run / "examples.csv", index=False)
+    return run
+
+
+def shifted_examples(shift: int) -> pd.DataFrame:
+    """The dataset's rows, but the log's id i points at row i + shift (ids that are positions in a split)."""
+    label = (np.arange(12) + shift) % 3
+    return pd.DataFrame({"id": np.arange(12), "text": [f"row {i + shift}" for i in range(12)], "label": label})
+
+
+def shuffled_examples() -> pd.DataFrame:
+    """The log's id i points at a row of the dataset that a shuffled split put there: labels do not match."""
+    rows = np.array([3, 7, 1, 11, 0, 5, 9, 2, 8, 4, 10, 6])
+    return pd.DataFrame({"id": np.arange(12), "text": [f"row {r}" for r in rows], "label": rows % 3})
+
+
+@pytest.mark.parametrize("as_names", [False, True])
+def test_examples_whose_labels_disagree_with_the_log_are_an_error(tmp_path, capsys, as_names):
+    ex = shuffled_examples()
+    if as_names:
+        ex["label"] = np.asarray(NAMES, dtype=object)[ex["label"]]
+    run = run_with_examples(tmp_path, ex)
+    code = main(["select", str(run), "--region", "easy-to-learn", "--out", str(tmp_path / "x.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and not (tmp_path / "x.csv").exists()
+    n_bad = int((ex["label"] != np.arange(12) % 3).sum()) if not as_names else None
+    assert re.search(r"run/examples.csv: the gold label of (\d+) of 12 logged ids differs from the log's", err)
+    assert n_bad is None or f"the gold label of {n_bad} of 12" in err
+    first = int(np.flatnonzero(ex["label"].to_numpy() != np.asarray(NAMES, dtype=object)[np.arange(12) % 3])[0])
+    if not as_names:
+        first = int(np.flatnonzero(ex["label"].to_numpy() != np.arange(12) % 3)[0])
+        assert f"(id {first} is {ex['label'][first]} there but {first % 3} in the log" in err
+    assert "Log the dataset's own ids" in err
+
+
+def test_a_few_corrected_labels_are_kept_beside_the_logged_ones(tmp_path):
+    ex = shifted_examples(0)
+    ex.loc[[2, 7], "label"] = [0, 0]  # two labels fixed after training
+    run = run_with_examples(tmp_path, ex)
+    assert main(["select", str(run), "--region", "easy-to-learn", "--out", str(tmp_path / "x.csv")]) == 0
+    got = pd.read_csv(tmp_path / "x.csv").set_index("id")
+    assert got["label_examples"].to_dict() == {i: (0 if i in (2, 7) else i % 3) for i in range(12)}
+    assert (got["label"] == got.index % 3).all()
+
+
+def test_class_names_come_from_the_examples_file_for_an_allenai_log(tmp_path):
+    ex = shifted_examples(0)
+    ex["label_name"] = np.asarray(NAMES, dtype=object)[ex["label"]]
+    run = run_with_examples(tmp_path, ex, layout="allenai")
+    assert main(["stats", str(run), "--out", str(tmp_path / "s.csv")]) == 0
+    assert main(["select", str(run), "--region", "easy-to-learn", "--out", str(tmp_path / "x.csv")]) == 0
+    got = pd.read_csv(tmp_path / "x.csv").set_index("id")
+    assert got["label_name"].tolist() == [NAMES[i % 3] for i in got.index]
+    assert got["pred_label_name"].tolist() == [NAMES[i % 3] for i in got.index]  # every one predicted right
+
+
+def test_label_names_option_names_classes(tmp_path):
+    run = run_with_examples(tmp_path, shifted_examples(0).drop(columns="label"))
+    assert main(["stats", str(run), "--label-names", "a, b,c", "--out", str(tmp_path / "s.csv")]) == 0
+    got = pd.read_csv(tmp_path / "s.csv")
+    assert got["label_name"].tolist() == ["abc"[i % 3] for i in got["id"]]
+    assert main(["stats", str(run), "--label-names", "a,b", "--out", str(tmp_path / "t.csv")]) == 2
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["dynamics/epoch_001.parquet", "dynamics/new.parquet", "dynamics/sub/x.csv", "run.json", "examples.parquet"],
+)
+def test_outputs_inside_a_runs_logs_are_refused_even_with_force(tmp_path, capsys, target):
+    run = run_with_examples(tmp_path, shifted_examples(0))
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    out = run / target
+    assert main(["stats", str(run), "--out", str(out), "--force"]) == 2
+    assert "write outputs elsewhere (logs are never overwritten)" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_reliability_names_the_runs_whose_ids_differ(tmp_path, capsys):
+    rows = [{"id": i, "label": 0, "logits": [1.0, 0.0]} for i in range(5)]
+    write_log(tmp_path / "runs" / "seed-0", [rows, rows])
+    write_log(tmp_path / "runs" / "seed-1", [rows[:4], rows[:4]])
+    assert main(["reliability", str(tmp_path / "runs")]) == 2
+    assert "seed-0 (5 ids) and seed-1 (4 ids) differ on 1 ids" in capsys.readouterr().err
+
+
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path):
+    rows = [{"id": i, "label": i % 2, "logits": [1.0, 0.0]} for i in range(40_000)]
+    write_log(tmp_path / "a" / "seed-0", [rows])
+    write_log(tmp_path / "b" / "seed-0", [rows])
+    write_log(tmp_path / "a" / "seed-1", [rows])
+    write_log(tmp_path / "b" / "seed-1", [rows])
+    cmd = f"{sys.executable} -m cartography_core compare {tmp_path / 'a'} {tmp_path / 'b'} --top 40000 | head -2"
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], cwd=ROOT, capture_output=True, text=True)
+    assert len(done.stdout.splitlines()) == 2
+    assert done.stderr == "" and done.returncode == 0, done.stderr
+    assert re.match(r"confidence: 2 runs in A", done.stdout)
