@@ -56,7 +56,8 @@ from cartography_core.datamap import (  # noqa: E402
     top_rows,
     trajectory,
 )
-from cartography_core.select import table_bytes, top_fraction_codes  # noqa: E402
+from cartography_core.regions import member_names, region_members  # noqa: E402
+from cartography_core.select import table_bytes, top_fraction_members  # noqa: E402
 
 log = logging.getLogger("cartography.app")
 TABLE_ROWS = 500
@@ -285,10 +286,10 @@ for notice in state.url_notices(st.session_state.pop("raw_query", {}), spec):
     st.warning(state.md_escape(notice))
 
 thresholds = RegionThresholds(amb_var, easy_conf, hard_conf)
-if by_threshold:
-    codes = region_codes(table["confidence"].to_numpy(), table["variability"].to_numpy(), thresholds)
+if by_threshold:  # (len(REGIONS), N) bool: one region per example, or the top-q% subsets, which may overlap
+    members = region_members(region_codes(table["confidence"].to_numpy(), table["variability"].to_numpy(), thresholds))
 else:
-    codes = top_fraction_codes(table, q / 100)
+    members = top_fraction_members(table, q / 100)
 
 tab_map, tab_classes, tab_runs = st.tabs(state.TABS, key="tab", bind="query-params")
 
@@ -306,11 +307,13 @@ with tab_map:
         for name, hist in hists.items():
             st.altair_chart(charts.histogram(hist, name), width="stretch")
 
-    counts = region_counts(codes, table["label"].to_numpy(), run.label_names).to_pandas()
+    counts = region_counts(members, table["label"].to_numpy(), run.label_names).to_pandas()
     rule_text = (
         f"variability >= {amb_var} ambiguous; else confidence >= {easy_conf} easy, < {hard_conf} hard"
         if by_threshold
-        else f"top {q}% by variability (ambiguous), lowest and highest {q}% by confidence (hard, easy)"
+        else f"each subset is floor({q}% x N) examples: lowest confidence (hard-to-learn, the rows of `select "
+        f"--metric confidence --fraction {q / 100:g}`), highest confidence (easy-to-learn), highest variability "
+        "(ambiguous); an example can be in two, so a class's subsets can add up to more than its total"
     )
     st.subheader("Regions per class")
     st.caption(rule_text)
@@ -334,7 +337,7 @@ with tab_map:
         label=cls,
         search=search.strip(),
     )
-    mask = filter_mask(table, row_filter, region_codes=codes, texts=run.texts())
+    mask = filter_mask(table, row_filter, members=members, texts=run.texts())
     ranked = ranking(str(root), run_id, sig, metric, order == state.ORDERS[0])
     subset_rows = top_rows(ranked, mask)  # every match, hardest first: the table's head and the downloads
     rows, n_match = subset_rows[:TABLE_ROWS], len(subset_rows)
@@ -349,7 +352,7 @@ with tab_map:
         view["text"] = shown_rows[run.text_column].to_pandas()
     view["gold"] = names[shown_rows["label"].to_numpy()]
     view["predicted"] = names[shown_rows["pred_label"].to_numpy()]
-    view["region"] = np.asarray(REGIONS, dtype=object)[codes[rows]]
+    view["region"] = member_names(members[:, rows])
     for col in dict.fromkeys([metric, "confidence", "variability", "correctness", "forgetting_events", "aum"]):
         view[col] = shown_rows[col].to_pandas()
     event = st.dataframe(
@@ -382,9 +385,7 @@ with tab_map:
 
     def subset_table() -> pa.Table:
         out = table.take(pa.array(subset_rows, type=pa.int64()))
-        return out.append_column(
-            "region", pa.array(np.asarray(REGIONS, dtype=object)[codes[subset_rows]], type=pa.string())
-        )
+        return out.append_column("region", pa.array(member_names(members[:, subset_rows]), type=pa.string()))
 
     cols = st.columns(5)
     for col, fmt, mime in zip(

@@ -88,7 +88,7 @@ def histogram(values: np.ndarray, *, bins: int = 20, lo: float = 0.0, hi: float 
 
 @dataclass(frozen=True)
 class RowFilter:
-    """Which rows a view shows: a region (codes into ``regions.REGIONS``), a brush, a class, a text search."""
+    """Which rows a view shows: a region (an index into ``regions.REGIONS``), a brush, a class, a text search."""
 
     region: int | None = None
     var_range: tuple[float, float] | None = None
@@ -98,15 +98,16 @@ class RowFilter:
 
 
 def filter_mask(
-    stats: pa.Table, f: RowFilter, *, region_codes: np.ndarray | None = None, texts: pa.ChunkedArray | None = None
+    stats: pa.Table, f: RowFilter, *, members: np.ndarray | None = None, texts: pa.ChunkedArray | None = None
 ) -> np.ndarray:
-    """(N,) bool: rows of ``stats`` that pass every part of ``f``; the search is a case-insensitive substring
-    of ``texts`` (or of the id when there is no text)."""
+    """(N,) bool: rows of ``stats`` that pass every part of ``f``; ``members`` is the (len(REGIONS), N) region
+    membership (``regions.region_members`` or ``select.top_fraction_members``); the search is a
+    case-insensitive substring of ``texts`` (or of the id when there is no text)."""
     mask = np.ones(stats.num_rows, dtype=bool)
     if f.region is not None:
-        if region_codes is None:
-            raise LogError("a region filter needs the region codes")
-        mask &= region_codes == f.region
+        if members is None:
+            raise LogError("a region filter needs the region membership")
+        mask &= members[f.region]
     if f.var_range is not None:
         v = stats["variability"].to_numpy()
         mask &= (v >= f.var_range[0]) & (v <= f.var_range[1])

@@ -7,8 +7,8 @@ Rule, applied in this order (``RegionThresholds`` holds the three numbers; defau
     hard-to-learn   variability <  ambiguous_min_variability and confidence <  hard_max_confidence  [0.5]
     other           everything else (only when hard_max_confidence < easy_min_confidence leaves a gap)
 
-The paper's own subsets are "the top q% by a metric" instead: see ``cartography_core.select``
-(``select_fraction`` and ``top_fraction_codes``).
+The paper's own subsets are "the top q% by a metric" instead, which may overlap: see
+``cartography_core.select`` (``select_fraction`` and ``top_fraction_members``).
 """
 
 from __future__ import annotations
@@ -68,18 +68,36 @@ def region_names(codes: np.ndarray) -> np.ndarray:
     return np.asarray(REGIONS, dtype=object)[codes]
 
 
-def region_counts(codes: np.ndarray, labels: np.ndarray, label_names: list[str] | None = None) -> pa.Table:
-    """Examples per (class, region): a column ``class``, one column per region and ``total``; a last row "all".
+def region_members(codes: np.ndarray) -> np.ndarray:
+    """(len(REGIONS), N) bool: row j marks the examples of region j (one region each, from ``region_codes``).
+    The top-q% rule's regions may overlap (``select.top_fraction_members``)."""
+    return codes[None, :] == np.arange(len(REGIONS), dtype=codes.dtype)[:, None]
 
-    ``codes`` are :func:`region_codes`' output and ``labels`` the gold class indices, both (N,).
+
+def member_names(members: np.ndarray) -> np.ndarray:
+    """(N,) object: each example's regions joined by "+" (e.g. "ambiguous+hard-to-learn"), "other" if none."""
+    out = np.full(members.shape[1], "", dtype=object)
+    for j, name in enumerate(REGIONS[:-1]):  # a loop over the three regions, not over examples
+        out = np.where(members[j], np.where(out == "", name, out + "+" + name), out)
+    return np.where(out == "", OTHER, out)
+
+
+def region_counts(members: np.ndarray, labels: np.ndarray, label_names: list[str] | None = None) -> pa.Table:
+    """Examples per (class, region): a column ``class``, one column per region and ``total`` (the class's
+    examples); a last row "all". ``members`` is :func:`region_codes`' (N,) output or a (len(REGIONS), N)
+    membership matrix whose regions may overlap (then a class's regions can add up to more than its total).
+
+    >>> region_counts(np.array([0, 2, 2]), np.array([1, 1, 0])).to_pylist()[0]
+    {'class': '0', 'easy-to-learn': 0, 'ambiguous': 0, 'hard-to-learn': 1, 'other': 0, 'total': 1}
     """
+    members = region_members(members) if members.ndim == 1 else members
     classes = np.unique(labels)
     names = [label_names[c] if label_names else str(c) for c in classes]
-    cls = np.searchsorted(classes, labels)
-    r = len(REGIONS)
-    counts = np.bincount(cls * r + codes, minlength=len(classes) * r).reshape(-1, r)  # (classes, regions)
+    onehot = labels[None, :] == classes[:, None]  # (classes, N) bool
+    counts = onehot.astype(np.int64) @ members.T.astype(np.int64)  # (classes, regions)
     counts = np.vstack([counts, counts.sum(axis=0)])
     cols: dict[str, object] = {"class": names + ["all"]}
     cols.update({name: counts[:, j] for j, name in enumerate(REGIONS)})
-    cols["total"] = counts.sum(axis=1)
+    sizes = onehot.sum(axis=1)
+    cols["total"] = np.append(sizes, sizes.sum())
     return pa.table(cols)

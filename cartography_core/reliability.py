@@ -1,7 +1,11 @@
 """Several training runs of one dataset: pooled scores and how reliable they are (Kwok et al. 2024).
 
-For R runs, each example's pooled score is the mean over the runs that logged it, with standard error
-``se = sd_r / sqrt(R_i)`` (sd_r with ddof=1; null when R_i = 1). Reliability of a score over runs::
+For R runs, each example's pooled score is the mean over the R_i runs that logged it, with standard error
+``se = sd_r / sqrt(R_i)`` (sd_r with ddof=1; null when R_i = 1). In a run where the example was never
+learned, ``first_learned_epoch`` / ``consistently_learned_epoch`` count as E_r, that run's number of epochs
+(one past its last epoch), so "never" pools as the latest possible value rather than being left out.
+
+Reliability of a score over runs::
 
     split-half r    Spearman rho between the score averaged over one random half of the runs and over the
                     other half, averaged over ``n_splits`` random splits (needs R >= 2)
@@ -60,12 +64,18 @@ def pool_runs(tables: list[pa.Table], names: list[str] | None = None) -> pa.Tabl
     for score in SCORES:
         mat = np.full((r_total, n), np.nan)  # (R, N) float64, NaN where a run did not log the example
         for r, (p, t) in enumerate(zip(pos, tables)):
-            mat[r, p] = t[score].to_numpy(zero_copy_only=False).astype(np.float64)
-        with warnings.catch_warnings():  # all-NaN columns (never learned in any run) pool to null
-            warnings.simplefilter("ignore", RuntimeWarning)
+            v = t[score].to_numpy(zero_copy_only=False).astype(np.float64)
+            if score.endswith("_epoch") and np.isnan(v).any():  # never learned in run r: E_r (docs/scores.md)
+                if "n_epochs" not in table_meta(t):
+                    raise LogError(f"{names[r]}: a statistics table without its epoch count cannot pool {score}")
+                v = np.where(np.isnan(v), float(table_meta(t)["n_epochs"]), v)
+            mat[r, p] = v
+        counted = (~np.isnan(mat)).sum(axis=0)  # (N,) the values averaged: runs that logged it (and define it)
+        with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (aum of probability logs) -> null
             cols[score] = pa.array(np.nanmean(mat, axis=0), from_pandas=True)
-            sd = np.nanstd(mat, axis=0, ddof=1) if r_total > 1 else np.full(n, np.nan)
-        cols[f"{score}_se"] = pa.array(sd / np.sqrt(n_runs), from_pandas=True)
+            sd = np.nanstd(mat, axis=0, ddof=1)  # NaN where fewer than 2 values
+        cols[f"{score}_se"] = pa.array(np.where(counted >= 2, sd / np.sqrt(counted), np.nan), from_pandas=True)
     never = np.ones(n, dtype=bool)
     k = max(int(t["pred_label"].to_numpy().max()) for t in tables) + 1
     votes = np.zeros((n, max(k, int(label.max()) + 1)), dtype=np.int32)  # (N, K)

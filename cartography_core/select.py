@@ -92,17 +92,20 @@ def select_random(n_total: int, n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n_total, size=n, replace=False))
 
 
-def top_fraction_codes(table: pa.Table, fraction: float) -> np.ndarray:
-    """The paper's regions as codes into ``REGIONS``: top q by variability is ambiguous, lowest q confidence
-    hard-to-learn, highest q confidence easy-to-learn (in that precedence where they overlap); rest "other"."""
-    codes = np.full(table.num_rows, REGIONS.index(OTHER), dtype=np.int8)
+def top_fraction_members(table: pa.Table, fraction: float) -> np.ndarray:
+    """The paper's subsets as a (len(REGIONS), N) bool membership matrix: hard-to-learn is the
+    ``floor(fraction * N)`` lowest confidence, easy-to-learn the highest confidence, ambiguous the highest
+    variability (each exactly :func:`select_fraction`'s rows, so ``select --metric confidence --fraction F``
+    lists the same hard-to-learn examples); they may overlap, and "other" is in none of them."""
+    members = np.zeros((len(REGIONS), table.num_rows), dtype=bool)
     for region, metric, hardest in [
         (EASY, "confidence", False),
         (HARD, "confidence", True),
         (AMBIGUOUS, "variability", True),
     ]:
-        codes[select_fraction(table, metric, fraction, hardest=hardest)] = REGIONS.index(region)
-    return codes
+        members[REGIONS.index(region), select_fraction(table, metric, fraction, hardest=hardest)] = True
+    members[REGIONS.index(OTHER)] = ~members.any(axis=0)
+    return members
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from app import state
 from cartography_core import LogError, compute_stats, open_run
 from cartography_core.catalog import load_run, run_ids, run_paths, signature
 from cartography_core.datamap import RowFilter, density, filter_mask, histogram, sample_points, top_rows, trajectory
+from cartography_core.regions import region_members
 from cartography_core.select import table_bytes
 from tests.logs import write_log
 
@@ -67,7 +68,7 @@ def test_filter_mask_against_pandas():
     texts = pa.chunked_array([pa.array([f"Review {i} {'GREAT' if i % 7 == 0 else 'meh'}" for i in range(n)])])
     codes = rng.integers(0, 4, n).astype(np.int8)
     f = RowFilter(region=2, var_range=(0.1, 0.3), conf_range=(0.2, 0.9), label=1, search="great")
-    got = filter_mask(stats, f, region_codes=codes, texts=texts)
+    got = filter_mask(stats, f, members=region_members(codes), texts=texts)
     df = stats.to_pandas()
     want = (
         (codes == 2)
@@ -77,7 +78,7 @@ def test_filter_mask_against_pandas():
         & (np.arange(n) % 7 == 0)
     )
     np.testing.assert_array_equal(got, want.to_numpy())
-    with pytest.raises(LogError, match="needs the region codes"):
+    with pytest.raises(LogError, match="needs the region membership"):
         filter_mask(stats, RowFilter(region=1))
 
 

@@ -6,9 +6,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from cartography_core import LogError, pool_runs, spearman_brown, split_half_reliability
+from cartography_core import LogError, compute_stats, pool_runs, spearman_brown, split_half_reliability
 from cartography_core.reliability import runs_needed
 from cartography_core.stats import SCORES
+from tests.logs import write_log
 
 
 def run_table(ids, label, conf, pred=None):
@@ -103,3 +104,33 @@ def test_compare_groups_needs_two_runs_each_and_the_same_examples():
         compare_groups(one, one * 2, "confidence")
     with pytest.raises(LogError, match="group B: every run must log the same examples"):
         compare_groups(one * 2, [one[0], run_table([1, 3], [0, 0], [0.5, 0.6])], "confidence")
+
+
+def test_pooled_learned_epochs_count_never_as_E_and_average_what_they_count(tmp_path):
+    """first_learned_epoch of id 3: 0, never, 2 over three 4-epoch runs -> (0 + 4 + 2) / 3 = 2 with standard
+    error sd([0, 4, 2]) / sqrt(3) = 2 / sqrt(3); id 4, logged in two runs (1 and 3) -> 2 with se
+    sd([1, 3]) / sqrt(2) = 1; id 5, logged in one run -> no standard error."""
+    right, wrong = [1.0, 0.0], [0.0, 1.0]
+
+    def rows(pattern, i):
+        return [{"id": i, "label": 0, "logits": right if ok else wrong} for ok in pattern]
+
+    per_run = {
+        "seed-0": {3: [1, 0, 0, 0], 4: [0, 1, 1, 1]},
+        "seed-1": {3: [0, 0, 0, 0], 5: [0, 0, 1, 1]},
+        "seed-2": {3: [0, 0, 1, 1], 4: [0, 0, 0, 1]},
+    }
+    tables = []
+    for name, examples in per_run.items():
+        epochs = [[rows(p, i)[e] for i, p in examples.items()] for e in range(4)]
+        tables.append(compute_stats(write_log(tmp_path / name, epochs)))
+    pooled = pool_runs(tables, list(per_run)).to_pandas().set_index("id")
+    assert pooled.loc[3, "first_learned_epoch"] == pytest.approx(2.0)
+    assert pooled.loc[3, "first_learned_epoch_se"] == pytest.approx(2 / np.sqrt(3))
+    assert pooled.loc[4, "first_learned_epoch"] == pytest.approx(2.0)
+    assert pooled.loc[4, "first_learned_epoch_se"] == pytest.approx(1.0)
+    assert pooled.loc[4, "n_runs"] == 2 and np.isnan(pooled.loc[5, "first_learned_epoch_se"])
+    assert pooled.loc[5, "first_learned_epoch"] == 2.0
+    # consistently learned: id 3 at 0? no (wrong later) -> never (4), never (4), 2 -> 10 / 3
+    assert pooled.loc[3, "consistently_learned_epoch"] == pytest.approx(10 / 3)
+    assert bool(pooled.loc[3, "never_learned"]) is False

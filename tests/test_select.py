@@ -20,7 +20,8 @@ from cartography_core import (
     with_examples,
     write_table,
 )
-from cartography_core.select import table_bytes, top_fraction_codes
+from cartography_core.regions import member_names
+from cartography_core.select import table_bytes, top_fraction_members
 
 
 def stats(conf, var, ids=None, **extra):
@@ -93,10 +94,30 @@ def test_inconsistent_thresholds_are_refused():
         RegionThresholds(0.2, easy_min_confidence=0.3, hard_max_confidence=0.6)
 
 
-def test_top_fraction_codes_is_the_papers_rule():
+def test_top_fraction_members_is_the_papers_rule():
     t = stats([0.1, 0.2, 0.5, 0.8, 0.9, 0.5], [0.0, 0.01, 0.4, 0.02, 0.0, 0.3])
-    # q = 1/3 of 6 = 2 each: hardest conf ids 0,1; easiest 4,3; most variable 2,5
-    assert top_fraction_codes(t, 1 / 3 + 1e-12).tolist() == [2, 2, 1, 0, 0, 1]
+    # q = 1/3 of 6 = 2 each: hardest conf ids 0,1; easiest 4,3; most variable 2,5; none left for "other"
+    m = top_fraction_members(t, 1 / 3 + 1e-12)
+    assert [np.flatnonzero(row).tolist() for row in m] == [[3, 4], [2, 5], [0, 1], []]
+
+
+def test_top_fraction_subsets_overlap_and_equal_select_fraction():
+    """The hard one-third holds the lowest-confidence third even where it is also the most variable third."""
+    t = stats([0.1, 0.2, 0.3, 0.8, 0.9, 0.95], [0.4, 0.3, 0.0, 0.02, 0.0, 0.01])
+    m = top_fraction_members(t, 0.5)  # 3 each
+    assert np.flatnonzero(m[2]).tolist() == [0, 1, 2] == sorted(select_fraction(t, "confidence", 0.5).tolist())
+    assert np.flatnonzero(m[1]).tolist() == [0, 1, 3]  # ambiguous overlaps hard-to-learn on ids 0 and 1
+    assert member_names(m).tolist() == [
+        "ambiguous+hard-to-learn",
+        "ambiguous+hard-to-learn",
+        "hard-to-learn",
+        "easy-to-learn+ambiguous",
+        "easy-to-learn",
+        "easy-to-learn",
+    ]
+    counts = region_counts(m, np.array([0, 0, 0, 1, 1, 1])).to_pylist()
+    assert counts[0] == {"class": "0", "easy-to-learn": 0, "ambiguous": 2, "hard-to-learn": 3, "other": 0, "total": 3}
+    assert counts[2]["total"] == 6 and counts[2]["ambiguous"] == 3
 
 
 def test_random_baseline_is_seeded_sorted_and_distinct():
