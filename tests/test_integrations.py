@@ -1,6 +1,7 @@
 """Each integration trains a tiny model for a few epochs and writes a log that reads back correctly."""
 
 import importlib
+import re
 import sys
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cartography_core import compute_stats, open_run
+from cartography_core import LogError, compute_stats, open_run
 from cartography_core.integrations.torch_loop import IndexedDataset
 from cartography_core.recorder import DynamicsRecorder
 
@@ -51,56 +52,81 @@ def test_plain_torch_loop(tmp_path):
     assert learned(stats) and stats["n_epochs"].to_numpy().min() == 4
 
 
-def test_hugging_face_trainer_callback(tmp_path):
-    transformers = pytest.importorskip("transformers")
-    from cartography_core.integrations.hf import CartographyCallback
+def sentences(n=96, seed=0):
+    """Labeled sentences of different lengths (the label is written in a word), with string ids."""
+    rng = np.random.default_rng(seed)
+    words = [f"w{i}" for i in range(40)]
+    labels = np.arange(n) % 2
+    texts = [" ".join([*rng.choice(words, size=rng.integers(3, 12)), ["bad", "good"][y]]) for y in labels]
+    return [f"s-{i}" for i in range(n)], texts, labels
 
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    labels = np.arange(64) % 2
-    tokens = rng.integers(3, 50, size=(64, 8))
-    tokens[:, 1] = labels + 1  # the label is written in the second token
-    train_set = [
-        {
-            "id": 1000 + i,
-            "input_ids": torch.tensor(tokens[i]),
-            "attention_mask": torch.ones(8, dtype=torch.long),
-            "labels": int(labels[i]),
-        }
-        for i in range(64)
-    ]
-    config = transformers.BertConfig(
-        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, num_labels=2
-    )
-    model = transformers.BertForSequenceClassification(config)  # built from a config: nothing downloaded
+
+def hf_trainer(tmp_path, pass_="train", epochs=8, **record):
+    transformers = pytest.importorskip("transformers")
+    from cartography_core.integrations.hf import record_dynamics
+    from tests.tiny_models import tiny_bert, tiny_tokenizer
+
+    ids, texts, labels = sentences()
+    tok = tiny_tokenizer(texts)
+    train_set = [{"id": i, "labels": int(y), **tok(t)} for i, t, y in zip(ids, texts, labels)]
+    model = tiny_bert(tok.vocab_size, 2)
     args = transformers.TrainingArguments(
         output_dir=str(tmp_path / "hf"),
-        num_train_epochs=3,
-        per_device_train_batch_size=8,
+        num_train_epochs=epochs,
+        per_device_train_batch_size=16,
         learning_rate=5e-3,
         report_to=[],
         save_strategy="no",
         logging_strategy="no",
+        eval_strategy="epoch",
         use_cpu=True,
         disable_tqdm=True,
-        seed=0,
+        seed=7,
     )
-    cb = CartographyCallback(tmp_path / "run", train_set, label_names=["neg", "pos"], batch_size=16)
-    transformers.Trainer(model=model, args=args, train_dataset=train_set, callbacks=[cb]).train()
+    trainer = transformers.Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=train_set[:32],
+        data_collator=transformers.DataCollatorWithPadding(tok),  # pads each batch to its longest example
+        compute_metrics=lambda p: {"accuracy": float((p.predictions.argmax(-1) == p.label_ids).mean())},
+    )
+    record_dynamics(trainer, tmp_path / "run", label_names=["neg", "pos"], pass_=pass_, **record)
+    trainer.train()
+    return trainer, model, tok, ids, texts, labels
 
+
+@pytest.mark.parametrize("pass_", ["train", "eval"])
+def test_hugging_face_trainer_with_a_padding_collator(tmp_path, pass_):
+    trainer, model, tok, ids, texts, labels = hf_trainer(tmp_path, pass_)
     run = open_run(tmp_path / "run")
-    assert run.n_epochs == 3 and run.meta["pass"] == "eval" and run.label_names == ["neg", "pos"]
-    stats = compute_stats(run, strict=True)
-    assert stats["id"].to_pylist() == list(range(1000, 1064))
-    # the last epoch's logits are the trained model's, in eval mode
-    model.eval()
-    with torch.no_grad():
-        want = model(input_ids=torch.tensor(tokens), attention_mask=torch.ones(64, 8, dtype=torch.long)).logits.numpy()
-    import pyarrow.parquet as pq
+    assert run.n_epochs == 8 and run.meta["pass"] == pass_ and run.label_names == ["neg", "pos"]
+    assert run.meta["seed"] == 7 and run.meta["learning_rate"] == 5e-3 and run.meta["epochs"] == 8
+    assert run.meta["model"] == "BertForSequenceClassification" and "transformers" in run.meta["versions"]
+    assert len(run.meta["holdout_accuracy"]) == 8 and learned(stats := compute_stats(run, strict=True))
+    assert sorted(stats["id"].to_pylist()) == sorted(ids)
+    assert stats["label"].to_pylist() == [int(labels[ids.index(i)]) for i in stats["id"].to_pylist()]
+    if pass_ == "eval":  # the last epoch's logits are the trained model's, in eval mode, example by example
+        model.eval()
+        with torch.no_grad():
+            want = np.stack([model(**tok(t, return_tensors="pt")).logits[0].numpy() for t in texts])
+        import pyarrow.parquet as pq
 
-    last = pq.read_table(tmp_path / "run" / "dynamics" / "epoch_002.parquet").to_pydict()
-    got = np.array(last["logits"])[np.argsort(last["id"])]
-    np.testing.assert_allclose(got, want, atol=1e-5)
+        last = pq.read_table(tmp_path / "run" / "dynamics" / "epoch_007.parquet").to_pydict()
+        got = np.array(last["logits"])[[last["id"].index(i) for i in ids]]
+        np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_hugging_face_dataset_without_ids_is_a_clear_error(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from cartography_core.integrations.hf import record_dynamics
+
+    args = transformers.TrainingArguments(output_dir=str(tmp_path / "hf"), report_to=[], use_cpu=True)
+    trainer = transformers.Trainer(model=nn.Linear(2, 2), args=args, train_dataset=[{"input_ids": [1, 2], "labels": 0}])
+    with pytest.raises(
+        LogError, match=re.escape("the training examples have no 'id' key (found ['input_ids', 'labels'])")
+    ):
+        record_dynamics(trainer, tmp_path / "run")
 
 
 def test_lightning_callback(tmp_path):
@@ -122,7 +148,7 @@ def test_lightning_callback(tmp_path):
 
     pl.seed_everything(0, verbose=False)
     x, y = blobs(1)
-    loader = torch.utils.data.DataLoader(IndexedDataset(list(zip(x, y))), batch_size=16, shuffle=True)
+    loader = torch.utils.data.DataLoader(IndexedDataset(list(zip(x, y)), ids=range(N)), batch_size=16, shuffle=True)
     trainer = pl.Trainer(
         max_epochs=3,
         accelerator="cpu",
@@ -155,3 +181,45 @@ def test_core_imports_without_the_frameworks():
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_lightning_step_returning_only_the_loss_fails_clearly_and_the_fixed_rerun_records(tmp_path):
+    pl = pytest.importorskip("pytorch_lightning")
+    from cartography_core.integrations.lightning import CartographyCallback
+
+    class Tiny(pl.LightningModule):
+        def __init__(self, full):
+            super().__init__()
+            self.net, self.full = nn.Linear(4, K), full
+
+        def training_step(self, batch, batch_idx):
+            ids, (xb, yb) = batch
+            logits = self.net(xb)
+            loss = F.cross_entropy(logits, yb)
+            return {"loss": loss, "logits": logits, "ids": ids, "labels": yb} if self.full else loss
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.5)
+
+    x, y = blobs(2)
+    loader = torch.utils.data.DataLoader(IndexedDataset(list(zip(x, y)), ids=range(N)), batch_size=16)
+
+    def fit(full):
+        pl.seed_everything(3, verbose=False)
+        trainer = pl.Trainer(
+            max_epochs=2,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[CartographyCallback(tmp_path / "run")],
+        )
+        trainer.fit(Tiny(full), loader)
+
+    with pytest.raises(LogError, match="training_step must return a dict with 'loss', 'logits', 'ids' and 'labels'"):
+        fit(full=False)
+    fit(full=True)  # the same folder: no epoch was written, so the rerun is not refused
+    run = open_run(tmp_path / "run")
+    assert run.n_epochs == 2 and run.meta["seed"] == 3 and run.meta["learning_rate"] == 0.5
+    assert run.meta["model"] == "Tiny" and run.meta["epochs"] == 2
