@@ -1,0 +1,149 @@
+"""Every code block of README.md, run as a new user would from a clone, and what the dashboard then shows
+for the runs the README records (plain loop, Lightning, Hugging Face Trainer with a padding collator,
+torchrun with 2 processes on an odd number of examples) checked row by row against the dataset."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cartography_core.catalog import load_run, run_ids
+from tests.e2e.server import start_streamlit
+from tests.test_app import run_app
+
+REPO = Path(__file__).resolve().parent.parent
+README = (REPO / "README.md").read_text()
+BLOCKS = re.findall(r"^```(\w+)\n(.*?)^```", README, flags=re.S | re.M)
+DATASET = pd.read_parquet(REPO / "sample_logs" / "trec" / "examples.parquet").set_index("id")
+HF_ROWS = 300  # the Hugging Face block trains a tiny BERT on the first rows only, to keep CI short
+
+# what the README's Hugging Face block calls "yours": a tokenizer and a model, made here without a download
+HF_PRELUDE = f"""
+from tests.tiny_models import tiny_bert, tiny_tokenizer
+df = df.head({HF_ROWS})
+tokenizer = tiny_tokenizer(df["text"])
+model = tiny_bert(tokenizer.vocab_size, len(names))
+"""
+
+
+def blocks(lang: str) -> list[str]:
+    return [code for kind, code in BLOCKS if kind == lang]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A user's folder: the clone's sample logs and scripts beside it, nothing installed but requirements."""
+    work = tmp_path_factory.mktemp("user")
+    for name in ("sample_logs", "examples", "app"):
+        (work / name).symlink_to(REPO / name)
+    return work
+
+
+@pytest.fixture(scope="module")
+def env(workdir):
+    return {**os.environ, "PYTHONPATH": str(REPO), "CARTOGRAPHY_CACHE": "off"}
+
+
+def test_the_readme_has_the_blocks_this_module_runs():
+    assert [kind for kind, _ in BLOCKS] == ["bash", "bash", "python", "python", "python", "bash", "bash", "python"]
+
+
+def test_install_block_pins_are_what_is_installed_and_the_app_serves():
+    install = blocks("bash")[0].splitlines()
+    assert install[0] == "pip install -r requirements.txt"
+    for line in (REPO / "requirements.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            assert importlib.metadata.version(name).split("+")[0] == version, name  # 2.13.0+cpu is 2.13.0
+    assert install[1].startswith("streamlit run app/main.py")
+    proc, url = start_streamlit()  # the same command on a free port; healthy means the page is served
+    proc.terminate()
+    proc.wait(10)
+    assert url.startswith("http://127.0.0.1:")
+
+
+def run_bash_block(code: str, workdir: Path, env: dict) -> None:
+    for line in code.splitlines():
+        if line.strip() and not line.startswith("#"):
+            done = subprocess.run(line, shell=True, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+            assert done.returncode == 0, f"{line}\n{done.stderr[-2000:]}"
+
+
+def test_command_line_block(workdir, env):
+    run_bash_block(blocks("bash")[1], workdir, env)
+    hard = pd.read_csv(workdir / "hard.csv").set_index("id")
+    assert len(hard) > 0 and (hard["text"] == DATASET.loc[hard.index, "text"]).all()
+    assert (hard["region"] == "hard-to-learn").all() and (hard["confidence"] < 0.5).all()
+    lowest = pd.read_json(workdir / "lowest_conf.jsonl", lines=True)
+    stats = pd.read_parquet(workdir / "stats.parquet")
+    assert len(lowest) == len(stats) // 10
+    assert set(lowest["id"]) == set(stats.sort_values(["confidence", "id"]).head(len(stats) // 10)["id"])
+
+
+@pytest.fixture(scope="module")
+def recorded(workdir, env):
+    """Run the README's Python blocks in order, in one namespace, as a notebook would; then its torchrun
+    and train commands."""
+    namespace: dict = {}
+    python = blocks("python")
+    cwd = os.getcwd()
+    os.chdir(workdir)
+    try:
+        exec(compile(python[0], "README plain loop", "exec"), namespace)
+        exec(compile(python[1], "README Lightning", "exec"), namespace)
+        exec(compile(HF_PRELUDE + python[2], "README Hugging Face", "exec"), namespace)
+    finally:
+        os.chdir(cwd)
+    run_bash_block(blocks("bash")[2], workdir, env)
+    return workdir / "runs"
+
+
+EXPECTED_ROWS = {"trec-loop": None, "trec-lightning": None, "trec-hf": HF_ROWS, "trec-ddp": 2001}
+
+
+@pytest.mark.parametrize("run_id", list(EXPECTED_ROWS))
+def test_what_the_app_loads_for_each_recorded_run_is_the_datasets_rows(recorded, run_id):
+    train = DATASET[DATASET["split"] == "train"]
+    n = EXPECTED_ROWS[run_id] or len(train)
+    assert run_id in run_ids(recorded)
+    run = load_run(recorded, run_id)
+    table = run.table.to_pandas().set_index("id")
+    assert len(table) == n and set(table.index) == set(train.index[:n])  # every example once
+    assert run.n_epochs >= 3 and run.text_column == "text"
+    rows = DATASET.loc[table.index]
+    assert (table["text"] == rows["text"]).all()
+    assert (table["label"] == rows["label"]).all() and (table["label_name"] == rows["label_name"]).all()
+    assert run.label_names == ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
+
+
+def test_the_dashboard_shows_each_examples_own_text_and_gold_label(monkeypatch, recorded):
+    """The page itself, on the torchrun run: every row of the examples table against the dataset."""
+    at = run_app(monkeypatch, recorded, run="trec-ddp", subset="all")
+    view = at.dataframe(key="table").value
+    assert len(view) == 500
+    ids = view["id"].astype(int)
+    assert (view["text"].to_numpy() == DATASET.loc[ids, "text"].to_numpy()).all()
+    assert (view["gold"].to_numpy() == DATASET.loc[ids, "label_name"].to_numpy()).all()
+
+
+def test_train_block_and_library_block(workdir, env):
+    run_bash_block(blocks("bash")[3], workdir, env)
+    assert sorted(p.name for p in (workdir / "runs" / "sms").iterdir()) == ["examples.parquet", "seed-0", "seed-1"]
+    namespace: dict = {}
+    cwd = os.getcwd()
+    os.chdir(workdir)
+    try:
+        exec(compile(blocks("python")[3], "README library", "exec"), namespace)
+    finally:
+        os.chdir(cwd)
+    table = namespace["table"].to_pandas()
+    assert len(table) == namespace["stats"].num_rows // 10
+    assert (table["text"].to_numpy() == DATASET.loc[table["id"], "text"].to_numpy()).all()
+    assert np.all(np.diff(table["confidence"]) >= 0)  # hardest (lowest confidence) first
