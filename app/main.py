@@ -252,18 +252,28 @@ with st.sidebar:
 
     st.header("Brush")
     st.caption("Drag a rectangle on the map, or set the ranges; choose the subset 'brush' to list it.")
-    var_range = st.slider("Variability range", 0.0, 0.5, (0.0, 0.5), 0.005, key="var_range", bind="query-params")
-    conf_range = st.slider("Confidence range", 0.0, 1.0, (0.0, 1.0), 0.005, key="conf_range", bind="query-params")
+    var_range, conf_range = (
+        st.slider(
+            label,
+            *spec[k].bounds,
+            step=0.005,
+            key=k,
+            bind="query-params",
+            # a default only until a brush sets the value through Session State (both would be a warning)
+            **({} if k in st.session_state else {"value": spec[k].default}),
+        )
+        for k, label in (("var_range", "Variability range"), ("conf_range", "Confidence range"))
+    )
 
 
 def on_brush() -> None:
     """Copy the map's brush into the bound range sliders (so the URL carries it) and list the brushed rows."""
     box = st.session_state["map"].selection.get(charts.BRUSH) or {}
     if "variability" in box and "confidence" in box:
-        lo, hi = sorted(box["variability"])
-        st.session_state["var_range"] = (max(0.0, round(lo, 3)), min(0.5, round(hi, 3)))
-        lo, hi = sorted(box["confidence"])
-        st.session_state["conf_range"] = (max(0.0, round(lo, 3)), min(1.0, round(hi, 3)))
+        for key, axis in (("var_range", "variability"), ("conf_range", "confidence")):
+            lo, hi = sorted(box[axis])
+            bottom, top = spec[key].bounds
+            st.session_state[key] = (max(bottom, round(lo, 3)), min(top, round(hi, 3)))
         st.session_state["subset"] = "brush"
 
 

@@ -10,8 +10,14 @@ ARTIFACTS = REPO / "test-artifacts"
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory):
-    with open(tmp_path_factory.mktemp("server") / "streamlit.log", "w") as log:
+def server_log(tmp_path_factory):
+    """The server's own output (warnings, exceptions), for tests that check it stays clean."""
+    return tmp_path_factory.mktemp("server") / "streamlit.log"
+
+
+@pytest.fixture(scope="session")
+def server(server_log):
+    with open(server_log, "w") as log:
         proc, url = start_streamlit(output=log)
         yield url
         proc.terminate()

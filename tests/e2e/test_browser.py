@@ -70,7 +70,7 @@ def test_download_the_subset(server, page):
     assert {"text", "label_name", "confidence", "region"} <= set(rows.columns)
 
 
-def test_brush_the_map(server, page):
+def test_brush_the_map(server, page, server_log):
     page.goto(server)
     wait_idle(page)
     canvas = page.locator('[data-testid="stVegaLiteChart"] canvas').first
@@ -92,6 +92,8 @@ def test_brush_the_map(server, page):
     while matches(page) != want and time.time() < deadline:
         time.sleep(0.3)
     assert matches(page) == want > 0
+    log = server_log.read_text()
+    assert "Session State API" not in log and "Traceback" not in log, log[-3000:]
 
 
 def test_selecting_a_row_shows_its_text_and_trajectory(server, page):
