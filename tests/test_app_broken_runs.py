@@ -3,7 +3,6 @@ page never shows a traceback, an absolute server path or more than a fragment of
 
 import os
 import re
-import signal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -122,18 +121,6 @@ def page_texts(at) -> list[str]:
             yield from walk(child)
 
     return [str(n.proto) for n in walk(at._tree) if getattr(n, "proto", None) is not None]
-
-
-@pytest.fixture
-def alarm():
-    def boom(*_):
-        raise TimeoutError("the page blocked while reading a run")
-
-    old = signal.signal(signal.SIGALRM, boom)
-    signal.alarm(120)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
 
 
 def test_the_root_lists_every_run_inside_it_and_no_linked_run_outside_it(monkeypatch, broken_root):

@@ -3,7 +3,6 @@
 import json
 import os
 import re
-import signal
 
 import numpy as np
 import pyarrow as pa
@@ -263,20 +262,6 @@ CASES = {
         "run/examples.csv line 3: a quoted field is never closed",
     ),
 }
-
-
-@pytest.fixture
-def alarm():
-    """Fail, not hang, if reading blocks (a FIFO opened by mistake)."""
-
-    def boom(*_):
-        raise TimeoutError("reading the log blocked")
-
-    old = signal.signal(signal.SIGALRM, boom)
-    signal.alarm(20)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
 
 
 @pytest.mark.parametrize("name", list(CASES))

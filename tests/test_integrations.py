@@ -129,6 +129,19 @@ def test_hugging_face_dataset_without_ids_is_a_clear_error(tmp_path):
         record_dynamics(trainer, tmp_path / "run")
 
 
+def quiet_trainer(pl, epochs, callback):
+    """A CPU Lightning Trainer that writes nothing but what ``callback`` records."""
+    return pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[callback],
+    )
+
+
 def test_lightning_callback(tmp_path):
     pl = pytest.importorskip("pytorch_lightning")
     from cartography_core.integrations.lightning import CartographyCallback
@@ -149,16 +162,7 @@ def test_lightning_callback(tmp_path):
     pl.seed_everything(0, verbose=False)
     x, y = blobs(1)
     loader = torch.utils.data.DataLoader(IndexedDataset(list(zip(x, y)), ids=range(N)), batch_size=16, shuffle=True)
-    trainer = pl.Trainer(
-        max_epochs=3,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[CartographyCallback(tmp_path / "run")],
-    )
-    trainer.fit(Tiny(), loader)
+    quiet_trainer(pl, 3, CartographyCallback(tmp_path / "run")).fit(Tiny(), loader)
     run = open_run(tmp_path / "run")
     assert run.n_epochs == 3 and run.meta["pass"] == "train"
     stats = compute_stats(run, strict=True)
@@ -206,16 +210,7 @@ def test_lightning_step_returning_only_the_loss_fails_clearly_and_the_fixed_reru
 
     def fit(full):
         pl.seed_everything(3, verbose=False)
-        trainer = pl.Trainer(
-            max_epochs=2,
-            accelerator="cpu",
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            callbacks=[CartographyCallback(tmp_path / "run")],
-        )
-        trainer.fit(Tiny(full), loader)
+        quiet_trainer(pl, 2, CartographyCallback(tmp_path / "run")).fit(Tiny(full), loader)
 
     with pytest.raises(LogError, match="training_step must return a dict with 'loss', 'logits', 'ids' and 'labels'"):
         fit(full=False)
