@@ -77,6 +77,14 @@ def ragged_logits(run):
     pq.write_table(table, run / "dynamics" / "epoch_002.parquet")
 
 
+def examples_of_other_rows(run):
+    """ids that are positions in a split: the examples file's rows are not the logged ones."""
+    rows = [{"id": i, "label": i % 2, "logits": [1.0, 0.0]} for i in range(12)]
+    write_log(run, [rows, rows], "parquet")
+    labels = [(i + 1) % 2 for i in range(12)]
+    (run / "examples.csv").write_text("id,text,label\n" + "".join(f"{i},row {i},{y}\n" for i, y in enumerate(labels)))
+
+
 BROKEN = {
     "dangling": (dangling_epoch, "expected a regular file, found a symbolic link to a missing file"),
     "dir-epoch": (directory_epoch, "expected a regular file, found a directory"),
@@ -89,6 +97,7 @@ BROKEN = {
     "link-examples": (None, "a symbolic link to a place outside the log root"),
     "link-epoch": (None, "a symbolic link to a place outside the log root"),
     "ragged": (ragged_logits, "logits has 1 values, expected 2"),
+    "other-rows": (examples_of_other_rows, "the gold label of 12 of 12 logged ids differs from the log's (id 0 is 1"),
 }
 
 
