@@ -8,8 +8,9 @@ from .errors import LogError
 from .ingest import DynamicsReader, Run, find_runs, open_run, read_examples
 from .regions import REGIONS, RegionThresholds, region_codes, region_counts, region_names
 from .reliability import compare_groups, pool_runs, spearman_brown, split_half_reliability
+from .scores import SCORES
 from .select import rank_order, select_fraction, select_random, select_region, subset_size, with_examples, write_table
-from .stats import COLUMNS, SCORES, compute_stats, epoch_quantities, table_meta
+from .stats import COLUMNS, compute_stats, epoch_quantities, table_meta
 
 __all__ = [
     "COLUMNS",

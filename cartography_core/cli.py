@@ -17,6 +17,7 @@ from .errors import LogError
 from .ingest import EXAMPLES_NAMES, find_runs, is_run_dir, open_run, read_examples
 from .regions import REGIONS, RegionThresholds, region_codes, region_counts, region_names
 from .reliability import compare_groups, pool_runs, split_half_reliability
+from .scores import SCORES
 from .select import (
     FORMATS,
     select_fraction,
@@ -26,7 +27,7 @@ from .select import (
     with_examples,
     write_table,
 )
-from .stats import SCORES, compute_stats, name_classes, table_meta
+from .stats import compute_stats, name_classes, table_meta
 from .train_config import FEATURES, MODELS, TrainConfig
 
 LOG_FOLDERS = ("dynamics", "training_dynamics")

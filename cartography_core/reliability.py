@@ -30,7 +30,8 @@ import pandas as pd
 import pyarrow as pa
 
 from .errors import LogError
-from .stats import SCORES, name_classes, table_meta
+from .scores import SCORES
+from .stats import name_classes, table_meta
 
 
 def pool_runs(tables: list[pa.Table], names: list[str] | None = None) -> pa.Table:

@@ -25,7 +25,8 @@ import pyarrow.parquet as pq
 
 from .errors import LogError, show_id
 from .regions import AMBIGUOUS, EASY, HARD, OTHER, REGIONS, RegionThresholds, region_codes
-from .stats import SCORES, name_classes, table_meta
+from .scores import SCORES
+from .stats import name_classes, table_meta
 
 FORMATS = (".csv", ".jsonl", ".parquet")
 LABEL_DISAGREEMENTS_ALLOWED = 5  # a few ids whose label was corrected in the examples file after training

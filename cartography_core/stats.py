@@ -4,30 +4,10 @@ Notation (``docs/scores.md`` holds the same table): for example i with gold labe
 was logged in, z_e are its logits (K values), ``p_e = softmax(z_e)`` computed stably, ``g_e = p_e[y]``, and
 ``acc_e = argmax(z_e) == y`` with ties broken towards the lowest class index (numpy's rule).
 
-Each score below is one column of :func:`compute_stats`; "harder" is the direction of a harder, more
-ambiguous or more likely mislabeled example::
-
-    confidence                 = mean_e g_e                                     harder lower   [0, 1]
-    variability                = sqrt(mean_e (g_e - confidence)^2)  (ddof=0)    more ambiguous higher [0, 0.5]
-    correctness                = mean_e acc_e                                   harder lower   [0, 1]
-    correct_count              = sum_e acc_e                                    harder lower   0..E_i
-    threshold_closeness        = confidence * (1 - confidence)                  harder higher  [0, 0.25]
-    forgetting_events          = #{e >= 1 : acc_{e-1} = 1 and acc_e = 0}        harder higher  0..floor(E_i/2)
-    never_learned              = (acc_e = 0 for every e)                        bool
-    first_learned_epoch        = min {e : acc_e = 1}, null if never             harder later   0..E-1
-    consistently_learned_epoch = min {e : acc_e' = 1 for all e' >= e}, null if wrong at the last epoch
-    aum                        = mean_e (z_e[y] - max_{k != y} z_e[k])  on logits  harder lower  real
-    margin                     = mean_e (p_e[y] - max_{k != y} p_e[k])          harder lower   [-1, 1]
-    el2n                       = mean_e ||p_e - onehot(y)||_2                   harder higher  [0, sqrt 2]
-    entropy                    = mean_e -sum_k p_e[k] log p_e[k]                harder higher  [0, log K]
-    loss                       = mean_e -log g_e                                harder higher  [0, inf)
-    data_iq_aleatoric          = mean_e g_e (1 - g_e)                           harder higher  [0, 0.25]
-    pred_label                 = argmax z_e at the last epoch the example was logged
-
-"e - 1" is the previous epoch in which the example was logged. Sources: confidence, variability,
-correctness: Swayamdipta et al. 2020; threshold_closeness: Chang et al. 2017; forgetting: Toneva et al. 2019;
-learned epochs: Baldock et al. 2021; aum: Pleiss et al. 2020; el2n: Paul et al. 2021; data_iq_aleatoric:
-Seedat et al. 2022. With ``variability_ci=True`` a column ``variability_ci = sqrt(v + v^2 / (E_i - 1))``
+Each column's formula, direction, range and source is defined once, in ``cartography_core.scores``
+(``SCORES``; ``docs/scores.md`` is generated from it). They are computed here as per-epoch quantities
+(:func:`epoch_quantities`) folded over epochs by streaming accumulators; "e - 1" is the previous epoch in
+which the example was logged. With ``variability_ci=True`` a column ``variability_ci = sqrt(v + v^2 / (E_i - 1))``
 (v the population variance; Chang et al. 2017, allenai's ``--include_ci``) is added.
 
 A log of probabilities (``probs``) instead of logits has no logits: ``aum`` is then null.
@@ -46,42 +26,6 @@ import pyarrow as pa
 
 from .errors import LogError
 from .ingest import DynamicsReader, Run, open_run
-
-
-@dataclass(frozen=True)
-class Score:
-    """One score column: what it means and which way is harder."""
-
-    name: str
-    formula: str
-    harder: str  # "lower" or "higher": the direction of a harder / more ambiguous / likelier mislabeled example
-    range: str
-
-
-SCORES: dict[str, Score] = {
-    s.name: s
-    for s in [
-        Score("confidence", "mean_e p_e[y]", "lower", "[0, 1]"),
-        Score("variability", "std_e p_e[y] (population)", "higher", "[0, 0.5]"),
-        Score("correctness", "mean_e [argmax z_e == y]", "lower", "[0, 1]"),
-        Score("correct_count", "sum_e [argmax z_e == y]", "lower", "0..E"),
-        Score("threshold_closeness", "confidence * (1 - confidence)", "higher", "[0, 0.25]"),
-        Score("forgetting_events", "#{e: correct at e-1, wrong at e}", "higher", "0..floor(E/2)"),
-        Score("first_learned_epoch", "min{e: correct at e}; null if never (E when pooled)", "higher", "0..E-1"),
-        Score(
-            "consistently_learned_epoch",
-            "min{e: correct from e on}; null if wrong at the last epoch (E when pooled)",
-            "higher",
-            "0..E-1",
-        ),
-        Score("aum", "mean_e (z_e[y] - max_{k!=y} z_e[k])", "lower", "real"),
-        Score("margin", "mean_e (p_e[y] - max_{k!=y} p_e[k])", "lower", "[-1, 1]"),
-        Score("el2n", "mean_e ||p_e - onehot(y)||_2", "higher", "[0, sqrt(2)]"),
-        Score("entropy", "mean_e -sum_k p_e[k] log p_e[k]", "higher", "[0, log K]"),
-        Score("loss", "mean_e -log p_e[y]", "higher", "[0, inf)"),
-        Score("data_iq_aleatoric", "mean_e p_e[y] (1 - p_e[y])", "higher", "[0, 0.25]"),
-    ]
-}
 
 CHUNK = 1 << 15  # rows per kernel call
 THREADS = min(4, os.cpu_count() or 1)

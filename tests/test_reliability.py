@@ -8,7 +8,7 @@ import pytest
 
 from cartography_core import LogError, compute_stats, pool_runs, spearman_brown, split_half_reliability
 from cartography_core.reliability import runs_needed
-from cartography_core.stats import SCORES
+from cartography_core.scores import SCORES
 from tests.logs import write_log
 
 
