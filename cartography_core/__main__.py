@@ -1,7 +1,5 @@
 """``python -m cartography_core``: see ``cartography_core.cli``."""
 
-import sys
+from .cli import run
 
-from .cli import main
-
-sys.exit(main())
+run()

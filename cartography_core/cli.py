@@ -319,3 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def run() -> None:
+    """The ``cartography`` console command (``pip install .``): the same as ``python -m cartography_core``."""
+    sys.exit(main())

@@ -148,3 +148,21 @@ def test_compare_two_groups_of_runs(tmp_path, capsys):
     assert out[0].startswith("confidence: 3 runs in A") and f"{n_sig} of 20 examples differ at q < 0.05" in out[0]
     assert out[1].startswith("id,mean_a,mean_b,diff,t,p_value,q_value") and out[2].startswith("7,")
     assert len(written) == 20 and written["id"].iloc[0] == 7 and written["q_value"].iloc[0] < 0.05
+
+
+def test_the_console_command_is_the_module_command():
+    """pyproject's `cartography` script runs the same CLI as `python -m cartography_core`."""
+    import tomllib
+
+    target = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["cartography"]
+    module, func = target.split(":")
+    argv = ["summary", str(ROOT / "sample_logs" / "trec" / "seed-0")]
+    via_script = subprocess.run(
+        [sys.executable, "-c", f"import sys; sys.argv = ['cartography', *{argv!r}]; from {module} import {func}; {func}()"],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    via_module = subprocess.run(
+        [sys.executable, "-m", "cartography_core", *argv], cwd=ROOT, capture_output=True, text=True
+    )
+    assert via_script.returncode == via_module.returncode == 0
+    assert via_script.stdout == via_module.stdout and "examples:  4842" in via_script.stdout
