@@ -157,10 +157,8 @@ def test_the_console_command_is_the_module_command():
     target = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["cartography"]
     module, func = target.split(":")
     argv = ["summary", str(ROOT / "sample_logs" / "trec" / "seed-0")]
-    via_script = subprocess.run(
-        [sys.executable, "-c", f"import sys; sys.argv = ['cartography', *{argv!r}]; from {module} import {func}; {func}()"],
-        cwd=ROOT, capture_output=True, text=True,
-    )  # fmt: skip
+    code = f"import sys; sys.argv = ['cartography', *{argv!r}]; from {module} import {func}; {func}()"
+    via_script = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     via_module = subprocess.run(
         [sys.executable, "-m", "cartography_core", *argv], cwd=ROOT, capture_output=True, text=True
     )
