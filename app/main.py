@@ -39,11 +39,11 @@ from cartography_core import (  # noqa: E402
 )
 from cartography_core.catalog import (  # noqa: E402
     LoadedRun,
+    RunListing,
     cache_dir,
+    list_runs,
     load_run,
     public_message,
-    run_ids,
-    run_paths,
     signature,
 )
 from cartography_core.datamap import (  # noqa: E402
@@ -83,7 +83,8 @@ def server_options() -> tuple[Path, bool]:
 
 @st.cache_resource(show_spinner="Reading the run and computing its scores...", max_entries=8)
 def load(root: str, run_id: str, sig: str) -> LoadedRun:
-    return load_run(root, run_id, cache=cache_dir(), follow_links=FOLLOW_LINKS)
+    paths = listing.paths(run_id)  # the listing of this rerun: the root is walked once per rerun
+    return load_run(root, run_id, cache=cache_dir(), follow_links=FOLLOW_LINKS, paths=paths)
 
 
 @st.cache_resource(max_entries=64)
@@ -166,7 +167,8 @@ def trajectories(root: str, run_id: str, sig: str, example_id: str) -> pd.DataFr
 root, FOLLOW_LINKS = server_options()
 if "raw_query" not in st.session_state:  # the link as opened, before bound widgets drop values they refuse
     st.session_state.raw_query = {k: st.query_params.get_all(k) for k in st.query_params}
-ids = run_ids(root, follow_links=FOLLOW_LINKS)
+listing: RunListing = list_runs(root, follow_links=FOLLOW_LINKS)  # once per rerun
+ids = list(listing.ids)
 if not ids:
     st.title("Dataset cartography")
     st.info(
@@ -187,7 +189,7 @@ def open_view(run_id: str) -> tuple[str, LoadedRun | None, str | None]:
     read: this is the boundary where any failure becomes a notice and the server's log gets the details."""
     sig = ""
     try:
-        sig = signature(run_paths(root, run_id, follow_links=FOLLOW_LINKS))
+        sig = signature(listing.paths(run_id))
         return sig, load(str(root), run_id, sig), None
     except Exception as exc:
         log.warning("run %r under %s cannot be read: %s", run_id, root, exc, exc_info=not isinstance(exc, LogError))

@@ -32,29 +32,45 @@ def _parent(rel: str) -> str:
     return rel.rsplit("/", 1)[0] if "/" in rel else ""
 
 
-def run_ids(root: str | Path, *, follow_links: bool = False) -> list[str]:
-    """Every run id under ``root``; after the last run of a folder holding two or more, ``<folder>/*``.
-    Links to folders outside ``root`` are skipped unless ``follow_links``."""
+@dataclass(frozen=True)
+class RunListing:
+    """The runs under a root, listed once: the run folders and the ids a view may open."""
+
+    root: Path
+    runs: tuple[str, ...]  # find_runs' relative paths
+    ids: tuple[str, ...]  # the runs, and ``<folder>/*`` after the last run of a folder holding two or more
+
+    def paths(self, run_id: str) -> list[Path]:
+        """The run directories behind ``run_id`` (several for a pooled id); an id not listed is refused."""
+        if run_id not in self.ids:
+            raise LogError(f"no run {run_id!r} in the log folder")
+        if run_id.endswith("/" + POOLED):
+            parent = _parent(run_id)
+            return [self.root / r for r in self.runs if _parent(r) == parent]
+        return [self.root / run_id]
+
+
+def list_runs(root: str | Path, *, follow_links: bool = False) -> RunListing:
+    """One walk of ``root`` (links to folders outside it skipped unless ``follow_links``)."""
     runs = find_runs(root, follow_links=follow_links)
     parents = [_parent(r) for r in runs]
     last = {p: i for i, p in enumerate(parents)}
-    out: list[str] = []
+    ids: list[str] = []
     for i, (rel, parent) in enumerate(zip(runs, parents)):
-        out.append(rel)
+        ids.append(rel)
         if parent and last[parent] == i and parents.count(parent) >= 2:
-            out.append(f"{parent}/{POOLED}")
-    return out
+            ids.append(f"{parent}/{POOLED}")
+    return RunListing(Path(root), tuple(runs), tuple(ids))
+
+
+def run_ids(root: str | Path, *, follow_links: bool = False) -> list[str]:
+    """Every run id under ``root`` (:class:`RunListing`'s ``ids``)."""
+    return list(list_runs(root, follow_links=follow_links).ids)
 
 
 def run_paths(root: str | Path, run_id: str, *, follow_links: bool = False) -> list[Path]:
-    """The run directories behind ``run_id`` (several for a pooled id); refuses ids that ``run_ids`` does not list."""
-    root = Path(root)
-    if run_id not in run_ids(root, follow_links=follow_links):
-        raise LogError(f"no run {run_id!r} in the log folder")
-    if run_id.endswith("/" + POOLED):
-        parent = _parent(run_id)
-        return [root / r for r in find_runs(root, follow_links=follow_links) if _parent(r) == parent]
-    return [root / run_id]
+    """The run directories behind ``run_id`` (:meth:`RunListing.paths`)."""
+    return list_runs(root, follow_links=follow_links).paths(run_id)
 
 
 def signature(paths: list[Path]) -> str:
@@ -133,11 +149,20 @@ def cached_stats(run: Run, cache: Path | None) -> pa.Table:
     return table
 
 
-def load_run(root: str | Path, run_id: str, *, cache: Path | None = None, follow_links: bool = False) -> LoadedRun:
+def load_run(
+    root: str | Path,
+    run_id: str,
+    *,
+    cache: Path | None = None,
+    follow_links: bool = False,
+    paths: list[Path] | None = None,
+) -> LoadedRun:
     """Open, score and join one run id (see the module docstring); ``cache``: see :func:`cached_stats`.
-    A file that a link places outside ``root`` is refused unless ``follow_links``."""
+    A file that a link places outside ``root`` is refused unless ``follow_links``. ``paths``: the run
+    folders when the caller has listed them already (:meth:`RunListing.paths`)."""
     confine = None if follow_links else root
-    runs = [open_run(p, confine_to=confine) for p in run_paths(root, run_id, follow_links=follow_links)]
+    paths = paths if paths is not None else run_paths(root, run_id, follow_links=follow_links)
+    runs = [open_run(p, confine_to=confine) for p in paths]
     per_run = [cached_stats(r, cache) for r in runs]
     stats = per_run[0] if len(per_run) == 1 else pool_runs(per_run, [r.path.name for r in runs])
     examples = read_examples(runs[0])

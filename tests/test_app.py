@@ -167,3 +167,15 @@ def test_a_probability_log_with_string_ids_offers_no_aum(monkeypatch, tmp_path):
     assert "aum" not in at.selectbox(key="sort").options
     assert any("sort='aum' is not one of the choices here" in shown(w.value) for w in at.warning)
     assert sorted(table(at)["id"]) == sorted(f"q-{i}" for i in range(12))
+
+
+def test_the_log_root_is_walked_once_per_rerun(monkeypatch):
+    from cartography_core import catalog
+
+    calls = []
+    real = catalog.find_runs
+    monkeypatch.setattr(catalog, "find_runs", lambda *a, **k: calls.append(1) or real(*a, **k))
+    at = run_app(monkeypatch, run="trec/*")
+    assert len(calls) == 1  # first load: list, sign and load the pooled runs from one listing
+    at.slider(key="amb_var").set_value(0.3).run()
+    assert len(calls) == 2 and not at.exception
