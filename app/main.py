@@ -57,6 +57,7 @@ from cartography_core.datamap import (  # noqa: E402
     trajectory,
 )
 from cartography_core.regions import member_names, region_members  # noqa: E402
+from cartography_core.scores import VARIABILITY_MAX  # noqa: E402
 from cartography_core.select import table_bytes, top_fraction_members  # noqa: E402
 
 log = logging.getLogger("cartography.app")
@@ -98,7 +99,7 @@ def map_layers(root: str, run_id: str, sig: str, cls: int | None) -> tuple[pd.Da
     bins = density(var, conf).to_pandas() if rows.size > MAX_POINTS else None
     hists = {
         "confidence": histogram(conf).to_pandas(),
-        "variability": histogram(var, hi=0.5).to_pandas(),
+        "variability": histogram(var, hi=VARIABILITY_MAX).to_pandas(),
         "correctness": histogram(
             t["correctness"].to_numpy()[rows], bins=run.n_epochs + 1 if run.n_epochs < 20 else 20
         ).to_pandas(),
@@ -143,14 +144,13 @@ def ranking(root: str, run_id: str, sig: str, metric: str, hardest: bool) -> np.
 
 
 @st.cache_data(max_entries=256, show_spinner="Reading the example's epochs...")
-def trajectories(root: str, run_id: str, sig: str, example_id: str) -> pd.DataFrame:
+def trajectories(root: str, run_id: str, sig: str, example_id: int | str) -> pd.DataFrame:
     run = load(root, run_id, sig)
-    key = int(example_id) if run.table["id"].type == pa.int64() else example_id
     names = np.asarray(run.label_names, dtype=object)
     frames = []
     for r in run.runs:
         try:
-            traj = trajectory(r, key).to_pandas()
+            traj = trajectory(r, example_id).to_pandas()
         except LogError as exc:  # one of several pooled runs did not log this example, or its files changed
             log.info("trajectory of %r in %s: %s", example_id, r.path, exc)
             continue
@@ -246,11 +246,9 @@ with st.sidebar:
         bind="query-params",
         disabled=by_threshold,
     )
-    if by_threshold and hard_conf > easy_conf:
-        st.warning(
-            f"Hard-to-learn's bound ({hard_conf}) is above easy-to-learn's ({easy_conf}); using {easy_conf} for both."
-        )
-        hard_conf = easy_conf
+    thresholds, clamped = RegionThresholds.lenient(amb_var, easy_conf, hard_conf)
+    if by_threshold and clamped:
+        st.warning(clamped)
 
     st.header("Brush")
     st.caption("Drag a rectangle on the map, or set the ranges; choose the subset 'brush' to list it.")
@@ -297,7 +295,6 @@ st.caption(state.md_escape(" · ".join(facts)))
 for notice in state.url_notices(st.session_state.pop("raw_query", {}), spec):
     st.warning(state.md_escape(notice))
 
-thresholds = RegionThresholds(amb_var, easy_conf, hard_conf)
 if by_threshold:  # (len(REGIONS), N) bool: one region per example, or the top-q% subsets, which may overlap
     members = region_members(region_codes(table["confidence"].to_numpy(), table["variability"].to_numpy(), thresholds))
 else:
@@ -321,7 +318,8 @@ with tab_map:
 
     counts = region_counts(members, table["label"].to_numpy(), run.label_names).to_pandas()
     rule_text = (
-        f"variability >= {amb_var} ambiguous; else confidence >= {easy_conf} easy, < {hard_conf} hard"
+        f"variability >= {thresholds.ambiguous_min_variability} ambiguous; else confidence >= "
+        f"{thresholds.easy_min_confidence} easy, < {thresholds.hard_max_confidence} hard"
         if by_threshold
         else f"each subset is floor({q}% x N) examples: lowest confidence (hard-to-learn, the rows of `select "
         f"--metric confidence --fraction {q / 100:g}`), highest confidence (easy-to-learn), highest variability "
@@ -359,7 +357,7 @@ with tab_map:
     )
     shown_rows = table.take(pa.array(rows, type=pa.int64()))
     names = np.asarray(run.label_names, dtype=object)
-    view = pd.DataFrame({"id": shown_rows["id"].to_pandas().astype(str)})
+    view = pd.DataFrame({"id": shown_rows["id"].to_pandas()})  # the ids' own type, to the trajectory
     if run.text_column:
         view["text"] = shown_rows[run.text_column].to_pandas()
     view["gold"] = names[shown_rows["label"].to_numpy()]
@@ -386,7 +384,7 @@ with tab_map:
         )
         if run.text_column:
             st.text(str(view["text"].iloc[i]))
-        traj = trajectories(str(root), run_id, sig, row["id"])
+        traj = trajectories(str(root), run_id, sig, view["id"].tolist()[i])  # a Python int or str
         st.altair_chart(charts.trajectory(traj), width="stretch")
     else:
         st.caption("Select a row to see its text and its gold-class probability, epoch by epoch.")

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cartography_core import REGIONS, SCORES, RegionThresholds
+from cartography_core.scores import CONFIDENCE_MAX, VARIABILITY_MAX
 
 ALL_CLASSES = "all classes"
 DEFAULT_REGIONS = RegionThresholds()
@@ -42,13 +43,13 @@ def params(
         Param("cls", ALL_CLASSES, choices=[ALL_CLASSES, *class_names]),
         Param("tab", TABS[0], choices=TABS),
         Param("rule", RULES[0], choices=RULES),
-        Param("amb_var", DEFAULT_REGIONS.ambiguous_min_variability, bounds=(0.0, 0.5)),
-        Param("easy_conf", DEFAULT_REGIONS.easy_min_confidence, bounds=(0.0, 1.0)),
-        Param("hard_conf", DEFAULT_REGIONS.hard_max_confidence, bounds=(0.0, 1.0)),
+        Param("amb_var", DEFAULT_REGIONS.ambiguous_min_variability, bounds=(0.0, VARIABILITY_MAX)),
+        Param("easy_conf", DEFAULT_REGIONS.easy_min_confidence, bounds=(0.0, CONFIDENCE_MAX)),
+        Param("hard_conf", DEFAULT_REGIONS.hard_max_confidence, bounds=(0.0, CONFIDENCE_MAX)),
         Param("q", 33, bounds=(1, 50)),
         Param("subset", SUBSETS[0], choices=SUBSETS),
-        Param("var_range", (0.0, 0.5), bounds=(0.0, 0.5), pair=True),
-        Param("conf_range", (0.0, 1.0), bounds=(0.0, 1.0), pair=True),
+        Param("var_range", (0.0, VARIABILITY_MAX), bounds=(0.0, VARIABILITY_MAX), pair=True),
+        Param("conf_range", (0.0, CONFIDENCE_MAX), bounds=(0.0, CONFIDENCE_MAX), pair=True),
         Param("sort", "confidence", choices=sortable),
         Param("order", ORDERS[0], choices=ORDERS),
         Param("search", ""),

@@ -18,13 +18,14 @@ import pyarrow.compute as pc
 
 from .errors import LogError
 from .ingest import Run, read_epoch
+from .scores import CONFIDENCE_MAX, VARIABILITY_MAX
 from .stats import epoch_quantities
 
 MAX_POINTS = 20_000
 SAMPLE_POINTS = 5_000
 HARD_SHARE = 0.4  # of the sample, taken from the hard-to-learn corner
 BINS = 80
-VAR_MAX, CONF_MAX = 0.5, 1.0
+VAR_MAX, CONF_MAX = VARIABILITY_MAX, CONFIDENCE_MAX
 
 
 def density(

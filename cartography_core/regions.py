@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import LogError
+from .scores import VARIABILITY_MAX
 
 EASY, AMBIGUOUS, HARD, OTHER = "easy-to-learn", "ambiguous", "hard-to-learn", "other"
 REGIONS = (EASY, AMBIGUOUS, HARD, OTHER)
@@ -33,8 +34,10 @@ class RegionThresholds:
     hard_max_confidence: float = 0.5
 
     def __post_init__(self) -> None:
-        if not 0 <= self.ambiguous_min_variability <= 0.5:
-            raise LogError(f"ambiguous_min_variability must lie in [0, 0.5], got {self.ambiguous_min_variability}")
+        if not 0 <= self.ambiguous_min_variability <= VARIABILITY_MAX:
+            raise LogError(
+                f"ambiguous_min_variability must lie in [0, {VARIABILITY_MAX}], got {self.ambiguous_min_variability}"
+            )
         for name in ("easy_min_confidence", "hard_max_confidence"):
             v = getattr(self, name)
             if not 0 <= v <= 1:
@@ -44,6 +47,15 @@ class RegionThresholds:
                 f"hard_max_confidence ({self.hard_max_confidence}) must not exceed easy_min_confidence "
                 f"({self.easy_min_confidence}): an example cannot be both easy and hard"
             )
+
+    @classmethod
+    def lenient(cls, ambiguous: float, easy: float, hard: float) -> tuple[RegionThresholds, str | None]:
+        """The thresholds a view can always draw: a hard-to-learn bound above easy-to-learn's is lowered to it
+        (an example cannot be both), with a sentence saying so; the constructor itself refuses that case."""
+        if hard <= easy:
+            return cls(ambiguous, easy, hard), None
+        note = f"Hard-to-learn's bound ({hard}) is above easy-to-learn's ({easy}); using {easy} for both."
+        return cls(ambiguous, easy, easy), note
 
 
 def region_codes(

@@ -75,6 +75,9 @@ _ALL = [
     Score("data_iq_aleatoric", "mean_e g_e (1 - g_e)", "higher", "[0, 0.25]", "Seedat et al. 2022"),
 ]
 
+VARIABILITY_MAX = 0.5  # variability is the std of values in [0, 1]: at most 1/2 (half at 0, half at 1)
+CONFIDENCE_MAX = 1.0
+
 SCORES: dict[str, Score] = {s.name: s for s in _ALL}
 """The ranking scores, by name: every one is a column of ``compute_stats`` and is pooled over runs."""
 

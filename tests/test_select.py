@@ -162,3 +162,20 @@ def test_examples_ids_that_cannot_match_name_the_file(tmp_path):
         LogError, match=re.escape("r/examples.csv: ids (string) cannot be matched to the log's ids (int64)")
     ):
         with_examples(stats, read_examples(open_run(run)))
+
+
+def test_lenient_thresholds_lower_hard_to_easy_and_say_so():
+    t, note = RegionThresholds.lenient(0.2, 0.4, 0.6)
+    assert (t.easy_min_confidence, t.hard_max_confidence) == (0.4, 0.4)
+    assert note == "Hard-to-learn's bound (0.6) is above easy-to-learn's (0.4); using 0.4 for both."
+    assert RegionThresholds.lenient(0.2, 0.6, 0.4) == (RegionThresholds(0.2, 0.6, 0.4), None)
+
+
+def test_values_exactly_on_a_threshold():
+    """variability == 0.2 is ambiguous (>=); confidence == 0.5 is easy (>=), not hard (<); with a gap,
+    confidence == the hard bound is other, just below it hard."""
+    conf = np.array([0.5, 0.5, 0.9, 0.3, 0.3 - 1e-12, 0.4])
+    var = np.array([0.0, 0.2, 0.2 - 1e-12, 0.0, 0.0, 0.0])
+    assert region_codes(conf, var).tolist() == [0, 1, 0, 2, 2, 2]
+    gap = RegionThresholds(0.2, easy_min_confidence=0.6, hard_max_confidence=0.3)
+    assert region_codes(conf, var, gap).tolist() == [3, 1, 0, 3, 2, 3]
