@@ -15,6 +15,7 @@ import hashlib
 import logging
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -216,17 +217,32 @@ if run is None:
     )
     st.stop()
 
-with st.sidebar:
+
+@dataclass(frozen=True)
+class ViewState:
+    """What the sidebar chose: the controls that shape the map, its regions and its brush."""
+
+    spec: dict[str, state.Param]  # the URL parameters of this run's view
+    sortable: list[str]  # the scores this run defines
+    cls_name: str
+    cls: int | None  # class index, None for all classes
+    by_threshold: bool  # threshold rule, else the paper's top q%
+    thresholds: RegionThresholds
+    q: int
+    var_range: tuple[float, float]
+    conf_range: tuple[float, float]
+
+
+def sidebar_controls(run: LoadedRun) -> ViewState:
+    """The class, region and brush controls, each bound to its URL parameter."""
     sortable = [
         m for m in SCORES if m in run.table.column_names and (run.table[m].null_count == 0 or m.endswith("_epoch"))
     ]
     spec = state.params(ids, run.label_names, sortable)
     cls_name = st.selectbox("Class", spec["cls"].choices, key="cls", bind="query-params")
-    cls = None if cls_name == state.ALL_CLASSES else run.label_names.index(cls_name)
 
     st.header("Regions")
-    rule = st.radio("Rule", state.RULES, key="rule", bind="query-params", horizontal=True)
-    by_threshold = rule == state.RULES[0]
+    by_threshold = st.radio("Rule", state.RULES, key="rule", bind="query-params", horizontal=True) == state.RULES[0]
     threshold_labels = {
         "amb_var": "Ambiguous: variability at least",
         "easy_conf": "Easy-to-learn: confidence at least",
@@ -238,8 +254,7 @@ with st.sidebar:
     )
     q = st.slider(
         "Top q% by metric (the paper's subsets)",
-        1,
-        50,
+        *spec["q"].bounds,
         spec["q"].default,
         1,
         key="q",
@@ -264,6 +279,13 @@ with st.sidebar:
         )
         for k, label in (("var_range", "Variability range"), ("conf_range", "Confidence range"))
     )
+    cls = None if cls_name == state.ALL_CLASSES else run.label_names.index(cls_name)
+    return ViewState(spec, sortable, cls_name, cls, by_threshold, thresholds, q, var_range, conf_range)
+
+
+with st.sidebar:
+    view_state = sidebar_controls(run)
+spec = view_state.spec
 
 
 def on_brush() -> None:
@@ -295,10 +317,12 @@ st.caption(state.md_escape(" · ".join(facts)))
 for notice in state.url_notices(st.session_state.pop("raw_query", {}), spec):
     st.warning(state.md_escape(notice))
 
-if by_threshold:  # (len(REGIONS), N) bool: one region per example, or the top-q% subsets, which may overlap
-    members = region_members(region_codes(table["confidence"].to_numpy(), table["variability"].to_numpy(), thresholds))
+if view_state.by_threshold:  # (len(REGIONS), N) bool: one region per example, or the top-q% subsets, which may overlap
+    members = region_members(
+        region_codes(table["confidence"].to_numpy(), table["variability"].to_numpy(), view_state.thresholds)
+    )
 else:
-    members = top_fraction_members(table, q / 100)
+    members = top_fraction_members(table, view_state.q / 100)
 
 tab_map, tab_classes, tab_runs = st.tabs(state.TABS, key="tab", bind="query-params")
 
@@ -306,11 +330,13 @@ tab_map, tab_classes, tab_runs = st.tabs(state.TABS, key="tab", bind="query-para
 # Data map, counts and examples
 
 with tab_map:
-    points, bins, hists = map_layers(str(root), run_id, sig, cls)
+    points, bins, hists = map_layers(str(root), run_id, sig, view_state.cls)
     left, right = st.columns([3, 1])
     with left:
-        n_class = run.n if cls is None else int((table["label"].to_numpy() == cls).sum())
-        chart = charts.data_map(points, bins, title=f"{cls_name} ({len(points):,} of {n_class:,} examples as points)")
+        n_class = run.n if view_state.cls is None else int((table["label"].to_numpy() == view_state.cls).sum())
+        chart = charts.data_map(
+            points, bins, title=f"{view_state.cls_name} ({len(points):,} of {n_class:,} examples as points)"
+        )
         st.altair_chart(chart, key="map", on_select=on_brush, selection_mode=charts.BRUSH, width="stretch")
     with right:
         for name, hist in hists.items():
@@ -318,12 +344,13 @@ with tab_map:
 
     counts = region_counts(members, table["label"].to_numpy(), run.label_names).to_pandas()
     rule_text = (
-        f"variability >= {thresholds.ambiguous_min_variability} ambiguous; else confidence >= "
-        f"{thresholds.easy_min_confidence} easy, < {thresholds.hard_max_confidence} hard"
-        if by_threshold
-        else f"each subset is floor({q}% x N) examples: lowest confidence (hard-to-learn, the rows of `select "
-        f"--metric confidence --fraction {q / 100:g}`), highest confidence (easy-to-learn), highest variability "
-        "(ambiguous); an example can be in two, so a class's subsets can add up to more than its total"
+        f"variability >= {view_state.thresholds.ambiguous_min_variability} ambiguous; else confidence >= "
+        f"{view_state.thresholds.easy_min_confidence} easy, < {view_state.thresholds.hard_max_confidence} hard"
+        if view_state.by_threshold
+        else f"each subset is floor({view_state.q}% x N) examples: lowest confidence (hard-to-learn, the rows of "
+        f"`select --metric confidence --fraction {view_state.q / 100:g}`), highest confidence (easy-to-learn), "
+        "highest variability (ambiguous); an example can be in two, so a class's subsets can add up to more than "
+        "its total"
     )
     st.subheader("Regions per class")
     st.caption(rule_text)
@@ -333,7 +360,7 @@ with tab_map:
     c1, c2, c3, c4 = st.columns([1.2, 1.2, 1, 2])
     subset = c1.selectbox("Subset", state.SUBSETS, key="subset", bind="query-params")
     metric = c2.selectbox(
-        "Sort by", sortable, key="sort", bind="query-params", help="docs/scores.md defines each score"
+        "Sort by", view_state.sortable, key="sort", bind="query-params", help="docs/scores.md defines each score"
     )
     order = c3.radio("Order", state.ORDERS, key="order", bind="query-params")
     search = c4.text_input(
@@ -342,9 +369,9 @@ with tab_map:
 
     row_filter = RowFilter(
         region=REGIONS.index(subset) if subset in REGIONS else None,
-        var_range=var_range if subset == "brush" else None,
-        conf_range=conf_range if subset == "brush" else None,
-        label=cls,
+        var_range=view_state.var_range if subset == "brush" else None,
+        conf_range=view_state.conf_range if subset == "brush" else None,
+        label=view_state.cls,
         search=search.strip(),
     )
     mask = filter_mask(table, row_filter, members=members, texts=run.texts())
@@ -390,8 +417,14 @@ with tab_map:
         st.caption("Select a row to see its text and its gold-class probability, epoch by epoch.")
 
     st.subheader("Download")
-    desc = state.file_slug(run_id, cls_name if cls is not None else "", subset, search.strip()[:30])
-    digest = hashlib.sha1(repr((run_id, sig, rule, thresholds, q, row_filter, metric, order)).encode()).hexdigest()[:8]
+    desc = state.file_slug(
+        run_id, view_state.cls_name if view_state.cls is not None else "", subset, search.strip()[:30]
+    )
+    digest = hashlib.sha1(
+        repr(
+            (run_id, sig, view_state.by_threshold, view_state.thresholds, view_state.q, row_filter, metric, order)
+        ).encode()
+    ).hexdigest()[:8]
 
     def subset_table() -> pa.Table:
         out = table.take(pa.array(subset_rows, type=pa.int64()))
