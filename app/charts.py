@@ -5,7 +5,7 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from cartography_core.datamap import CONF_MAX, VAR_MAX
+from cartography_core.dashboard.datamap import CONF_MAX, VAR_MAX
 
 BRUSH = "brush"
 X = alt.X("variability:Q", title="variability", scale=alt.Scale(domain=[0, VAR_MAX]))

@@ -38,16 +38,15 @@ from cartography_core import (  # noqa: E402
     region_counts,
     split_half_reliability,
 )
-from cartography_core.catalog import (  # noqa: E402
+from cartography_core.dashboard.cache import signature  # noqa: E402
+from cartography_core.dashboard.catalog import (  # noqa: E402
     LoadedRun,
     RunListing,
-    cache_dir,
     list_runs,
     load_run,
     public_message,
-    signature,
 )
-from cartography_core.datamap import (  # noqa: E402
+from cartography_core.dashboard.datamap import (  # noqa: E402
     MAX_POINTS,
     RowFilter,
     density,
@@ -57,9 +56,10 @@ from cartography_core.datamap import (  # noqa: E402
     top_rows,
     trajectory,
 )
+from cartography_core.io import cache_dir, table_bytes  # noqa: E402
 from cartography_core.regions import member_names, region_members  # noqa: E402
 from cartography_core.scores import VARIABILITY_MAX  # noqa: E402
-from cartography_core.select import table_bytes, top_fraction_members  # noqa: E402
+from cartography_core.select import top_fraction_members  # noqa: E402
 
 log = logging.getLogger("cartography.app")
 TABLE_ROWS = 500

@@ -23,7 +23,7 @@ import transformers
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from cartography_core.integrations.hf import record_dynamics  # noqa: E402
+from cartography_core.record.hf import record_dynamics  # noqa: E402
 from tests.tiny_models import tiny_tokenizer  # noqa: E402
 
 N, EPOCHS, BATCH, REPEATS = 2000, 2, 32, 3

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from cartography_core import compute_stats  # noqa: E402
 from cartography_core.evaluate import Detection, detection_scores, flip_labels  # noqa: E402
-from cartography_core.train import LabeledData, TrainConfig, train_run  # noqa: E402
+from cartography_core.train.trainer import LabeledData, TrainConfig, train_run  # noqa: E402
 
 CONFIGS = {"rotten_tomatoes": TrainConfig(), "sms_spam": TrainConfig(), "trec": TrainConfig(lr=5e-3, batch_size=32)}
 

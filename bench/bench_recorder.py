@@ -21,7 +21,7 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from cartography_core.recorder import DynamicsRecorder  # noqa: E402
+from cartography_core.record import DynamicsRecorder  # noqa: E402
 
 N, D, H, K, BATCH, EPOCHS = 20_000, 256, 256, 10, 64, 12
 

@@ -5,11 +5,14 @@ Symbols: N examples, E epochs, K classes, R runs.
 """
 
 from .errors import LogError
+from .examples import with_examples
 from .ingest import DynamicsReader, Run, find_runs, open_run, read_examples
+from .io import write_table
+from .record import DynamicsRecorder
 from .regions import REGIONS, RegionThresholds, region_codes, region_counts, region_names
 from .reliability import compare_groups, pool_runs, spearman_brown, split_half_reliability
 from .scores import SCORES
-from .select import rank_order, select_fraction, select_random, select_region, subset_size, with_examples, write_table
+from .select import rank_order, select_fraction, select_random, select_region, subset_size
 from .stats import COLUMNS, compute_stats, epoch_quantities, table_meta
 
 __all__ = [
@@ -17,6 +20,7 @@ __all__ = [
     "REGIONS",
     "SCORES",
     "DynamicsReader",
+    "DynamicsRecorder",
     "LogError",
     "RegionThresholds",
     "Run",

@@ -14,21 +14,15 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import LogError
+from .examples import with_examples
 from .ingest import EXAMPLES_NAMES, find_runs, is_run_dir, open_run, read_examples
+from .io import FORMATS, table_bytes, write_table
 from .regions import REGIONS, RegionThresholds, region_codes, region_counts, region_names
 from .reliability import compare_groups, pool_runs, split_half_reliability
 from .scores import SCORES
-from .select import (
-    FORMATS,
-    select_fraction,
-    select_random,
-    select_region,
-    table_bytes,
-    with_examples,
-    write_table,
-)
+from .select import select_fraction, select_random, select_region
 from .stats import compute_stats, name_classes, table_meta
-from .train_config import FEATURES, MODELS, TrainConfig
+from .train.config import FEATURES, MODELS, TrainConfig
 
 LOG_FOLDERS = ("dynamics", "training_dynamics")
 
@@ -228,7 +222,7 @@ def cmd_summary(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .train import read_labeled, train_run, train_seeds  # torch and scikit-learn load only for training
+    from .train.trainer import read_labeled, train_run, train_seeds  # torch and scikit-learn load only for training
 
     config = TrainConfig(
         epochs=args.epochs,

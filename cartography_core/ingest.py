@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import stat
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,11 +33,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from .errors import LogError, short, show_id
+from .io import check_regular_file, file_kind, read_table_file
 
 BATCH_ROWS = 1 << 20
 MAX_EPOCH_DIGITS = 6  # an epoch number of more digits is refused (a name like epoch_99999999999999999999)
@@ -187,7 +186,7 @@ def _list_epochs(dyn: Path, layout: str) -> tuple[EpochFiles, ...]:
             check_regular_file(path, f"{dyn.name}/{entry.name}")
             files = (path,)
         else:
-            kind = _file_kind(path)
+            kind = file_kind(path)
             if kind != "directory":
                 raise LogError(f"{dyn.name}/{entry.name}: an epoch folder name, but {kind}; expected a folder of parts")
             parts = sorted(Path(p.path) for p in os.scandir(entry.path) if _PART_FILE.match(p.name))
@@ -219,35 +218,6 @@ def _list_epochs(dyn: Path, layout: str) -> tuple[EpochFiles, ...]:
             f"(found {_ranges(present.tolist())}; epochs are numbered from 0)"
         )
     return tuple(found[e] for e in numbers)
-
-
-def _file_kind(path: Path) -> str:
-    """'file', 'directory', or what else ``path`` is, in words (links followed; never opens it)."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return "a symbolic link to a missing file" if os.path.islink(path) else "missing"
-    except OSError as exc:
-        return f"unreadable ({exc.strerror})"
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISDIR(mode):
-        return "directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "a device file"
-
-
-def check_regular_file(path: Path, shown: str) -> None:
-    """Raise :class:`LogError` unless ``path`` is a regular file, so that reading it cannot block (a FIFO) or
-    fail half-way (a directory, a dangling link). ``shown`` is the name the message uses."""
-    kind = _file_kind(path)
-    if kind == "missing":
-        raise LogError(f"{shown}: no such file")
-    if kind != "file":
-        raise LogError(f"{shown}: expected a regular file, found {'a directory' if kind == 'directory' else kind}")
 
 
 def _check_confined(run: Path, epochs: tuple[EpochFiles, ...], examples: Path | None, real_root: Path) -> None:
@@ -739,43 +709,6 @@ class DynamicsReader:
 
 # ----------------------------------------------------------------------------------------------------------
 # Examples file
-
-
-def read_table_file(path: Path, shown: str | None = None) -> pa.Table:
-    """A whole ``.parquet``, ``.jsonl`` or ``.csv`` file as a table; a clear error when it cannot be read."""
-    path = Path(path)
-    readers = {".parquet": pq.read_table, ".jsonl": pajson.read_json, ".csv": pacsv.read_csv}
-    shown = shown or str(path)
-    if path.suffix not in readers:
-        raise LogError(f"{shown}: unknown file type {path.suffix!r}; use .parquet, .jsonl or .csv")
-    check_regular_file(path, shown)
-    try:
-        table = readers[path.suffix](path)
-    except (pa.ArrowException, OSError) as exc:
-        # pyarrow quotes the offending row whole: keep only its start
-        what, _, row = str(exc).splitlines()[0].partition(" columns, got ")
-        problem = f"{what} columns, got {short(row, 32)}" if row else short(what)
-        raise LogError(f"{shown}: cannot read {path.suffix[1:]} file: {problem}") from None
-    if path.suffix == ".csv":
-        _check_csv_quotes(path, shown)
-    return table
-
-
-def _check_csv_quotes(path: Path, shown: str) -> None:
-    """A quoted CSV field that is never closed swallows every later row into one value, and pyarrow reads
-    that without complaint: in a well-formed file the double quotes pair up (an escaped quote is ``""``), so
-    an odd count is an error naming the line where the open field starts."""
-    with open(path, "rb") as fh:
-        count = sum(chunk.count(b'"') for chunk in iter(lambda: fh.read(1 << 24), b""))
-    if count % 2 == 0:
-        return
-    open_at, inside = 0, False
-    with open(path, "rb") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if line.count(b'"') % 2:
-                inside = not inside
-                open_at = lineno if inside else open_at
-    raise LogError(f"{shown} line {open_at}: a quoted field is never closed (unbalanced double quote)")
 
 
 def read_examples(run: Run) -> pa.Table | None:

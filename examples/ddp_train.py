@@ -20,8 +20,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a clone, nothing installed
-from cartography_core.integrations.torch_loop import IndexedDataset  # noqa: E402
-from cartography_core.recorder import DynamicsRecorder  # noqa: E402
+from cartography_core.record import DynamicsRecorder  # noqa: E402
+from cartography_core.record.torch_loop import IndexedDataset  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--data", default="sample_logs/trec/examples.parquet", help="id, text, label, label_name, split")

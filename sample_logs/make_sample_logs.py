@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from cartography_core.train import LabeledData, TrainConfig, train_seeds  # noqa: E402
+from cartography_core.train.trainer import LabeledData, TrainConfig, train_seeds  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SEEDS = [0, 1, 2]

@@ -170,7 +170,7 @@ def test_a_probability_log_with_string_ids_offers_no_aum(monkeypatch, tmp_path):
 
 
 def test_the_log_root_is_walked_once_per_rerun(monkeypatch):
-    from cartography_core import catalog
+    from cartography_core.dashboard import catalog
 
     calls = []
     real = catalog.find_runs

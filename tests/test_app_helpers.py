@@ -13,10 +13,19 @@ import pytest
 
 from app import state
 from cartography_core import LogError, compute_stats, open_run
-from cartography_core.catalog import load_run, run_ids, run_paths, signature
-from cartography_core.datamap import RowFilter, density, filter_mask, histogram, sample_points, top_rows, trajectory
+from cartography_core.dashboard.cache import signature
+from cartography_core.dashboard.catalog import load_run, run_ids, run_paths
+from cartography_core.dashboard.datamap import (
+    RowFilter,
+    density,
+    filter_mask,
+    histogram,
+    sample_points,
+    top_rows,
+    trajectory,
+)
+from cartography_core.io import table_bytes
 from cartography_core.regions import region_members
-from cartography_core.select import table_bytes
 from tests.logs import write_log
 
 
@@ -182,7 +191,8 @@ def test_md_escape_neutralises_markdown_from_users():
 
 
 def test_cached_stats_are_reused_until_a_log_file_changes(tmp_path, monkeypatch):
-    from cartography_core import catalog
+    from cartography_core import io
+    from cartography_core.dashboard import cache as catalog
 
     rows = [{"id": i, "label": i % 2, "logits": [float(i), 1.0]} for i in range(6)]
     run_dir = write_log(tmp_path / "runs" / "r", [rows, rows], "parquet")
@@ -202,4 +212,4 @@ def test_cached_stats_are_reused_until_a_log_file_changes(tmp_path, monkeypatch)
     assert catalog.cached_stats(open_run(run_dir), cache)["n_epochs"].to_pylist() == [2, 2, 2, 1, 1, 1]
     assert not any(p.name.startswith("stats") for p in run_dir.rglob("*"))  # nothing written into the run
     monkeypatch.setenv("CARTOGRAPHY_CACHE", "off")
-    assert catalog.cache_dir() is None
+    assert io.cache_dir() is None

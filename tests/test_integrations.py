@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from cartography_core import LogError, compute_stats, open_run
-from cartography_core.integrations.torch_loop import IndexedDataset
-from cartography_core.recorder import DynamicsRecorder
+from cartography_core.record import DynamicsRecorder
+from cartography_core.record.torch_loop import IndexedDataset
 
 N, K = 120, 3
 
@@ -63,7 +63,7 @@ def sentences(n=96, seed=0):
 
 def hf_trainer(tmp_path, pass_="train", epochs=8, **record):
     transformers = pytest.importorskip("transformers")
-    from cartography_core.integrations.hf import record_dynamics
+    from cartography_core.record.hf import record_dynamics
     from tests.tiny_models import tiny_bert, tiny_tokenizer
 
     ids, texts, labels = sentences()
@@ -119,7 +119,7 @@ def test_hugging_face_trainer_with_a_padding_collator(tmp_path, pass_):
 
 def test_hugging_face_dataset_without_ids_is_a_clear_error(tmp_path):
     transformers = pytest.importorskip("transformers")
-    from cartography_core.integrations.hf import record_dynamics
+    from cartography_core.record.hf import record_dynamics
 
     args = transformers.TrainingArguments(output_dir=str(tmp_path / "hf"), report_to=[], use_cpu=True)
     trainer = transformers.Trainer(model=nn.Linear(2, 2), args=args, train_dataset=[{"input_ids": [1, 2], "labels": 0}])
@@ -144,7 +144,7 @@ def quiet_trainer(pl, epochs, callback):
 
 def test_lightning_callback(tmp_path):
     pl = pytest.importorskip("pytorch_lightning")
-    from cartography_core.integrations.lightning import CartographyCallback
+    from cartography_core.record.lightning import CartographyCallback
 
     class Tiny(pl.LightningModule):
         def __init__(self):
@@ -171,9 +171,9 @@ def test_lightning_callback(tmp_path):
 
 def test_missing_framework_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "pytorch_lightning", None)  # as if not installed
-    monkeypatch.delitem(sys.modules, "cartography_core.integrations.lightning", raising=False)
+    monkeypatch.delitem(sys.modules, "cartography_core.record.lightning", raising=False)
     with pytest.raises(ImportError, match="needs pytorch_lightning: pip install pytorch-lightning==2.6.6"):
-        importlib.import_module("cartography_core.integrations.lightning")
+        importlib.import_module("cartography_core.record.lightning")
 
 
 def test_core_imports_without_the_frameworks():
@@ -189,7 +189,7 @@ def test_core_imports_without_the_frameworks():
 
 def test_lightning_step_returning_only_the_loss_fails_clearly_and_the_fixed_rerun_records(tmp_path):
     pl = pytest.importorskip("pytorch_lightning")
-    from cartography_core.integrations.lightning import CartographyCallback
+    from cartography_core.record.lightning import CartographyCallback
 
     class Tiny(pl.LightningModule):
         def __init__(self, full):

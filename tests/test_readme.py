@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cartography_core.catalog import load_run, run_ids
+from cartography_core.dashboard.catalog import load_run, run_ids
 from tests.e2e.server import start_streamlit
 from tests.test_app import run_app
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cartography_core import DynamicsReader, LogError, compute_stats, open_run
-from cartography_core.recorder import DynamicsRecorder
+from cartography_core.record import DynamicsRecorder
 
 
 def random_epochs(seed=0, n=300, k=4, epochs=3):

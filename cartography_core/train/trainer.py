@@ -28,10 +28,10 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 from tqdm import tqdm
 
-from .errors import LogError
-from .ingest import read_table_file
-from .recorder import DynamicsRecorder, atomic_write_parquet, refuse_existing_run
-from .train_config import TrainConfig
+from ..errors import LogError
+from ..io import atomic_write_parquet, read_table_file
+from ..record.recorder import DynamicsRecorder, refuse_existing_run
+from .config import TrainConfig
 
 
 @dataclass(frozen=True)

@@ -43,10 +43,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from .errors import LogError, show_id
-from .ingest import EXAMPLES_NAMES
+from ..errors import LogError, show_id
+from ..ingest import EXAMPLES_NAMES
+from ..io import atomic_write_parquet, write_json
 
 FORMAT = "cartography-logs/1"
 PASSES = ("train", "eval")
@@ -74,23 +74,6 @@ def created_now() -> str:
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     now = dt.datetime.fromtimestamp(int(epoch), dt.UTC) if epoch else dt.datetime.now(dt.UTC)
     return now.isoformat(timespec="seconds")
-
-
-def atomic_write_parquet(table: pa.Table, path: Path) -> None:
-    """Write ``table`` to ``path`` through a hidden temporary file in the same folder, renamed when complete."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        # dictionary encoding buys nothing on logits and costs 2.5x the write time (bench/bench_recorder.py)
-        pq.write_table(table, tmp, compression="zstd", use_dictionary=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 def has_epochs(run_dir: Path) -> bool:

@@ -25,8 +25,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import LogError
-from ..recorder import DynamicsRecorder
 from ._optional import require
+from .recorder import DynamicsRecorder
 
 transformers = require("transformers", "cartography_core.integrations.hf")
 torch = require("torch", "cartography_core.integrations.hf")

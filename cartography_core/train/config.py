@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from .errors import LogError
+from ..errors import LogError
 
 MODELS = ("mlp", "linear")
 FEATURES = ("tfidf", "minilm")

@@ -16,10 +16,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import LogError
-from .ingest import Run, read_epoch
-from .scores import CONFIDENCE_MAX, VARIABILITY_MAX
-from .stats import epoch_quantities
+from ..errors import LogError
+from ..ingest import Run, read_epoch
+from ..scores import CONFIDENCE_MAX, VARIABILITY_MAX
+from ..stats import epoch_quantities
 
 MAX_POINTS = 20_000
 SAMPLE_POINTS = 5_000

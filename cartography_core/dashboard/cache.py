@@ -1,0 +1,67 @@
+"""Computed statistics kept on disk between dashboard processes, so a restarted server skips the scoring.
+
+The key is the run's resolved path, :func:`signature` of its files and a hash of the code that computes the
+statistics: a changed log or a changed scorer is never served stale. Nothing is written into a log folder;
+the folder is ``io.cache_dir()`` (``CARTOGRAPHY_CACHE``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import ingest as ingest_module
+from .. import stats as stats_module
+from ..ingest import EXAMPLES_NAMES, Run
+from ..io import atomic_write_parquet
+from ..stats import compute_stats
+
+
+def signature(paths: list[Path]) -> str:
+    """A cache key that changes when any file of the runs changes: count, total size and newest mtime."""
+    count = size = newest = 0
+    for path in paths:
+        files = [os.path.join(folder, name) for folder, _, names in os.walk(path) for name in names]
+        for p in files + [str(path.parent / name) for name in EXAMPLES_NAMES]:
+            try:
+                st = os.stat(p)
+            except OSError:  # absent, or a dangling link: the link itself (open_run reports the problem)
+                try:
+                    st = os.lstat(p)
+                except OSError:
+                    continue
+            count, size, newest = count + 1, size + st.st_size, max(newest, st.st_mtime_ns)
+    return f"{count}:{size}:{newest}"
+
+
+def _code_version() -> str:
+    """Changes whenever the code that computes the statistics changes, so a cached table is never stale."""
+    h = hashlib.sha256()
+    for module in (ingest_module, stats_module):
+        h.update(Path(module.__file__).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cached_stats(run: Run, cache: Path | None) -> pa.Table:
+    """:func:`stats.compute_stats` of ``run``, read back from ``cache`` when the run's files and the code are
+    unchanged (key: resolved path, :func:`signature`, code version). Nothing is written into the run."""
+    if cache is None:
+        return compute_stats(run)
+    key = hashlib.sha256(f"{_code_version()}|{run.path.resolve()}|{signature([run.path])}".encode()).hexdigest()
+    path = cache / f"stats-{key[:32]}.parquet"
+    if path.exists():
+        try:
+            return pq.read_table(path)
+        except (pa.ArrowException, OSError):
+            pass  # a damaged cache file is recomputed and replaced
+    table = compute_stats(run)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        atomic_write_parquet(table, path)
+    except OSError:
+        pass  # a read-only or full cache folder only costs the recomputation next time
+    return table

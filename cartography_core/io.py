@@ -1,0 +1,152 @@
+"""Reading and writing files: whole tables (parquet, JSONL, CSV), atomic writes, the user's cache folder.
+
+Every file this package writes goes through :func:`atomic_write`: the bytes go to a hidden temporary file in
+the same folder, renamed into place only once complete, so a crash never leaves a half-written file that a
+reader would take for a whole one. Every file it reads whole is checked to be a regular file first (a FIFO
+would block the reader; a directory or a dangling link is reported by name).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from .errors import LogError, short
+
+FORMATS = (".csv", ".jsonl", ".parquet")
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a hidden temporary file beside ``path``, then rename it to ``path``."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_parquet(table: pa.Table, path: Path) -> None:
+    """Write ``table`` to ``path`` as zstd parquet, atomically."""
+    # dictionary encoding buys nothing on logits and costs 2.5x the write time (bench/bench_recorder.py)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd", use_dictionary=False))
+
+
+def write_json(path: Path, obj: dict) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
+
+
+def write_table(table: pa.Table, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write ``table`` as CSV, JSONL or parquet (by the suffix), atomically; an existing file is kept unless
+    ``overwrite``."""
+    path = Path(path)
+    if path.suffix not in FORMATS:
+        raise LogError(f"{path}: unknown output format {path.suffix!r}; use one of {', '.join(FORMATS)}")
+    if path.exists() and not overwrite:
+        raise LogError(f"{path} already exists; choose another name or pass --force to overwrite it")
+    if not path.parent.exists():
+        raise LogError(f"{path.parent}: no such directory")
+    data = table_bytes(table, path.suffix)
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    return path
+
+
+def table_bytes(table: pa.Table, fmt: str) -> bytes:
+    """The bytes of ``table`` as ``.csv``, ``.jsonl`` (one JSON object a line) or ``.parquet``."""
+    sink = pa.BufferOutputStream()
+    if fmt == ".csv":
+        pacsv.write_csv(table, sink)
+    elif fmt == ".parquet":
+        pq.write_table(table, sink, compression="zstd")
+    elif fmt == ".jsonl":
+        frame = table.to_pandas(types_mapper=pd.ArrowDtype)  # keeps nullable ints as ints
+        text = frame.to_json(orient="records", lines=True, force_ascii=False, double_precision=15)
+        return text.encode("utf-8")
+    else:
+        raise LogError(f"unknown output format {fmt!r}; use one of {', '.join(FORMATS)}")
+    return sink.getvalue().to_pybytes()
+
+
+def file_kind(path: Path) -> str:
+    """'file', 'directory', or what else ``path`` is, in words (links followed; never opens it)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a symbolic link to a missing file" if os.path.islink(path) else "missing"
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device file"
+
+
+def check_regular_file(path: Path, shown: str) -> None:
+    """Raise :class:`LogError` unless ``path`` is a regular file, so that reading it cannot block (a FIFO) or
+    fail half-way (a directory, a dangling link). ``shown`` is the name the message uses."""
+    kind = file_kind(path)
+    if kind == "missing":
+        raise LogError(f"{shown}: no such file")
+    if kind != "file":
+        raise LogError(f"{shown}: expected a regular file, found {'a directory' if kind == 'directory' else kind}")
+
+
+def read_table_file(path: Path, shown: str | None = None) -> pa.Table:
+    """A whole ``.parquet``, ``.jsonl`` or ``.csv`` file as a table; a clear error when it cannot be read."""
+    path = Path(path)
+    readers = {".parquet": pq.read_table, ".jsonl": pajson.read_json, ".csv": pacsv.read_csv}
+    shown = shown or str(path)
+    if path.suffix not in readers:
+        raise LogError(f"{shown}: unknown file type {path.suffix!r}; use .parquet, .jsonl or .csv")
+    check_regular_file(path, shown)
+    try:
+        table = readers[path.suffix](path)
+    except (pa.ArrowException, OSError) as exc:
+        # pyarrow quotes the offending row whole: keep only its start
+        what, _, row = str(exc).splitlines()[0].partition(" columns, got ")
+        problem = f"{what} columns, got {short(row, 32)}" if row else short(what)
+        raise LogError(f"{shown}: cannot read {path.suffix[1:]} file: {problem}") from None
+    if path.suffix == ".csv":
+        _check_csv_quotes(path, shown)
+    return table
+
+
+def _check_csv_quotes(path: Path, shown: str) -> None:
+    """A quoted CSV field that is never closed swallows every later row into one value, and pyarrow reads
+    that without complaint: in a well-formed file the double quotes pair up (an escaped quote is ``""``), so
+    an odd count is an error naming the line where the open field starts."""
+    with open(path, "rb") as fh:
+        count = sum(chunk.count(b'"') for chunk in iter(lambda: fh.read(1 << 24), b""))
+    if count % 2 == 0:
+        return
+    open_at, inside = 0, False
+    with open(path, "rb") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if line.count(b'"') % 2:
+                inside = not inside
+                open_at = lineno if inside else open_at
+    raise LogError(f"{shown} line {open_at}: a quoted field is never closed (unbalanced double quote)")
+
+
+def cache_dir() -> Path | None:
+    """Where computed tables are kept between processes: ``$CARTOGRAPHY_CACHE``, else ``~/.cache/cartography``;
+    ``CARTOGRAPHY_CACHE=off`` keeps nothing."""
+    env = os.environ.get("CARTOGRAPHY_CACHE")
+    if env == "off":
+        return None
+    return Path(env) if env else Path.home() / ".cache" / "cartography"
