@@ -211,6 +211,8 @@ with st.sidebar:
     sig, run, failure = open_view(run_id)
 if run is None:
     st.title(f"Data map: {state.md_escape(run_name)}")
+    for notice in state.url_notices(st.session_state.pop("raw_query", {}), {"run": state.run_param(ids)}):
+        st.warning(state.md_escape(notice))
     st.error(
         f"Run {state.md_escape(run_id)} cannot be read: {state.md_escape(failure)} "
         "Choose another run in the sidebar; the server's log has the details."

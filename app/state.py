@@ -39,7 +39,7 @@ def params(
     """The view's parameters, given the runs found, the classes of the run shown and the scores it defines
     (a log of probabilities has no aum)."""
     out = [
-        Param("run", run_ids[0] if run_ids else None, choices=run_ids),
+        run_param(run_ids),
         Param("cls", ALL_CLASSES, choices=[ALL_CLASSES, *class_names]),
         Param("tab", TABS[0], choices=TABS),
         Param("rule", RULES[0], choices=RULES),
@@ -55,6 +55,11 @@ def params(
         Param("search", ""),
     ]
     return {p.key: p for p in out}
+
+
+def run_param(run_ids: Sequence[str]) -> Param:
+    """The ``run`` parameter alone: what a link can be checked against before its run is loaded."""
+    return Param("run", run_ids[0] if run_ids else None, choices=run_ids)
 
 
 def url_notices(query: Mapping[str, Sequence[str]], spec: Mapping[str, Param]) -> list[str]:

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import LogError
-from .examples import with_examples
+from .examples import check_examples, with_examples
 from .ingest import EXAMPLES_NAMES, find_runs, is_run_dir, open_run, read_examples
 from .io import FORMATS, table_bytes, write_table
 from .regions import REGIONS, RegionThresholds, region_codes, region_counts, region_names
@@ -157,7 +157,7 @@ def _load(args: argparse.Namespace, **kw) -> tuple[pa.Table, pa.Table | None]:
         stats, examples = pool_runs(tables, rel), read_examples(open_run(args.logdir / rel[0]))
     if args.label_names:
         stats = name_classes(stats, args.label_names)
-    return stats, examples
+    return check_examples(stats, examples), examples  # the whole table: a subset may hide a mismatched file
 
 
 def _with_regions(stats: pa.Table, t: RegionThresholds) -> pa.Table:
@@ -214,7 +214,10 @@ def cmd_summary(args: argparse.Namespace) -> None:
         print(f"epochs:    {e}")
         print(f"missing:   {missing} examples are missing from at least one epoch")
         if meta.get("padding_rows"):
-            print(f"padding:   {meta['padding_rows']} rows repeating an example in another part were read once")
+            print(
+                f"padding:   {meta['padding_rows']} rows (over all epochs) repeating an example already logged in "
+                "another part of the same epoch were read once"
+            )
     print(f"examples:  {stats.num_rows}" + ("" if examples is not None else " (no examples file: ids only)"))
     print(f"classes:   {len(np.unique(labels))}" + (f" ({', '.join(names)})" if names else ""))
     print("regions per class:")
@@ -281,13 +284,19 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def _check_out(args: argparse.Namespace) -> None:
-    """Refuse an output inside a run's log folder (it could replace a log, or be read as an epoch next time),
-    with or without --force; refuse an existing file without --force."""
+    """Refuse an output inside a run folder (it could replace a log, or be read as one next time) or named
+    like an examples file beside runs (it would become their examples file), with or without --force;
+    refuse an existing file without --force."""
     out = args.out.resolve()
-    logs = next((d for d in out.parents if d.name in LOG_FOLDERS), None)
-    if logs is not None or (out.name in ("run.json", *EXAMPLES_NAMES) and is_run_dir(out.parent)):
-        where = f"inside the log folder {logs}" if logs is not None else f"a file of the run {out.parent}"
-        raise LogError(f"{args.out}: is {where}; write outputs elsewhere (logs are never overwritten)")
+    run = next((d for d in out.parents if is_run_dir(d) or d.name in LOG_FOLDERS), None)
+    if run is not None:
+        raise LogError(
+            f"{args.out}: is inside the run folder {run}; write outputs elsewhere (logs are never overwritten)"
+        )
+    if out.name in EXAMPLES_NAMES and find_runs(out.parent):
+        raise LogError(
+            f"{args.out}: would become the examples file of the runs in {out.parent}; choose another name or folder"
+        )
     if args.out.exists() and not args.force:
         raise LogError(f"{args.out} already exists; choose another name or pass --force to overwrite it")
 

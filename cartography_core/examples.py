@@ -26,17 +26,7 @@ def with_examples(stats: pa.Table, examples: pa.Table | None) -> pa.Table:
     """
     if examples is None:
         return stats
-    source = (examples.schema.metadata or {}).get(b"source", b"examples file").decode()
-    ex_ids = examples["id"]
-    try:
-        ex_ids = ex_ids.cast(stats["id"].type)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        raise LogError(
-            f"{source}: ids ({ex_ids.type}) cannot be matched to the log's ids ({stats['id'].type})"
-        ) from None
-    pos = pd.Index(ex_ids.to_numpy(zero_copy_only=False)).get_indexer(stats["id"].to_numpy(zero_copy_only=False))
-    taken = examples.drop_columns(["id"]).take(pa.array(pos, mask=pos < 0))
-    stats = _reconcile_labels(stats, taken, source)
+    stats, taken = _aligned(stats, examples)
     out = stats.select(["id"])
     for name in taken.column_names:
         col = taken[name]
@@ -48,6 +38,28 @@ def with_examples(stats: pa.Table, examples: pa.Table | None) -> pa.Table:
     for name in stats.column_names[1:]:
         out = out.append_column(name, stats[name])
     return out.replace_schema_metadata(stats.schema.metadata)
+
+
+def check_examples(stats: pa.Table, examples: pa.Table | None) -> pa.Table:
+    """``stats`` with class names from ``examples`` when it has none, after checking that ``examples``
+    describes the logged rows (the check :func:`with_examples` makes). Call it on the whole statistics table
+    before selecting: a subset may hold too few disagreeing rows to show a mismatched file."""
+    return stats if examples is None else _aligned(stats, examples)[0]
+
+
+def _aligned(stats: pa.Table, examples: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """(``stats`` checked and named, the examples' other columns with one row per ``stats`` row)."""
+    source = (examples.schema.metadata or {}).get(b"source", b"examples file").decode()
+    ex_ids = examples["id"]
+    try:
+        ex_ids = ex_ids.cast(stats["id"].type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise LogError(
+            f"{source}: ids ({ex_ids.type}) cannot be matched to the log's ids ({stats['id'].type})"
+        ) from None
+    pos = pd.Index(ex_ids.to_numpy(zero_copy_only=False)).get_indexer(stats["id"].to_numpy(zero_copy_only=False))
+    taken = examples.drop_columns(["id"]).take(pa.array(pos, mask=pos < 0))
+    return _reconcile_labels(stats, taken, source), taken
 
 
 def _reconcile_labels(stats: pa.Table, taken: pa.Table, source: str) -> pa.Table:

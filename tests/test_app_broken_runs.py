@@ -165,3 +165,13 @@ def test_follow_links_lets_the_operator_open_linked_runs(monkeypatch, broken_roo
 def test_a_root_that_is_itself_a_run_is_titled_by_its_folder(monkeypatch, broken_root):
     at = run_app(monkeypatch, broken_root / "good")
     assert at.title[0].value == "Data map: good"
+
+
+def test_a_link_to_a_missing_run_says_so_even_when_the_default_run_is_broken(monkeypatch, broken_root):
+    at = run_app(monkeypatch, broken_root, run="not-a-run")
+    assert at.selectbox(key="run").value == "bad-csv"  # the default: the first run, which is broken
+    warnings = [w.value.replace("\\", "") for w in at.warning]
+    assert warnings == [
+        "The link's run='not-a-run' is not one of the choices here; showing the default (bad-csv) instead."
+    ]
+    assert len(at.error) == 1

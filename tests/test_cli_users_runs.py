@@ -88,15 +88,46 @@ def test_label_names_option_names_classes(tmp_path):
 
 @pytest.mark.parametrize(
     "target",
-    ["dynamics/epoch_001.parquet", "dynamics/new.parquet", "dynamics/sub/x.csv", "run.json", "examples.parquet"],
+    [
+        "dynamics/epoch_001.parquet",
+        "dynamics/new.parquet",
+        "dynamics/sub/x.csv",
+        "run.json",
+        "examples.parquet",
+        "hard.csv",
+        "dynamics/../../run/hard.csv",
+    ],
 )
 def test_outputs_inside_a_runs_logs_are_refused_even_with_force(tmp_path, capsys, target):
     run = run_with_examples(tmp_path, shifted_examples(0))
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     out = run / target
     assert main(["stats", str(run), "--out", str(out), "--force"]) == 2
-    assert "write outputs elsewhere (logs are never overwritten)" in capsys.readouterr().err
+    assert "is inside the run folder" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_an_output_named_like_the_shared_examples_file_of_runs_is_refused(tmp_path, capsys):
+    run_with_examples(tmp_path, shifted_examples(0))
+    out = tmp_path / "examples.csv"  # beside the run: it would become the examples file of runs without one
+    assert main(["select", str(tmp_path / "run"), "--region", "easy-to-learn", "--out", str(out)]) == 2
+    assert "would become the examples file of the runs in" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["summary"],
+        ["stats", "--out", "S.csv"],
+        ["select", "--metric", "confidence", "--fraction", "0.1", "--out", "S.csv"],
+    ],
+)
+def test_a_mismatched_examples_file_is_caught_however_few_rows_are_written(tmp_path, capsys, command):
+    """select --fraction 0.1 writes 1 row, whose label may happen to agree: the whole table is checked."""
+    run = run_with_examples(tmp_path, shuffled_examples())
+    argv = [command[0], str(run), *[a.replace("S.csv", str(tmp_path / "s.csv")) for a in command[1:]]]
+    assert main(argv) == 2
+    assert "the gold label of 6 of 12 logged ids differs from the log's" in capsys.readouterr().err
 
 
 def test_reliability_names_the_runs_whose_ids_differ(tmp_path, capsys):

@@ -157,3 +157,19 @@ def test_every_rank_logging_every_example_is_not_padding(tmp_path):
         rec.end_epoch()
     with pytest.raises(LogError, match=re.escape("6 rows of epoch 0 repeat examples already logged in another part")):
         compute_stats(tmp_path / "run")
+
+
+def test_examples_without_a_label_column_are_refused(tmp_path):
+    with pytest.raises(LogError, match=re.escape("examples: needs columns id (the ids passed to log()) and label")):
+        DynamicsRecorder(tmp_path / "run", examples=EXAMPLES.rename(columns={"label": "y"}))
+    assert not (tmp_path / "run").exists() or not (tmp_path / "run" / "run.json").exists()
+
+
+def test_a_crashed_run_that_wrote_its_examples_can_be_recorded_again(tmp_path):
+    run = tmp_path / "run"
+    DynamicsRecorder(run, label_names=["neg", "pos"], examples=EXAMPLES).close()  # crashed before epoch 0 ended
+    fixed = EXAMPLES.assign(text=["good film!", "dull", "fine"])
+    rec = DynamicsRecorder(run, label_names=["neg", "pos"], examples=fixed)
+    rec.log(["a"], [[0.0, 1.0]], [1])
+    rec.end_epoch()
+    assert read_examples(open_run(run)).to_pandas()["text"].tolist() == ["good film!", "dull", "fine"]

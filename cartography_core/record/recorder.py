@@ -46,7 +46,7 @@ import pyarrow as pa
 
 from ..errors import LogError, show_id
 from ..ingest import EXAMPLES_NAMES
-from ..io import atomic_write_parquet, write_json
+from ..io import atomic_write_parquet, file_kind, write_json
 
 FORMAT = "cartography-logs/1"
 PASSES = ("train", "eval")
@@ -146,14 +146,18 @@ def examples_table(examples, label_names: list[str] | None) -> pa.Table:
         table = examples
     else:
         table = pa.table(examples)
-    if "id" not in table.column_names:
-        raise LogError(f"examples: needs an id column (the ids passed to log()); columns: {table.column_names}")
+    missing = [c for c in ("id", "label") if c not in table.column_names]
+    if missing:
+        raise LogError(
+            f"examples: needs columns id (the ids passed to log()) and label (each row's gold label, a class index "
+            f"or name, checked against every logged label); missing {', '.join(missing)} in {table.column_names}"
+        )
     ids = table["id"].to_numpy(zero_copy_only=False)
     index = pd.Index(ids)
     if not index.is_unique:
         raise LogError(f"examples: id {show_id(index[index.duplicated()][0])} appears more than once")
-    label_type = table.schema.field("label").type if "label" in table.column_names else None
-    if label_type is not None and (pa.types.is_string(label_type) or pa.types.is_large_string(label_type)):
+    label_type = table.schema.field("label").type
+    if pa.types.is_string(label_type) or pa.types.is_large_string(label_type):
         if label_names is None:
             raise LogError("examples: label holds class names; pass label_names= so they map to class indices")
         names = table["label"].to_numpy(zero_copy_only=False)
@@ -165,7 +169,7 @@ def examples_table(examples, label_names: list[str] | None) -> pa.Table:
         table = table.set_column(i, "label", pa.array(codes, type=pa.int64()))
         if "label_name" not in table.column_names:
             table = table.append_column("label_name", pa.array(names, type=pa.string()))
-    elif label_type is not None and not pa.types.is_integer(label_type):
+    elif not pa.types.is_integer(label_type):
         raise LogError(f"examples: label must hold class indices or names, found {label_type}")
     return table
 
@@ -185,11 +189,11 @@ class DynamicsRecorder:
     overwrite : replace a run that holds recorded epochs (rank 0 only); otherwise refuse. Never replaces a
         run that another process is recording.
     meta : more ``run.json`` fields: dataset, model, seed, group, hyper-parameters, ...
-    examples : the rows being logged, with their ``id`` (the ids given to :meth:`log`) and any columns to
-        show beside the scores (``text``, ``label``, ...): a pandas DataFrame, a pyarrow Table or a dict of
-        columns, written to ``examples.parquet``. Every logged id must be one of its ids, and when it has a
-        ``label`` column (indices, or names with ``label_names``) every logged gold label must equal it;
-        :meth:`end_epoch` raises otherwise, so texts can never be shown against the wrong rows.
+    examples : the rows being logged, with their ``id`` (the ids given to :meth:`log`), their gold ``label``
+        (indices, or names with ``label_names``) and any columns to show beside the scores (``text``, ...): a
+        pandas DataFrame, a pyarrow Table or a dict of columns, written to ``examples.parquet``. Every logged id
+        must be one of its ids with the same gold label; :meth:`end_epoch` raises otherwise, so texts can never
+        be shown against the wrong rows.
     """
 
     def __init__(
@@ -219,9 +223,7 @@ class DynamicsRecorder:
         self._batches: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]] = []
         table = examples_table(examples, self.label_names) if examples is not None else None
         self._examples_index = None if table is None else pd.Index(table["id"].to_numpy(zero_copy_only=False))
-        self._examples_labels = (
-            None if table is None or "label" not in table.column_names else table["label"].to_numpy()
-        )
+        self._examples_labels = None if table is None else table["label"].to_numpy()
         self.meta = {
             "format": FORMAT,
             "pass": pass_,
@@ -242,8 +244,9 @@ class DynamicsRecorder:
         try:
             if not overwrite:
                 refuse_existing_run(self.run_dir)
-            own = _read_meta(self.run_dir).get("examples")  # an examples file an earlier recording wrote
-            theirs = [n for n in EXAMPLES_NAMES if (self.run_dir / n).exists() and not (overwrite and n == own)]
+            # an examples file an earlier recording of this (reusable or replaced) run wrote is ours to replace
+            own = _read_meta(self.run_dir).get("examples")
+            theirs = [n for n in EXAMPLES_NAMES if (self.run_dir / n).exists() and n != own]
             if examples is not None and theirs:
                 raise LogError(
                     f"{self.run_dir / theirs[0]} exists; the recorder would write examples.parquet beside it. "
@@ -254,7 +257,7 @@ class DynamicsRecorder:
             self.dyn.mkdir()
             if examples is not None:
                 atomic_write_parquet(examples, self.run_dir / EXAMPLES_FILE)
-            elif own and overwrite:
+            elif own in EXAMPLES_NAMES:
                 (self.run_dir / own).unlink(missing_ok=True)
             write_json(self.run_dir / "run.json", self.meta)
         except BaseException:
@@ -351,6 +354,8 @@ class DynamicsRecorder:
 
 def _read_meta(run_dir: Path) -> dict:
     """``run.json`` of a folder being claimed, {} when absent or unreadable (it is about to be replaced)."""
+    if file_kind(run_dir / "run.json") != "file":
+        return {}
     try:
         meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
