@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from cartography_core.record.hf import record_dynamics  # noqa: E402
 from tests.tiny_models import tiny_tokenizer  # noqa: E402
 
-N, EPOCHS, BATCH, REPEATS = 2000, 2, 32, 3
+N, EPOCHS, BATCH, REPEATS = 2000, 3, 32, 7
 
 
 def train(df, tok, pass_: str | None, tmp: Path) -> float:
