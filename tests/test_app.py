@@ -119,12 +119,11 @@ def test_empty_root_says_what_to_do(monkeypatch, tmp_path):
 
 
 def test_a_malformed_log_shows_the_core_error(monkeypatch, tmp_path):
-    run = write_log(
+    write_log(
         tmp_path / "broken",
         [[{"id": 1, "label": 0, "logits": [1.0, 0.0]}, {"id": 1, "label": 0, "logits": [1.0, 0.0]}]],
         "jsonl",
     )
-    assert run.exists()
     at = run_app(monkeypatch, tmp_path)
     assert "id 1 appears 2 times in epoch 0" in at.error[0].value
 
