@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from .errors import LogError
 from .examples import check_examples, with_examples
-from .ingest import EXAMPLES_NAMES, find_runs, is_run_dir, open_run, read_examples
+from .ingest import EXAMPLES_NAMES, find_runs, is_run_dir, open_run, read_examples, run_folder
 from .io import FORMATS, table_bytes, write_table
 from .regions import REGIONS, RegionThresholds, region_codes, region_counts, region_names
 from .reliability import compare_groups, pool_runs, split_half_reliability
@@ -138,8 +138,16 @@ def _thresholds(args: argparse.Namespace) -> RegionThresholds:
 
 
 def _runs_below(folder: Path, *, max_epochs=None, strict=False, need: str = "this", at_least: int = 1):
-    """(relative names, statistics tables) of every run below ``folder``; too few runs is an error."""
+    """(relative names, statistics tables) of the runs below ``folder``, which must all sit in one folder
+    (the runs of one dataset, as the dashboard's ``<dataset>/*`` pools them); too few runs is an error."""
     rel = find_runs(folder)
+    folders = sorted({run_folder(r) for r in rel})
+    if len(folders) > 1:
+        shown = ", ".join(str(folder / f) if f else str(folder) for f in folders[:5])
+        raise LogError(
+            f"{folder}: {need} averages the runs of one dataset folder, but the runs below it sit in "
+            f"{len(folders)} folders ({shown}); give one of them"
+        )
     if len(rel) < at_least:
         raise LogError(
             f"{folder}: {need} needs at least {at_least} run{'s' if at_least > 1 else ''} below it, found {len(rel)}"

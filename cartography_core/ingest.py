@@ -118,6 +118,12 @@ def find_runs(root: str | Path, *, max_depth: int = 4, follow_links: bool = Fals
     return found
 
 
+def run_folder(rel: str) -> str:
+    """The folder that holds a run (``find_runs``' relative path): ``"trec"`` for ``"trec/seed-0"``. The runs
+    of one folder are the runs of one dataset: what pooling averages over, in the CLI and the dashboard."""
+    return rel.rsplit("/", 1)[0] if "/" in rel else ""
+
+
 def _inside(path: Path, real_root: Path) -> bool:
     """Whether ``path``, links resolved, lies at or below ``real_root`` (already resolved)."""
     real = path.resolve()

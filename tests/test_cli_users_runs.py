@@ -149,3 +149,15 @@ def test_a_closed_pipe_ends_the_command_quietly(tmp_path):
     assert len(done.stdout.splitlines()) == 2
     assert done.stderr == "" and done.returncode == 0, done.stderr
     assert re.match(r"confidence: 2 runs in A", done.stdout)
+
+
+def test_pooling_takes_the_runs_of_one_dataset_folder_as_the_dashboard_does(tmp_path, capsys):
+    rows = [{"id": i, "label": 0, "logits": [1.0, 0.0]} for i in range(3)]
+    for name in ("a/seed-0", "a/seed-1", "b/seed-0"):
+        write_log(tmp_path / name, [rows])
+    assert main(["stats", str(tmp_path), "--pool", "--out", str(tmp_path / "p.csv")]) == 2
+    assert f"the runs below it sit in 2 folders ({tmp_path / 'a'}, {tmp_path / 'b'}); give one of them" in (
+        capsys.readouterr().err
+    )
+    assert main(["stats", str(tmp_path / "a"), "--pool", "--out", str(tmp_path / "p.csv")]) == 0
+    assert pd.read_csv(tmp_path / "p.csv")["n_runs"].tolist() == [2, 2, 2]

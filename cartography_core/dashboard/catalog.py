@@ -15,16 +15,12 @@ import pyarrow as pa
 
 from ..errors import LogError, short
 from ..examples import with_examples
-from ..ingest import Run, find_runs, open_run, read_examples
+from ..ingest import Run, find_runs, open_run, read_examples, run_folder
 from ..reliability import pool_runs
 from ..stats import table_meta
 from .cache import cached_stats
 
 POOLED = "*"
-
-
-def _parent(rel: str) -> str:
-    return rel.rsplit("/", 1)[0] if "/" in rel else ""
 
 
 @dataclass(frozen=True)
@@ -40,15 +36,15 @@ class RunListing:
         if run_id not in self.ids:
             raise LogError(f"no run {run_id!r} in the log folder")
         if run_id.endswith("/" + POOLED):
-            parent = _parent(run_id)
-            return [self.root / r for r in self.runs if _parent(r) == parent]
+            parent = run_folder(run_id)
+            return [self.root / r for r in self.runs if run_folder(r) == parent]
         return [self.root / run_id]
 
 
 def list_runs(root: str | Path, *, follow_links: bool = False) -> RunListing:
     """One walk of ``root`` (links to folders outside it skipped unless ``follow_links``)."""
     runs = find_runs(root, follow_links=follow_links)
-    parents = [_parent(r) for r in runs]
+    parents = [run_folder(r) for r in runs]
     last = {p: i for i, p in enumerate(parents)}
     ids: list[str] = []
     for i, (rel, parent) in enumerate(zip(runs, parents)):
