@@ -134,3 +134,22 @@ def test_pooled_learned_epochs_count_never_as_E_and_average_what_they_count(tmp_
     # consistently learned: id 3 at 0? no (wrong later) -> never (4), never (4), 2 -> 10 / 3
     assert pooled.loc[3, "consistently_learned_epoch"] == pytest.approx(10 / 3)
     assert bool(pooled.loc[3, "never_learned"]) is False
+
+
+def test_runs_needed_rounds_up_and_uses_runs_per_half():
+    """r = 0.8 for halves of 1 run: k = 0.9 * 0.2 / (0.8 * 0.1) = 2.25 runs -> 3 (up, not to the nearest);
+    halves of 3 runs: 6.75 -> 7; from a Reliability of 7 runs the halves hold 3."""
+    assert runs_needed(0.8, 1, 0.9) == 3
+    assert runs_needed(0.8, 3, 0.9) == 7
+    from cartography_core.reliability import Reliability
+
+    assert Reliability("confidence", 7, 0.8, spearman_brown(0.8, 7 / 3)).runs_needed(0.9) == 7
+    assert spearman_brown(0.8, 7 / 3) == pytest.approx((7 / 3) * 0.8 / (1 + (4 / 3) * 0.8))
+
+
+def test_pooled_prediction_ties_go_to_the_lowest_class():
+    a = run_table([1, 2], [0, 0], [0.5, 0.5], pred=[2, 1])
+    b = run_table([1, 2], [0, 0], [0.5, 0.5], pred=[1, 2])
+    assert pool_runs([a, b])["pred_label"].to_pylist() == [1, 1]  # one vote each: the lower class
+    c = run_table([1, 2], [0, 0], [0.5, 0.5], pred=[2, 2])
+    assert pool_runs([a, b, c])["pred_label"].to_pylist() == [2, 2]  # a majority wins
