@@ -25,9 +25,8 @@ replaced unless ``overwrite=True``; one left by a run that crashed before its fi
 Distributed data-parallel: each rank writes ``dynamics/epoch_<e>/part-<rank>.parquet`` and ``run.json``
 records ``world_size``, so ingest can tell an epoch with a missing part. ``rank`` and ``world_size`` default
 to ``torch.distributed``'s when it is initialised, else to the ``RANK`` / ``WORLD_SIZE`` variables that
-``torchrun`` sets; only rank 0 creates the run, and the others wait for it at a barrier when
-``torch.distributed`` is initialised. Rows that a distributed sampler repeats to pad the last batches are
-read once (``docs/formats.md``).
+``torchrun`` sets; only rank 0 creates the run, and the others write nothing before their first epoch
+ends. Rows that a distributed sampler repeats to pad the last batches are read once (``docs/formats.md``).
 """
 
 from __future__ import annotations
@@ -128,12 +127,6 @@ def _distributed() -> tuple[int, int]:
     if dist is not None and dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def _barrier(world_size: int) -> None:
-    dist = sys.modules.get("torch.distributed")
-    if world_size > 1 and dist is not None and dist.is_available() and dist.is_initialized():
-        dist.barrier()
 
 
 def examples_table(examples, label_names: list[str] | None) -> pa.Table:
@@ -237,7 +230,9 @@ class DynamicsRecorder:
             self.meta["examples"] = EXAMPLES_FILE
         if rank == 0:
             self._claim(overwrite, table)
-        _barrier(world_size)  # the other ranks write nothing before rank 0 has claimed the folder
+        # the other ranks create nothing until their first end_epoch, which under data-parallel training cannot
+        # come before rank 0's first gradient step, so before its claim (no barrier: a recorder made on rank 0
+        # alone must not wait for ranks that never make one)
 
     def _claim(self, overwrite: bool, examples: pa.Table | None) -> None:
         claim_run(self.run_dir)
