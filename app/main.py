@@ -65,7 +65,8 @@ log = logging.getLogger("cartography.app")
 TABLE_ROWS = 500
 PANEL_POINTS = 3_000
 
-st.set_page_config(page_title="Dataset cartography", page_icon=":material/scatter_plot:", layout="wide")
+# a local image: a ":material/...:" icon would make every browser fetch it from a third-party font host
+st.set_page_config(page_title="Dataset cartography", page_icon=str(ROOT_DIR / "app" / "icon.png"), layout="wide")
 
 
 def server_options() -> tuple[Path, bool]:

@@ -114,3 +114,19 @@ def test_selecting_a_row_shows_its_text_and_trajectory(server, page):
     text = pd.read_parquet(SAMPLES / "rotten_tomatoes" / "examples.parquet").set_index("id").loc[example_id, "text"]
     page.get_by_test_id("stText").get_by_text(text, exact=True).wait_for(timeout=10_000)  # as plain text
     assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 5  # map, 3 histograms, the trajectory
+
+
+def test_the_page_requests_nothing_beyond_its_own_origin(server, page):
+    """A self-hosted tool works offline: every request of the page, its tabs and a selected example goes to
+    the server that served it (no icon font, no CDN), and there is no Deploy button for annotators."""
+    requests = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(server)
+    wait_idle(page)
+    for tab in ("Per class", "Runs", "Data map"):
+        page.get_by_role("tab", name=tab).click()
+        time.sleep(1.0)
+    wait_idle(page)
+    foreign = [u for u in requests if not (u.startswith(server) or u.startswith(("data:", "blob:")))]
+    assert requests and not foreign, foreign
+    assert page.get_by_role("button", name="Deploy").count() == 0
