@@ -21,7 +21,7 @@ from cartography_core import (
     write_table,
 )
 from cartography_core.io import table_bytes
-from cartography_core.regions import member_names
+from cartography_core.regions import member_names, region_members
 from cartography_core.select import top_fraction_members
 
 
@@ -180,3 +180,31 @@ def test_values_exactly_on_a_threshold():
     assert region_codes(conf, var).tolist() == [0, 1, 0, 2, 2, 2]
     gap = RegionThresholds(0.2, easy_min_confidence=0.6, hard_max_confidence=0.3)
     assert region_codes(conf, var, gap).tolist() == [3, 1, 0, 3, 2, 3]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((0.5 + 1e-9, 0.5, 0.5), "ambiguous_min_variability must lie in [0, 0.5], got 0.500000001"),
+        ((-1e-9, 0.5, 0.5), "ambiguous_min_variability must lie in [0, 0.5], got -1e-09"),
+        ((0.2, 1 + 1e-9, 0.5), "easy_min_confidence must lie in [0, 1], got 1.000000001"),
+        ((0.2, 0.5, -1e-9), "hard_max_confidence must lie in [0, 1], got -1e-09"),
+    ],
+)
+def test_threshold_bounds_are_closed_intervals(args, message):
+    with pytest.raises(LogError, match=re.escape(message)):
+        RegionThresholds(*args)
+
+
+def test_thresholds_on_the_interval_ends_are_accepted():
+    for args in [(0.0, 0.0, 0.0), (0.5, 1.0, 1.0), (0.0, 1.0, 0.0)]:
+        assert RegionThresholds(*args) == RegionThresholds(*args)
+
+
+def test_examples_in_no_region_are_named_other_and_counts_are_integers():
+    codes = np.array([3, 0, 3], dtype=np.int8)
+    assert member_names(region_members(codes)).tolist() == ["other", "easy-to-learn", "other"]
+    assert member_names(np.zeros((4, 2), dtype=bool)).tolist() == ["other", "other"]
+    counts = region_counts(region_members(codes), np.array([0, 0, 1]))
+    assert all(pa.types.is_integer(counts[c].type) for c in ("easy-to-learn", "other", "total"))
+    assert counts.to_pylist()[0]["other"] == 1 and counts.to_pylist()[2]["other"] == 2
