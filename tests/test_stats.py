@@ -1,11 +1,12 @@
 """Every score on hand-worked logs: the expected numbers are derived here, not read from the code."""
 
 import math
+import re
 
 import numpy as np
 import pytest
 
-from cartography_core import COLUMNS, compute_stats, epoch_quantities
+from cartography_core import COLUMNS, LogError, compute_stats, epoch_quantities
 from tests.logs import LAYOUTS, write_log
 
 L3 = math.log(3.0)  # softmax([0, ln 3]) = [1/4, 3/4]
@@ -260,3 +261,34 @@ def test_el2n_keeps_its_precision_when_the_gold_class_saturates():
     q = epoch_quantities(np.array([[0.0, 40.0]]), np.array([1]))
     assert q.el2n[0] == pytest.approx(math.sqrt(2) * math.exp(-40) / (1 + math.exp(-40)), rel=1e-12)
     assert q.prob_margin[0] == pytest.approx(1 - 2 * math.exp(-40), rel=1e-15)
+
+
+@pytest.mark.parametrize("k", [2, 5, 32, 33, 40])
+def test_argmax_and_ties_on_either_side_of_the_many_class_path(k):
+    """epoch_quantities' argmax takes one path up to 32 classes and numpy's above: both give numpy's answer,
+    ties to the lowest index (rows 0-1 tie on purpose)."""
+    rng = np.random.default_rng(k)
+    z = rng.integers(-3, 4, size=(60, k)).astype(float)  # many exact ties
+    z[0, :] = 1.0
+    z[1, [0, k - 1]] = 9.0
+    labels = rng.integers(0, k, 60)
+    q = epoch_quantities(z, labels)
+    np.testing.assert_array_equal(q.pred, z.argmax(axis=1))
+    np.testing.assert_array_equal(q.correct, z.argmax(axis=1) == labels)
+
+
+def test_a_probability_that_underflows_to_zero_gives_finite_scores():
+    """softmax([0, -1000]) = [1, 0] exactly: entropy 0 (0 log 0 = 0), loss 0 for gold 0, never a NaN."""
+    q = epoch_quantities(np.array([[0.0, -1000.0], [-1000.0, 0.0]]), np.array([0, 0]))
+    assert q.entropy.tolist() == [0.0, 0.0]
+    assert q.loss[0] == 0.0 and q.loss[1] == pytest.approx(1000.0)
+    assert q.p_gold.tolist() == [1.0, 0.0]
+
+
+def test_el2n_of_one_epoch_is_null_for_an_example_missing_from_it_and_its_bounds(tmp_path):
+    a, b = {"id": 1, "label": 0, "logits": [0.0, L3]}, {"id": 2, "label": 1, "logits": [0.0, L3]}
+    run = write_log(tmp_path / "run", [[a, b], [a]], "jsonl")
+    assert compute_stats(run, el2n_epoch=1)["el2n_epoch_1"].to_pylist() == [pytest.approx(0.75 * 2**0.5), None]
+    assert compute_stats(run, el2n_epoch=0)["el2n_epoch_0"].null_count == 0
+    with pytest.raises(LogError, match=re.escape("el2n_epoch 2 is outside the run's epochs 0..1")):
+        compute_stats(run, el2n_epoch=2)
