@@ -145,6 +145,16 @@ def ranking(root: str, run_id: str, sig: str, metric: str, hardest: bool) -> np.
     return rank_order(load(root, run_id, sig).table, metric, hardest=hardest)
 
 
+@st.cache_resource(max_entries=32)
+def membership(root: str, run_id: str, sig: str, thresholds: RegionThresholds | None, q: int) -> np.ndarray:
+    """(len(REGIONS), N) bool, shared by every session showing the same run and rule: one region per example
+    under ``thresholds``, else the top-q% subsets, which may overlap."""
+    t = load(root, run_id, sig).table
+    if thresholds is not None:
+        return region_members(region_codes(t["confidence"].to_numpy(), t["variability"].to_numpy(), thresholds))
+    return top_fraction_members(t, q / 100)
+
+
 @st.cache_data(max_entries=256, show_spinner="Reading the example's epochs...")
 def trajectories(root: str, run_id: str, sig: str, example_id: int | str) -> pd.DataFrame:
     run = load(root, run_id, sig)
@@ -320,12 +330,7 @@ st.caption(state.md_escape(" · ".join(facts)))
 for notice in state.url_notices(st.session_state.pop("raw_query", {}), spec):
     st.warning(state.md_escape(notice))
 
-if view_state.by_threshold:  # (len(REGIONS), N) bool: one region per example, or the top-q% subsets, which may overlap
-    members = region_members(
-        region_codes(table["confidence"].to_numpy(), table["variability"].to_numpy(), view_state.thresholds)
-    )
-else:
-    members = top_fraction_members(table, view_state.q / 100)
+members = membership(str(root), run_id, sig, view_state.thresholds if view_state.by_threshold else None, view_state.q)
 
 tab_map, tab_classes, tab_runs = st.tabs(state.TABS, key="tab", bind="query-params")
 
