@@ -1,0 +1,130 @@
+"""Hand-worked cases added where mutation testing (bench/mutation.sh) showed a change no test noticed."""
+
+import re
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from scipy.stats import spearmanr
+
+from cartography_core import LogError, RegionThresholds, rank_order, select_random, select_region, table_meta
+from cartography_core.dashboard.datamap import RowFilter, filter_mask, histogram, sample_points
+from cartography_core.regions import region_members
+from cartography_core.reliability import (
+    Reliability,
+    compare_groups,
+    pool_runs,
+    runs_needed,
+    spearman_brown,
+    split_half_reliability,
+)
+from cartography_core.scores import SCORES
+from cartography_core.stats import name_classes
+from tests.test_reliability import run_table
+
+
+def scores_table(conf, var):
+    return pa.table({"id": list(range(len(conf))), "confidence": conf, "variability": var})
+
+
+def test_select_region_uses_the_thresholds_it_is_given():
+    t = scores_table([0.55, 0.65, 0.3], [0.1, 0.1, 0.25])
+    assert select_region(t, "easy-to-learn").tolist() == [0, 1]
+    assert select_region(t, "easy-to-learn", RegionThresholds(0.3, 0.6, 0.6)).tolist() == [1]
+    assert select_region(t, "ambiguous", RegionThresholds(0.3, 0.6, 0.6)).tolist() == []
+    with pytest.raises(LogError, match=re.escape("unknown region 'nope'; choose one of: easy-to-learn, ambiguous")):
+        select_region(t, "nope")
+
+
+def test_a_random_baseline_never_repeats_an_example():
+    rows = select_random(50, 50, seed=3)
+    assert rows.tolist() == list(range(50))  # all 50, each once, sorted
+
+
+def test_rank_order_is_hardest_first_by_default():
+    t = scores_table([0.9, 0.1, 0.5], [0.0, 0.0, 0.0])
+    assert rank_order(t, "confidence").tolist() == [1, 2, 0]
+    with pytest.raises(LogError, match=re.escape("the statistics table has no column 'aum'")):
+        rank_order(t, "aum")
+
+
+def test_histogram_bins_span_the_range_given_not_the_values():
+    h = histogram(np.array([0.5, 0.5, np.nan]))
+    assert h.column_names == ["lo", "hi", "count"] and h.num_rows == 20
+    assert h["lo"][0].as_py() == 0.0 and h["hi"][19].as_py() == 1.0
+    assert h["count"].to_pylist()[10] == 2 and sum(h["count"].to_pylist()) == 2
+    assert histogram(np.array([0.3]), bins=2, hi=0.5)["count"].to_pylist() == [0, 1]
+
+
+def test_sample_points_keeps_every_row_up_to_the_cap_inclusive():
+    conf, var = np.linspace(0, 1, 10), np.zeros(10)
+    assert sample_points(conf, var, max_points=10, size=4).tolist() == list(range(10))
+    picked = sample_points(conf, var, max_points=9, size=4)
+    assert len(picked) == len(set(picked.tolist())) == 4
+
+
+def test_filter_ranges_include_both_ends():
+    t = pa.table({"id": [0, 1, 2, 3], "label": [0, 0, 0, 0], "confidence": [0.2, 0.5, 0.8, 0.5],
+                  "variability": [0.1, 0.1, 0.1, 0.3]})  # fmt: skip
+    f = RowFilter(var_range=(0.1, 0.3), conf_range=(0.2, 0.8))
+    assert filter_mask(t, f).tolist() == [True, True, True, True]
+    f = RowFilter(var_range=(0.1, 0.2), conf_range=(0.5, 0.5))
+    assert filter_mask(t, f).tolist() == [False, True, False, False]
+    members = region_members(np.array([0, 1, 2, 1], dtype=np.int8))
+    assert filter_mask(t, RowFilter(region=1, conf_range=(0.5, 1.0)), members=members).tolist() == [0, 1, 0, 1]
+
+
+def test_pool_keeps_class_names_run_names_and_never_learned_means_in_every_run():
+    a = name_classes(run_table([1, 2], [0, 1], [0.2, 0.6], pred=[1, 1]), ["neg", "pos"])
+    b = name_classes(run_table([1, 2], [0, 1], [0.4, 0.6], pred=[1, 0]), ["neg", "pos"])
+    a = a.set_column(a.column_names.index("never_learned"), "never_learned", pa.array([False, True]))
+    b = b.set_column(b.column_names.index("never_learned"), "never_learned", pa.array([True, True]))
+    pooled = pool_runs([a, b], ["seed-0", "seed-1"])
+    assert pooled["never_learned"].to_pylist() == [False, True]  # never in one run is not never
+    assert pooled["label_name"].to_pylist() == ["neg", "pos"]
+    assert pooled["pred_label_name"].to_pylist() == ["pos", "neg"]  # votes 1,1 -> pos; 1,0 tie -> neg
+    assert table_meta(pooled)["runs"] == ["seed-0", "seed-1"] and table_meta(pooled)["run"] is None
+    with pytest.raises(LogError, match="no runs to pool"):
+        pool_runs([])
+
+
+def test_pooling_a_never_learned_epoch_needs_the_runs_epoch_count():
+    t = run_table([1], [0], [0.5])
+    t = t.set_column(t.column_names.index("first_learned_epoch"), "first_learned_epoch", pa.array([None], pa.int64()))
+    with pytest.raises(LogError, match=re.escape("seed-0: a statistics table without its epoch count cannot pool")):
+        pool_runs([t, t], ["seed-0", "seed-1"])
+
+
+def test_runs_needed_refuses_a_reliability_of_zero_and_defaults_to_0_9():
+    with pytest.raises(LogError, match=re.escape("split-half reliability 0.000 is not positive")):
+        runs_needed(0.0, 1, 0.9)
+    rel = Reliability("confidence", 2, 0.5, spearman_brown(0.5, 2))
+    assert rel.runs_needed() == rel.runs_needed(0.9) == 9
+
+
+def test_split_half_against_a_second_implementation_with_an_odd_number_of_runs():
+    """R = 5: halves of 2 runs (one left out each split), reliability of the mean of 5 = SB(r, 5/2)."""
+    rng = np.random.default_rng(7)
+    signal = rng.random(60)
+    tables = [run_table(list(range(60)), [0] * 60, (signal + 0.5 * rng.random(60)).tolist()) for _ in range(5)]
+    got = split_half_reliability(tables, "confidence")
+    mat = np.stack([t["confidence"].to_numpy() for t in tables])
+    splits = np.random.default_rng(0)
+    rhos = []
+    for _ in range(20):
+        perm = splits.permutation(5)
+        rhos.append(spearmanr(mat[perm[:2]].mean(0), mat[perm[2:4]].mean(0)).statistic)
+    assert got.split_half == pytest.approx(np.mean(rhos), abs=1e-12) and got.n_runs == 5
+    assert got.full == pytest.approx(spearman_brown(got.split_half, 2.5), abs=1e-12)
+    assert got.score == "confidence"
+
+
+def test_compare_groups_with_identical_constant_scores_finds_no_difference():
+    a = [run_table([1, 2], [0, 0], [0.5, 0.5]) for _ in range(2)]
+    b = [run_table([1, 2], [0, 0], [0.5, 0.9]) for _ in range(2)]
+    result = compare_groups(a, b, "confidence").to_pydict()
+    assert list(result)[:3] == ["id", "mean_a", "mean_b"]
+    row = {k: v[result["id"].index(1)] for k, v in result.items()}
+    assert row["p_value"] == 1.0 and row["q_value"] == 1.0 and row["t"] is None
+    with pytest.raises(LogError, match=re.escape("unknown score 'nope'; choose from: " + ", ".join(SCORES))):
+        compare_groups(a, b, "nope")
