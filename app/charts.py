@@ -17,22 +17,43 @@ REGION_LABELS = pd.DataFrame(  # where the paper's figure names its regions
         "name": ["easy-to-learn", "ambiguous", "hard-to-learn"],
     }
 )
-TOOLTIP = ["id:N", "gold:N", "predicted:N", "confidence:Q", "variability:Q", "correctness:Q", "text:N"]
+TOOLTIP = ["id:N", "gold:N", "predicted:N", "verdict:N", "confidence:Q", "variability:Q", "correctness:Q", "text:N"]
+VERDICT_COLORS = {  # the reviews' outcomes (cartography_core.reviews.OUTCOMES)
+    "correct": "#1a9850",
+    "relabeled": "#d73027",
+    "ambiguous": "#fdae61",
+    "removed": "#4d4d4d",
+    "unresolved": "#8073ac",
+    "unreviewed": "#c7c7c7",
+}
 
 
 def data_map(points: pd.DataFrame, bins: pd.DataFrame | None, *, title: str, height: int = 430) -> alt.LayerChart:
-    """Variability (x) against confidence (y), points coloured by correctness, with a brush.
+    """Variability (x) against confidence (y), points coloured by correctness (or, when ``points`` has a
+    ``verdict`` column, by the reviews' verdict, reviewed examples drawn larger and on top), with a brush.
 
     ``bins`` (``datamap.density`` output) draws a grey density under the sampled points when the run has
     more examples than are drawn as points."""
+    if "verdict" in points.columns:
+        reviewed = (points["verdict"] != "unreviewed").to_numpy()
+        points = pd.concat([points[~reviewed], points[reviewed]])  # reviewed ones drawn last, on top
+        color = alt.Color(
+            "verdict:N", scale=alt.Scale(domain=list(VERDICT_COLORS), range=list(VERDICT_COLORS.values()))
+        )
+        size = alt.condition("datum.verdict != 'unreviewed'", alt.value(60), alt.value(12))
+        extra = {"size": size, "shape": alt.Shape("verdict:N", legend=None)}
+    else:
+        color = alt.Color("correctness:Q", scale=alt.Scale(scheme="plasma", domain=[0, 1]), title="correctness")
+        extra = {"size": alt.value(18)}
     points_layer = (
         alt.Chart(points)
-        .mark_circle(size=18, opacity=0.75)
+        .mark_circle(opacity=0.75)
         .encode(
             x=X,
             y=Y,
-            color=alt.Color("correctness:Q", scale=alt.Scale(scheme="plasma", domain=[0, 1]), title="correctness"),
+            color=color,
             tooltip=[t for t in TOOLTIP if t.split(":")[0] in points.columns],
+            **extra,
         )
         .add_params(alt.selection_interval(name=BRUSH, encodings=["x", "y"]))
     )

@@ -2,9 +2,12 @@
 
     streamlit run app/main.py                      # the runs under sample_logs/
     streamlit run app/main.py -- --logs DIR        # or CARTOGRAPHY_LOGS=DIR streamlit run app/main.py
+    streamlit run app/main.py -- --reviews-db FILE # annotators' verdicts (else CARTOGRAPHY_REVIEWS_DB, or
+                                                   # reviews.sqlite3 in the user's data folder)
 
 Reads top to bottom: page set-up, cached loaders (all numbers come from ``cartography_core``), sidebar
-controls, then the tabs: the data map with its examples, per-class panels, and the runs. Every control is
+controls and the subset they describe, then either the review page (``page=review``, ``app/review.py``) or
+the tabs: the data map with its examples, per-class panels, the runs, and the reviews. Every control is
 bound to a URL parameter, so the address bar (and the share link) carries the whole view.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
 import os
 import sys
@@ -27,7 +31,7 @@ import streamlit as st
 ROOT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT_DIR))  # `streamlit run app/main.py` from a clone, nothing installed
 
-from app import charts, state  # noqa: E402
+from app import charts, review, state  # noqa: E402
 from cartography_core import (  # noqa: E402
     REGIONS,
     SCORES,
@@ -58,6 +62,23 @@ from cartography_core.dashboard.datamap import (  # noqa: E402
 )
 from cartography_core.io import cache_dir, table_bytes  # noqa: E402
 from cartography_core.regions import member_names, region_members  # noqa: E402
+from cartography_core.reviews import (  # noqa: E402
+    OUTCOMES,
+    ReviewStore,
+    agreement,
+    corrected_dataset,
+    dataset_name,
+    default_db_path,
+    disagreements,
+    load_secret,
+    ls_config,
+    ls_tasks,
+    outcome_codes,
+    resolve,
+    token_ok,
+)
+from cartography_core.reviews.export import predicted_probability  # noqa: E402
+from cartography_core.reviews.store import check_db_location, empty_verdicts  # noqa: E402
 from cartography_core.scores import VARIABILITY_MAX  # noqa: E402
 from cartography_core.select import top_fraction_members  # noqa: E402
 
@@ -69,15 +90,18 @@ PANEL_POINTS = 3_000
 st.set_page_config(page_title="Dataset cartography", page_icon=str(ROOT_DIR / "app" / "icon.png"), layout="wide")
 
 
-def server_options() -> tuple[Path, bool]:
-    """(log root, whether links out of it are followed): ``--logs DIR`` / ``CARTOGRAPHY_LOGS`` and
-    ``--follow-links`` / ``CARTOGRAPHY_FOLLOW_LINKS=1``, set by whoever starts the server."""
+def server_options() -> tuple[Path, bool, Path]:
+    """(log root, whether links out of it are followed, reviews database): ``--logs DIR`` /
+    ``CARTOGRAPHY_LOGS``, ``--follow-links`` / ``CARTOGRAPHY_FOLLOW_LINKS=1``, ``--reviews-db FILE`` /
+    ``CARTOGRAPHY_REVIEWS_DB``, set by whoever starts the server."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--logs")
     parser.add_argument("--follow-links", action="store_true")
+    parser.add_argument("--reviews-db")
     args, _ = parser.parse_known_args(sys.argv[1:])
     root = Path(args.logs or os.environ.get("CARTOGRAPHY_LOGS") or ROOT_DIR / "sample_logs").resolve()
-    return root, args.follow_links or os.environ.get("CARTOGRAPHY_FOLLOW_LINKS") == "1"
+    db = Path(args.reviews_db).expanduser() if args.reviews_db else default_db_path()
+    return root, args.follow_links or os.environ.get("CARTOGRAPHY_FOLLOW_LINKS") == "1", db
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -114,6 +138,7 @@ def points_frame(run: LoadedRun, rows: np.ndarray) -> pd.DataFrame:
     names = np.asarray(run.label_names, dtype=object)
     frame = pd.DataFrame(
         {
+            "row": rows,  # into the run's table: per-row overlays (the reviews' verdicts) join on it
             "id": t["id"].to_pandas().astype(str),
             "gold": names[t["label"].to_numpy()],
             "predicted": names[t["pred_label"].to_numpy()],
@@ -155,6 +180,21 @@ def membership(root: str, run_id: str, sig: str, thresholds: RegionThresholds | 
     return top_fraction_members(t, q / 100)
 
 
+@st.cache_resource
+def review_store(path: str) -> ReviewStore:
+    """One connection to the verdicts database for every session (the store serialises its use)."""
+    return ReviewStore(path)
+
+
+def open_reviews() -> tuple[ReviewStore | None, str | None]:
+    """(the verdicts database, None), or (None, one sentence) when it cannot be used."""
+    try:
+        return review_store(str(check_db_location(REVIEWS_DB, [root]))), None
+    except (LogError, OSError) as exc:
+        log.warning("reviews database %s cannot be used: %s", REVIEWS_DB, exc)
+        return None, public_message(exc if isinstance(exc, LogError) else LogError(str(exc)), root)
+
+
 @st.cache_data(max_entries=256, show_spinner="Reading the example's epochs...")
 def trajectories(root: str, run_id: str, sig: str, example_id: int | str) -> pd.DataFrame:
     run = load(root, run_id, sig)
@@ -169,6 +209,8 @@ def trajectories(root: str, run_id: str, sig: str, example_id: int | str) -> pd.
         traj["run"] = r.path.name
         traj["predicted"] = names[traj["pred"].to_numpy()]
         frames.append(traj)
+    if not frames:
+        raise LogError(f"the epochs of example {example_id!r} cannot be read (the run's files changed?)")
     return pd.concat(frames, ignore_index=True)
 
 
@@ -176,15 +218,23 @@ def trajectories(root: str, run_id: str, sig: str, example_id: int | str) -> pd.
 # Empty and error states
 
 
-root, FOLLOW_LINKS = server_options()
+root, FOLLOW_LINKS, REVIEWS_DB = server_options()
 if "raw_query" not in st.session_state:  # the link as opened, before bound widgets drop values they refuse
     st.session_state.raw_query = {k: st.query_params.get_all(k) for k in st.query_params}
 listing: RunListing = list_runs(root, follow_links=FOLLOW_LINKS)  # once per rerun
 ids = list(listing.ids)
+for problem in listing.skipped:  # the operator's log names them; the page says only how many
+    log.warning("under %s: %s", root, problem)
 if not ids:
     st.title("Dataset cartography")
     st.info(
-        f"No training-dynamics logs under {state.md_escape(root)}. Point the app at a folder of runs with "
+        f"No training-dynamics logs under the folder {state.md_escape(root.name)}"
+        + (
+            f" ({len(listing.skipped)} folders could not be read; the server's log names them)"
+            if listing.skipped
+            else ""
+        )
+        + ". Point the app at a folder of runs with "
         "`streamlit run app/main.py -- --logs DIR` (or `CARTOGRAPHY_LOGS=DIR`); a run folder holds "
         "`dynamics/epoch_<e>.parquet` files or allenai's `training_dynamics/dynamics_epoch_<e>.jsonl`. "
         "`python -m cartography_core train` makes one from a labeled CSV."
@@ -209,6 +259,8 @@ def open_view(run_id: str) -> tuple[str, LoadedRun | None, str | None]:
 
 
 with st.sidebar:
+    # the URL holds the option itself (a format_func would put its label there): page=review
+    page = st.radio("Page", state.PAGES, key="page", bind="query-params", horizontal=True)
     st.header("Run")
     run_id = st.selectbox(
         "Run",
@@ -219,6 +271,8 @@ with st.sidebar:
         help="`<dataset>/*` is the mean over the dataset's runs",
     )
     run_name = root.name if run_id == "." else run_id
+    if listing.skipped:
+        st.caption(f"{len(listing.skipped)} folders under the log root could not be read; the server's log names them.")
     sig, run, failure = open_view(run_id)
 if run is None:
     st.title(f"Data map: {state.md_escape(run_name)}")
@@ -298,6 +352,19 @@ def sidebar_controls(run: LoadedRun) -> ViewState:
 
 with st.sidebar:
     view_state = sidebar_controls(run)
+    st.header("Examples")
+    subset = st.selectbox("Subset", state.SUBSETS, key="subset", bind="query-params")
+    metric = st.selectbox(
+        "Sort by", view_state.sortable, key="sort", bind="query-params", help="docs/scores.md defines each score"
+    )
+    order = st.radio("Order", state.ORDERS, key="order", bind="query-params", horizontal=True)
+    search = st.text_input(
+        "Search the text", key="search", bind="query-params", placeholder="words in the example's text"
+    )
+    verdict_filter = st.selectbox(
+        "Reviewed as", state.VERDICT_FILTERS, key="verdict", bind="query-params", help="the annotators' consensus"
+    )
+    color_by = st.radio("Colour the map by", state.COLORS, key="color", bind="query-params", horizontal=True)
 spec = view_state.spec
 
 
@@ -313,10 +380,68 @@ def on_brush() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Header
+# The subset the sidebar describes: the table's rows, the downloads and the review queue
 
 table = run.table
+members = membership(str(root), run_id, sig, view_state.thresholds if view_state.by_threshold else None, view_state.q)
+store, store_problem = open_reviews()
+dataset = dataset_name(listing.paths(run_id)[0])  # the folder holding the run: its runs share verdicts
+latest = store.latest(dataset) if store is not None else None
+resolved = resolve(latest) if latest is not None else None
+outcomes = outcome_codes(table["id"], resolved) if resolved is not None else None
+row_filter = RowFilter(
+    region=REGIONS.index(subset) if subset in REGIONS else None,
+    var_range=view_state.var_range if subset == "brush" else None,
+    conf_range=view_state.conf_range if subset == "brush" else None,
+    label=view_state.cls,
+    search=search.strip(),
+)
+mask = filter_mask(table, row_filter, members=members, texts=run.texts())
+if verdict_filter != "any" and outcomes is not None:
+    mask &= outcomes == OUTCOMES.index(verdict_filter)
+ranked = ranking(str(root), run_id, sig, metric, order == state.ORDERS[0])
+subset_rows = top_rows(ranked, mask)  # every match, hardest first: the table's head, downloads, review queue
+view_values = {k: st.session_state.get(k) for k in spec}
+
+
+def show_trajectory(example_id: int | str) -> None:
+    """The example's gold-class probability per epoch, or a notice when its epochs cannot be read."""
+    try:
+        st.altair_chart(charts.trajectory(trajectories(str(root), run_id, sig, example_id)), width="stretch")
+    except LogError as exc:
+        log.warning("trajectory of %r in %s: %s", example_id, run_id, exc)
+        st.warning(state.md_escape(public_message(exc, root)))
+
+
 title = run_name if not run_id.endswith("/*") else f"{run_id[:-2]}: mean over {len(run.runs)} runs"
+
+if page == "review":
+    secret = load_secret()
+    review.page(
+        run=run,
+        run_label=title,
+        dataset=dataset,
+        queue=review.Queue(subset_rows, pd.Index(table["id"].take(pa.array(subset_rows, type=pa.int64())).to_pandas())),
+        store=store,
+        store_problem=store_problem,
+        latest=latest if latest is not None else empty_verdicts(),
+        secret=secret,
+        scope_ok=lambda scope: not scope or state.scope_matches(scope, view_values, spec),
+        token_ok=lambda name, token: token_ok(secret, name, token, st.query_params.get("scope", "")),
+        trajectory=show_trajectory,
+        queue_text=(
+            f"{len(subset_rows):,} examples: {subset} of "
+            f"{'all classes' if view_state.cls is None else 'class ' + view_state.cls_name}, sorted by {metric} ({order})"
+            + (f", text matching {search.strip()!r}" if search.strip() else "")
+            + (f", reviewed as {verdict_filter}" if verdict_filter != "any" else "")
+            + "."
+        ),
+    )
+    st.stop()
+
+# ---------------------------------------------------------------------------------------------------------
+# Header
+
 st.title(f"Data map: {state.md_escape(title)}")
 meta = run.runs[0].meta
 facts = [f"{run.n:,} examples", f"{run.n_epochs} epochs", f"{len(run.label_names)} classes"]
@@ -330,9 +455,7 @@ st.caption(state.md_escape(" · ".join(facts)))
 for notice in state.url_notices(st.session_state.pop("raw_query", {}), spec):
     st.warning(state.md_escape(notice))
 
-members = membership(str(root), run_id, sig, view_state.thresholds if view_state.by_threshold else None, view_state.q)
-
-tab_map, tab_classes, tab_runs = st.tabs(state.TABS, key="tab", bind="query-params")
+tab_map, tab_classes, tab_runs, tab_reviews = st.tabs(state.TABS, key="tab", bind="query-params")
 
 # ---------------------------------------------------------------------------------------------------------
 # Data map, counts and examples
@@ -342,6 +465,8 @@ with tab_map:
     left, right = st.columns([3, 1])
     with left:
         n_class = run.n if view_state.cls is None else int((table["label"].to_numpy() == view_state.cls).sum())
+        if color_by == "verdict" and outcomes is not None:
+            points = points.assign(verdict=np.asarray(OUTCOMES, dtype=object)[outcomes[points["row"].to_numpy()]])
         chart = charts.data_map(
             points, bins, title=f"{view_state.cls_name} ({len(points):,} of {n_class:,} examples as points)"
         )
@@ -365,26 +490,6 @@ with tab_map:
     st.dataframe(counts, hide_index=True, key="counts")
 
     st.subheader("Examples")
-    c1, c2, c3, c4 = st.columns([1.2, 1.2, 1, 2])
-    subset = c1.selectbox("Subset", state.SUBSETS, key="subset", bind="query-params")
-    metric = c2.selectbox(
-        "Sort by", view_state.sortable, key="sort", bind="query-params", help="docs/scores.md defines each score"
-    )
-    order = c3.radio("Order", state.ORDERS, key="order", bind="query-params")
-    search = c4.text_input(
-        "Search the text", key="search", bind="query-params", placeholder="words in the example's text"
-    )
-
-    row_filter = RowFilter(
-        region=REGIONS.index(subset) if subset in REGIONS else None,
-        var_range=view_state.var_range if subset == "brush" else None,
-        conf_range=view_state.conf_range if subset == "brush" else None,
-        label=view_state.cls,
-        search=search.strip(),
-    )
-    mask = filter_mask(table, row_filter, members=members, texts=run.texts())
-    ranked = ranking(str(root), run_id, sig, metric, order == state.ORDERS[0])
-    subset_rows = top_rows(ranked, mask)  # every match, hardest first: the table's head and the downloads
     rows, n_match = subset_rows[:TABLE_ROWS], len(subset_rows)
     st.caption(
         f"{n_match:,} examples match; showing the first {len(rows):,} by {metric} "
@@ -419,8 +524,7 @@ with tab_map:
         )
         if run.text_column:
             st.text(str(view["text"].iloc[i]))
-        traj = trajectories(str(root), run_id, sig, view["id"].tolist()[i])  # a Python int or str
-        st.altair_chart(charts.trajectory(traj), width="stretch")
+        show_trajectory(view["id"].tolist()[i])  # a Python int or str
     else:
         st.caption("Select a row to see its text and its gold-class probability, epoch by epoch.")
 
@@ -460,11 +564,16 @@ with tab_map:
         )
 
     st.subheader("Share this view")
-    values = {k: st.session_state.get(k) for k in spec}
-    query = urlencode(state.share_query(values, spec))
-    link = (st.context.url or "").split("?")[0] + (f"?{query}" if query else "")
+    pairs = state.share_query(view_values, spec)
+    base = (st.context.url or "").split("?")[0]
     st.caption("The link opens this run, class, regions, brush, subset, sort, search and tab.")
-    st.code(link, language=None)
+    st.code(base + (f"?{urlencode(pairs)}" if pairs else ""), language=None)
+    st.caption(
+        "For annotators: this link opens the review page over the same examples, one at a time (each is asked "
+        "for a name once; with an invite secret set, send `python -m cartography_core invite NAME` links)."
+    )
+    review_pairs = [(k, v) for k, v in pairs if k not in ("page", "tab")] + [("page", "review")]
+    st.code(base + "?" + urlencode(review_pairs), language=None)
 
 # ---------------------------------------------------------------------------------------------------------
 # Per-class panels
@@ -477,21 +586,54 @@ with tab_classes:
 # Runs: held-out accuracy, and how reliable the scores are across runs
 
 with tab_runs:
+    others = [i for i in ids if i != run_id]
+    versus = st.selectbox(
+        "Compare with (e.g. the run trained after relabeling)",
+        ["(none)", *others],
+        key="vs",
+        help="held-out accuracy per epoch and region counts of both (python -m cartography_core compare A B)",
+    )
+    shown_runs = [(run_name, run)]
+    if versus != "(none)":
+        _, other, problem = open_view(versus)
+        if other is None:
+            st.warning(f"Run {state.md_escape(versus)} cannot be read: {state.md_escape(problem)}")
+        else:
+            shown_runs.append((versus, other))
     acc = [
-        {"run": r.path.name, "epoch": e, "accuracy": a}
-        for r in run.runs
+        {"run": f"{label}: {r.path.name}" if len(shown_runs) > 1 else r.path.name, "epoch": e, "accuracy": a}
+        for label, loaded in shown_runs
+        for r in loaded.runs
         for e, a in enumerate(r.meta.get("holdout_accuracy") or [])
     ]
     if acc:
         st.altair_chart(charts.accuracy(pd.DataFrame(acc)), width="stretch")
+    if len(shown_runs) > 1:
+        th = view_state.thresholds
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    label: np.bincount(
+                        region_codes(t["confidence"].to_numpy(), t["variability"].to_numpy(), th),
+                        minlength=len(REGIONS),
+                    )
+                    for label, t in ((label, loaded.table) for label, loaded in shown_runs)
+                },
+                index=list(REGIONS),
+            )
+            .rename_axis("region (thresholds of the sidebar)")
+            .reset_index(),
+            hide_index=True,
+        )
     st.dataframe(
         pd.DataFrame(
             [
                 {
                     "run": r.path.name,
-                    "model": r.meta.get("model"),
-                    "seed": r.meta.get("seed"),
-                    "pass": r.meta.get("pass"),
+                    # as text: run.json may hold anything (a seed beyond 64 bits would break the table)
+                    "model": str(r.meta.get("model", "")),
+                    "seed": str(r.meta.get("seed", "")),
+                    "pass": str(r.meta.get("pass", "")),
                     "epochs": r.n_epochs,
                 }
                 for r in run.runs
@@ -521,3 +663,93 @@ with tab_runs:
         )
     else:
         st.caption("Open `<dataset>/*` to see how reliable each score is across its runs.")
+
+# ---------------------------------------------------------------------------------------------------------
+# Reviews: the annotators' verdicts on this dataset, agreement, and the corrected dataset
+
+with tab_reviews:
+    if store is None:
+        st.error(state.md_escape(f"Reviews are off: {store_problem}"))
+    else:
+        n_votes = len(resolved)
+        st.caption(
+            state.md_escape(
+                f"Verdicts on the dataset '{dataset}' (shared by its runs): {latest.num_rows:,} counting "
+                f"(each annotator's latest), {n_votes:,} examples with a vote."
+            )
+        )
+        if n_votes:
+            region_of = np.asarray(member_names(members), dtype=object)
+            names = np.asarray(run.label_names, dtype=object)
+            per = pd.DataFrame(
+                {
+                    "region": region_of,
+                    "class": names[table["label"].to_numpy()],
+                    "verdict": np.asarray(OUTCOMES, dtype=object)[outcomes],
+                }
+            )
+            per = per[per["verdict"] != "unreviewed"]
+            st.subheader("Verdicts per region and class")
+            st.dataframe(
+                per.pivot_table(
+                    index=["region", "class"], columns="verdict", aggfunc="size", fill_value=0
+                ).reset_index(),
+                hide_index=True,
+            )
+            ag = agreement(latest)
+            st.subheader("Agreement")
+            if ag.method == "none":
+                st.caption("Agreement needs two or more examples with votes from two or more annotators.")
+            else:
+                label = {"cohen_kappa": "Cohen's kappa", "krippendorff_alpha": "Krippendorff's alpha"}[ag.method]
+                st.metric(label, "undefined" if np.isnan(ag.value) else f"{ag.value:.3f}")
+                st.caption(f"over {ag.n_examples:,} examples with two or more votes, {ag.n_annotators} annotators")
+            disagree = disagreements(resolved)
+            st.subheader(f"Disagreements ({len(disagree):,})")
+            st.dataframe(disagree, hide_index=True, key="disagreements")
+        st.subheader("Corrected dataset")
+        removed_how = st.radio("Removed examples", ("flag", "drop"), horizontal=True, key="removed_how")
+        base_rows = run.examples if run.examples is not None else table.select(["id", "label"])
+
+        def corrected(fmt: str) -> bytes:
+            return table_bytes(corrected_dataset(base_rows, resolved, run.label_names, removed=removed_how), fmt)
+
+        cols = st.columns(5)
+        for col, fmt in zip(cols[:3], (".csv", ".jsonl", ".parquet")):
+            col.download_button(
+                f"Corrected {fmt[1:]}",
+                data=lambda fmt=fmt: corrected(fmt),
+                file_name=f"{state.file_slug(dataset, 'reviewed')}{fmt}",
+                on_click="ignore",
+                key=f"dl_corrected{fmt}",
+            )
+
+        def tasks_json() -> bytes:
+            rows = table.take(pa.array(subset_rows, type=pa.int64()))
+            tasks = ls_tasks(
+                rows, dataset=dataset, run=run_id, label_names=run.label_names, text_column=run.text_column,
+                pred_score=predicted_probability(run.runs, rows), regions=member_names(members[:, subset_rows]),
+            )  # fmt: skip
+            return json.dumps(tasks, ensure_ascii=False).encode()
+
+        cols[3].download_button(
+            f"Label Studio tasks ({len(subset_rows):,})",
+            data=tasks_json,
+            file_name=f"{state.file_slug(run_id, subset)}_label-studio.json",
+            mime="application/json",
+            on_click="ignore",
+            key="dl_ls_tasks",
+            help="the examples of this view's subset; import them into a Label Studio project made with the interface",
+        )
+        cols[4].download_button(
+            "Label Studio interface",
+            data=ls_config(run.label_names),
+            file_name=f"{state.file_slug(dataset)}_label_config.xml",
+            on_click="ignore",
+            key="dl_ls_config",
+        )
+        st.caption(
+            "Retrain on the corrected file: `python -m cartography_core train FILE --text-col text --label-col "
+            "label_reviewed --id-col id --out RUN`; Label Studio's JSON export comes back with "
+            "`python -m cartography_core reviews import EXPORT RUN`."
+        )

@@ -10,8 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 from cartography_core import REGIONS, SCORES, RegionThresholds
+from cartography_core.reviews import OUTCOMES
+from cartography_core.reviews.invite import NOT_SCOPE
 from cartography_core.scores import CONFIDENCE_MAX, VARIABILITY_MAX
 
 ALL_CLASSES = "all classes"
@@ -19,7 +22,12 @@ DEFAULT_REGIONS = RegionThresholds()
 SUBSETS = ("hard-to-learn", "ambiguous", "easy-to-learn", "other", "brush", "all")
 RULES = ("thresholds", "top q%")
 ORDERS = ("hardest first", "easiest first")
-TABS = ("Data map", "Per class", "Runs")
+TABS = ("Data map", "Per class", "Runs", "Reviews")
+PAGES = ("map", "review")
+VERDICT_FILTERS = ("any", *OUTCOMES)
+COLORS = ("correctness", "verdict")
+FREE = NOT_SCOPE | {"tab", "color"}
+"""URL parameters that an invite's view may differ in: who, where, and how the view is drawn."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,9 @@ def params(
         Param("sort", "confidence", choices=sortable),
         Param("order", ORDERS[0], choices=ORDERS),
         Param("search", ""),
+        Param("verdict", VERDICT_FILTERS[0], choices=VERDICT_FILTERS),
+        Param("color", COLORS[0], choices=COLORS),
+        Param("page", PAGES[0], choices=PAGES),
     ]
     return {p.key: p for p in out}
 
@@ -108,6 +119,32 @@ def share_query(values: Mapping[str, object], spec: Mapping[str, Param]) -> list
     return out
 
 
+def scope_matches(scope: str, values: Mapping[str, object], spec: Mapping[str, Param]) -> bool:
+    """Whether the view ``values`` is the one an invite's ``scope`` names: every view parameter outside
+    :data:`FREE` has the scope's value, or its default where the scope leaves it out (numbers compared as
+    numbers, so ``0.50`` and ``0.5`` agree)."""
+    wanted: dict[str, list[str]] = {}
+    for k, v in parse_qsl(scope, keep_blank_values=True):
+        wanted.setdefault(k, []).append(v)
+    current: dict[str, list[str]] = {}
+    for k, v in share_query(values, spec):
+        current.setdefault(k, []).append(v)
+    if set(wanted) - set(spec):
+        return False  # a scope naming something this view does not have
+    return all(_norm(spec[k], wanted.get(k)) == _norm(spec[k], current.get(k)) for k in set(spec) - FREE)
+
+
+def _norm(p: Param, values: list[str] | None) -> tuple:
+    if values is None:
+        values = [_fmt(x) for x in (p.default if p.pair else [p.default])]
+    if p.bounds is not None:
+        try:
+            return tuple(round(float(v), 9) for v in values)
+        except ValueError:
+            return tuple(values)
+    return tuple(values)
+
+
 def _same(a, b) -> bool:
     if isinstance(a, (tuple, list)):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
@@ -120,11 +157,16 @@ def _fmt(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
+_BIDI = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
 def md_escape(text: str) -> str:
     """``text`` with every Markdown control character backslash-escaped, for elements that render Markdown
     (titles, captions, warnings): run names, class names, link values and log messages come from users, and
-    Markdown would render an image link planted in them (the browser would fetch it)."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$])", r"\\\1", str(text))
+    Markdown would render an image link planted in them (the browser would fetch it), a link, a bare URL
+    (``:`` is escaped, so none is made a link) or a ``:red[...]`` directive. Bidirectional-override
+    characters, which can make "evil" read as "live", are replaced by U+FFFD."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])", r"\\\1", _BIDI.sub("\ufffd", str(text)))
 
 
 def file_slug(*parts: str) -> str:

@@ -1,4 +1,5 @@
-"""The command line: ``python -m cartography_core {stats,select,summary,reliability,compare,train}`` (``--help``).
+"""The command line: ``python -m cartography_core {stats,select,summary,reliability,compare,train,invite,reviews}``
+(``--help``).
 
 Exit status 0 on success; on bad input, 2 and one line on stderr naming the file and the problem.
 """
@@ -6,6 +7,7 @@ Exit status 0 on success; on bad input, 2 and one line on stderr naming the file
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -87,9 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", type=int, default=20, help="random split-halves to average")
     p.add_argument("--max-epochs", type=int, metavar="N", help="use only epochs 0..N-1")
 
-    p = sub.add_parser("compare", help="which examples a score ranks differently in two groups of runs")
-    p.add_argument("group_a", type=Path, help="a folder of runs (e.g. one architecture)")
-    p.add_argument("group_b", type=Path, help="another folder of runs over the same examples")
+    p = sub.add_parser(
+        "compare",
+        help="which examples a score ranks differently in two groups of runs; for two single runs (before and "
+        "after relabeling), held-out accuracy per epoch and region counts",
+    )
+    p.add_argument("group_a", type=Path, help="a folder of runs (e.g. one architecture), or one run (before)")
+    p.add_argument("group_b", type=Path, help="another folder of runs over the same examples, or one run (after)")
     p.add_argument("--score", default="confidence", choices=list(SCORES))
     p.add_argument("--top", type=int, default=10, help="print the N most significant examples")
     p.add_argument("--out", type=Path, help=f"write every example's test ({', '.join(FORMATS)})")
@@ -123,6 +129,42 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("summary", help="print examples, epochs, classes and region counts per class")
     _add_log_options(p)
     _add_region_options(p)
+
+    p = sub.add_parser("invite", help="print a signed review link for an annotator (link-based access control)")
+    p.add_argument("name", help="the annotator's name, as it will be stored with each verdict")
+    p.add_argument("--url", default="http://localhost:8501/", help="the dashboard's address")
+    p.add_argument(
+        "--view",
+        default="",
+        metavar="QUERY",
+        help="limit the invite to one view: the share link's query, e.g. 'run=trec/seed-0&subset=hard-to-learn'",
+    )
+    p.add_argument("--secret-file", help="file holding the secret (else CARTOGRAPHY_INVITE_SECRET[_FILE])")
+
+    reviews = sub.add_parser("reviews", help="annotators' verdicts: export the corrected dataset, import, summary")
+    rsub = reviews.add_subparsers(dest="reviews_command", required=True)
+    for name, text in (
+        ("export", "write the corrected dataset (or Label Studio tasks) from the verdicts"),
+        ("import", "store the verdicts of a Label Studio JSON export"),
+        ("summary", "print verdict counts per region and class, and agreement"),
+    ):
+        r = rsub.add_parser(name, help=text)
+        if name == "import":
+            r.add_argument(
+                "export_file", type=Path, help="Label Studio's JSON export of tasks made by 'reviews export'"
+            )
+        _add_log_options(r)
+        r.add_argument("--reviews-db", type=Path, help="the verdicts database (default: CARTOGRAPHY_REVIEWS_DB, "
+                       "else reviews.sqlite3 in the user's data folder)")  # fmt: skip
+        r.add_argument("--dataset", help="the dataset the verdicts belong to (default: the folder holding the run)")
+        if name == "export":
+            r.add_argument("--out", type=Path, required=True, help=f"output file ({', '.join(FORMATS)}, or .json)")
+            r.add_argument("--format", choices=("dataset", "label-studio"), default="dataset")
+            r.add_argument("--removed", choices=("flag", "drop"), default="flag", help="removed examples")
+            r.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+            _add_region_options(r)
+        if name == "summary":
+            _add_region_options(r)
     return parser
 
 
@@ -275,6 +317,9 @@ def cmd_reliability(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
+    if is_run_dir(args.group_a) and is_run_dir(args.group_b):
+        _before_after(args.group_a, args.group_b, RegionThresholds(), args.max_epochs)
+        return
     if args.out is not None:
         _check_out(args)
     _, a = _runs_below(args.group_a, max_epochs=args.max_epochs, need="compare", at_least=2)
@@ -289,6 +334,24 @@ def cmd_compare(args: argparse.Namespace) -> None:
     if args.out is not None:
         write_table(result, args.out, overwrite=args.force)
         print(f"wrote {result.num_rows} examples to {args.out}")
+
+
+def _before_after(a: Path, b: Path, thresholds: RegionThresholds, max_epochs: int | None) -> None:
+    """Two single runs (e.g. before and after relabeling): held-out accuracy per epoch and region counts."""
+    runs = [open_run(a), open_run(b)]
+    tables = [compute_stats(r, max_epochs=max_epochs) for r in runs]
+    print(f"before: {a} ({tables[0].num_rows} examples); after: {b} ({tables[1].num_rows} examples)")
+    print("epoch,held_out_accuracy_before,held_out_accuracy_after")
+    accs = [r.meta.get("holdout_accuracy") or [] for r in runs]
+    for e in range(max(map(len, accs))):
+        print(f"{e}," + ",".join(f"{acc[e]:.4f}" if e < len(acc) else "" for acc in accs))
+    counts = []
+    for t in tables:
+        codes = region_codes(t["confidence"].to_numpy(), t["variability"].to_numpy(), thresholds)
+        counts.append(np.bincount(codes, minlength=len(REGIONS)))
+    print("region,before,after")
+    for i, name in enumerate(REGIONS):
+        print(f"{name},{counts[0][i]},{counts[1][i]}")
 
 
 def _check_out(args: argparse.Namespace) -> None:
@@ -309,6 +372,114 @@ def _check_out(args: argparse.Namespace) -> None:
         raise LogError(f"{args.out} already exists; choose another name or pass --force to overwrite it")
 
 
+def cmd_invite(args: argparse.Namespace) -> None:
+    from urllib.parse import parse_qsl
+
+    from .reviews import check_name, invite_link, load_secret
+
+    secret = load_secret(args.secret_file)
+    if secret is None:
+        raise LogError(
+            "no invite secret: set CARTOGRAPHY_INVITE_SECRET (or CARTOGRAPHY_INVITE_SECRET_FILE, or --secret-file) "
+            "here and in the dashboard's environment"
+        )
+    view = parse_qsl(args.view.lstrip("?"), keep_blank_values=False, strict_parsing=bool(args.view.strip("?")))
+    print(invite_link(args.url, secret, check_name(args.name), view))
+
+
+def _reviews_context(args: argparse.Namespace):
+    """(verdicts database path, dataset name, statistics, examples) for a reviews command."""
+    from .reviews import dataset_name, default_db_path
+    from .reviews.store import check_db_location
+
+    stats, examples = _load(args)
+    db = check_db_location(args.reviews_db or default_db_path(), [args.logdir])
+    dataset = args.dataset or dataset_name(args.logdir if not args.pool else args.logdir / "x")
+    return db, dataset, stats, examples
+
+
+def _label_names(stats: pa.Table) -> list[str]:
+    k = int(max(stats["label"].to_numpy().max(), stats["pred_label"].to_numpy().max())) + 1
+    return table_meta(stats).get("label_names") or [str(c) for c in range(k)]
+
+
+def cmd_reviews(args: argparse.Namespace) -> None:
+    from . import reviews
+    from .reviews.export import label_names_of
+
+    if args.reviews_command == "export":
+        _check_out(args)
+        if args.format == "label-studio" and args.out.suffix != ".json":
+            raise LogError(f"{args.out}: Label Studio tasks are written as .json")
+    db, dataset, stats, examples = _reviews_context(args)
+    names = _label_names(stats)
+    if args.reviews_command == "export" and args.format == "label-studio":
+        _write_label_studio(args, dataset, stats, examples, names)  # the tasks need no verdicts
+        return
+    if args.reviews_command == "import":
+        gold = dict(zip(stats["id"].to_pylist(), label_names_of(stats, names)))
+        verdicts = reviews.ls_import(
+            args.export_file, dataset=dataset, ids=stats["id"], label_names=names, gold_of=gold
+        )
+        with reviews.ReviewStore(db) as store:
+            added = store.add(verdicts)
+        print(f"stored {added} new verdicts of {len(verdicts)} in {args.export_file} for dataset {dataset!r} "
+              f"({len(verdicts) - added} were stored already) in {db}")  # fmt: skip
+        return
+    if not db.exists():
+        raise LogError(f"{db}: no reviews database (give --reviews-db, or set CARTOGRAPHY_REVIEWS_DB)")
+    with reviews.ReviewStore(db) as store:
+        latest = store.latest(dataset)
+        if args.reviews_command == "summary":
+            _print_review_summary(dataset, store, latest, reviews.resolve(latest), stats, names, _thresholds(args))
+            return
+    base = examples if examples is not None else stats.select(["id", "label"])
+    out = reviews.corrected_dataset(base, reviews.resolve(latest), names, removed=args.removed)
+    write_table(out.replace_schema_metadata(None), args.out, overwrite=args.force)
+    counts = dict(zip(*np.unique(out["verdict"].to_numpy(zero_copy_only=False), return_counts=True)))
+    print(f"wrote {out.num_rows} examples to {args.out} ({', '.join(f'{k} {v}' for k, v in counts.items())})")
+
+
+def _write_label_studio(args, dataset, stats, examples, names) -> None:
+    from .io import atomic_write
+    from .reviews import ls_config, ls_tasks
+    from .reviews.export import predicted_probability
+
+    runs = [open_run(args.logdir)] if not args.pool else [open_run(args.logdir / r) for r in find_runs(args.logdir)]
+    t = with_examples(_with_regions(stats, _thresholds(args)), examples)
+    text_col = "text" if "text" in t.column_names else None
+    tasks = ls_tasks(
+        t, dataset=dataset, run=str(args.logdir.name), label_names=names, text_column=text_col,
+        pred_score=predicted_probability(runs, stats), regions=t["region"].to_pylist(),
+    )  # fmt: skip
+    payload = json.dumps(tasks, ensure_ascii=False).encode()
+    atomic_write(args.out, lambda tmp: tmp.write_bytes(payload))
+    config = args.out.with_suffix(".label_config.xml")
+    atomic_write(config, lambda tmp: tmp.write_text(ls_config(names)))
+    print(f"wrote {len(tasks)} Label Studio tasks to {args.out} and the labeling interface to {config}")
+
+
+def _print_review_summary(dataset, store, latest, resolved, stats, names, thresholds) -> None:
+    from . import reviews
+
+    ag = reviews.agreement(latest)
+    annotators = sorted(set(latest["annotator"].to_pylist()))
+    print(f"dataset:    {dataset} ({store.path})")
+    print(f"verdicts:   {store.history(dataset).num_rows} stored, {latest.num_rows} counting, "
+          f"{len(annotators)} annotators ({', '.join(annotators[:10])})")  # fmt: skip
+    print(f"reviewed:   {len(resolved)} of {stats.num_rows} examples")
+    value = "undefined" if ag.method == "none" or np.isnan(ag.value) else f"{ag.value:.3f}"
+    print(f"agreement:  {ag.method} {value} over {ag.n_examples} examples with two or more votes")
+    joined = _with_regions(stats, thresholds).select(["id", "label", "region"]).to_pandas()
+    joined["class"] = np.asarray(names, dtype=object)[joined["label"].to_numpy()]
+    joined = joined.merge(resolved[["example_id", "verdict"]], left_on="id", right_on="example_id", how="inner")
+    counts = joined.pivot_table(
+        index=["region", "class"], columns="verdict", values="id", aggfunc="count", fill_value=0
+    )
+    print("verdicts per region and class:")
+    print(counts.to_csv(), end="")
+
+
 COMMANDS = {
     "stats": cmd_stats,
     "select": cmd_select,
@@ -316,6 +487,8 @@ COMMANDS = {
     "reliability": cmd_reliability,
     "compare": cmd_compare,
     "train": cmd_train,
+    "invite": cmd_invite,
+    "reviews": cmd_reviews,
 }
 
 

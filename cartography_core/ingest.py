@@ -87,31 +87,52 @@ class Run:
             return str(path)
 
 
-def find_runs(root: str | Path, *, max_depth: int = 4, follow_links: bool = False) -> list[str]:
+def find_runs(
+    root: str | Path, *, max_depth: int = 4, follow_links: bool = False, skipped: list[str] | None = None
+) -> list[str]:
     """Relative paths (``/``-separated, sorted) of every run directory at or below ``root``.
 
     A run directory is one holding ``dynamics/`` or ``training_dynamics/``; the search does not descend into
     a run, nor into hidden folders. A symbolic link to a folder outside ``root`` is skipped unless
-    ``follow_links``.
+    ``follow_links``. A folder that cannot be read (permissions, a symbolic-link loop) or whose name is not
+    valid UTF-8 is skipped alone, never the folders beside it; ``skipped`` (if given) receives one sentence
+    for each, with its path relative to ``root``.
     """
     root = Path(root)
     real_root = root.resolve()
     found: list[str] = []
 
+    def skip(d: Path, why: str) -> None:
+        if skipped is not None:
+            skipped.append(f"{d.relative_to(root).as_posix()}: {why}")
+
     def walk(d: Path, depth: int) -> None:
-        if not follow_links and not _inside(d, real_root):
-            return
-        if is_run_dir(d):
-            found.append(d.relative_to(root).as_posix() or ".")
-            return
-        if depth >= max_depth:
-            return
         try:
-            subdirs = sorted(e.name for e in os.scandir(d) if e.is_dir() and not e.name.startswith("."))
-        except OSError:
+            if not follow_links and not _inside(d, real_root):
+                return
+            if is_run_dir(d):
+                found.append(d.relative_to(root).as_posix() or ".")
+                return
+            if depth >= max_depth:
+                return
+            entries = list(os.scandir(d))
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symbolic-link loop, from Path.resolve
+            skip(d, f"skipped, cannot be read ({getattr(exc, 'strerror', None) or exc})")
             return
-        for name in subdirs:
-            walk(d / name, depth + 1)
+        for e in sorted(entries, key=lambda e: e.name):
+            if e.name.startswith("."):
+                continue
+            try:
+                e.name.encode("utf-8")
+                is_dir = e.is_dir()
+            except UnicodeEncodeError:
+                skip(d / e.name.encode("utf-8", "replace").decode(), "skipped, its name is not valid UTF-8")
+                continue
+            except OSError as exc:
+                skip(d / e.name, f"skipped, cannot be read ({exc.strerror})")
+                continue
+            if is_dir:
+                walk(d / e.name, depth + 1)
 
     if root.is_dir():
         walk(root, 0)

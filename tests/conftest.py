@@ -17,3 +17,13 @@ def alarm():
     yield
     signal.alarm(0)
     signal.signal(signal.SIGALRM, old)
+
+
+@pytest.fixture(autouse=True)
+def reviews_db(tmp_path_factory, monkeypatch):
+    """Each test's own verdicts database and no invite secret: no test touches the user's data folder."""
+    path = tmp_path_factory.mktemp("reviews") / "reviews.sqlite3"
+    monkeypatch.setenv("CARTOGRAPHY_REVIEWS_DB", str(path))
+    for name in ("CARTOGRAPHY_INVITE_SECRET", "CARTOGRAPHY_INVITE_SECRET_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    return path

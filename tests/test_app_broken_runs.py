@@ -1,8 +1,10 @@
 """A log root holding broken runs beside a good one: each broken run gives a notice naming the run, and the
 page never shows a traceback, an absolute server path or more than a fragment of a file (AppTest)."""
 
+import json
 import os
 import re
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -118,6 +120,8 @@ def broken_root(tmp_path_factory):
         else:
             build(root / name)
     (root / "escape").symlink_to(outside_run)  # a run outside the root, linked in: not listed
+    (root / "zz-loop").symlink_to("zz-loop")  # a symbolic-link loop: skipped alone
+    os.rename(good(base / "made-here"), bytes(root / "zz-bad-name-") + b"\xff\xfe")  # not UTF-8: skipped alone
     return root
 
 
@@ -135,6 +139,7 @@ def page_texts(at) -> list[str]:
 def test_the_root_lists_every_run_inside_it_and_no_linked_run_outside_it(monkeypatch, broken_root):
     at = run_app(monkeypatch, broken_root)
     assert at.selectbox(key="run").options == sorted(["good", *BROKEN])
+    assert any("2 folders under the log root could not be read" in c.value for c in at.caption)
     assert at.title[0].value.replace("\\", "") == "Data map: bad-csv"  # first run, broken: a notice, no title crash
 
 
@@ -175,3 +180,42 @@ def test_a_link_to_a_missing_run_says_so_even_when_the_default_run_is_broken(mon
         "The link's run='not-a-run' is not one of the choices here; showing the default (bad-csv) instead."
     ]
     assert len(at.error) == 1
+
+
+def test_an_unreadable_folder_is_skipped_alone_and_the_operator_is_told(monkeypatch, tmp_path, caplog):
+    from cartography_core import ingest
+
+    good(tmp_path / "a" / "seed-0")
+    good(tmp_path / "b" / "seed-0")
+    real = os.scandir
+
+    def scandir(path):  # what a folder of another user (mode 700) does to a server not running as root
+        if Path(path).name == "a":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(ingest.os, "scandir", scandir)
+    skipped = []
+    assert ingest.find_runs(tmp_path, skipped=skipped) == ["b/seed-0"]
+    assert skipped == ["a: skipped, cannot be read (Permission denied)"]
+    at = run_app(monkeypatch, tmp_path)
+    assert at.selectbox(key="run").options == ["b/seed-0"] and not at.exception
+    assert "a: skipped, cannot be read (Permission denied)" in caplog.text
+
+
+def test_empty_root_message_names_the_folder_not_its_server_path(monkeypatch, tmp_path):
+    (tmp_path / "loop").symlink_to("loop")
+    at = run_app(monkeypatch, tmp_path)
+    message = at.info[0].value.replace("\\", "")
+    assert f"No training-dynamics logs under the folder {tmp_path.name} (1 folders could not be read" in message
+    assert str(tmp_path.parent) not in "\n".join(page_texts(at)).replace("\\", "")
+
+
+def test_run_json_values_of_any_size_show_in_the_runs_tab(monkeypatch, tmp_path):
+    run = good(tmp_path / "r")
+    meta = json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {}
+    meta["seed"] = 10**30
+    (run / "run.json").write_text(json.dumps(meta))
+    at = run_app(monkeypatch, tmp_path, tab="Runs")
+    assert not at.exception
+    assert str(10**30) in at.dataframe[-1].value["seed"].tolist()

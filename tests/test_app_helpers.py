@@ -185,9 +185,12 @@ def test_export_bytes_round_trip(fmt):
 
 
 def test_md_escape_neutralises_markdown_from_users():
-    planted = "![x](http://evil.example/x.png) **bold** `code` <b>"
+    planted = "![x](http://evil.example/x.png) **bold** `code` <b> :red[R] see https://10/x &#x202e; a\u202eb"
     escaped = state.md_escape(planted)
-    assert escaped == r"\!\[x\]\(http://evil\.example/x\.png\) \*\*bold\*\* \`code\` \<b\>"
+    assert escaped == (
+        r"\!\[x\]\(http\://evil\.example/x\.png\) \*\*bold\*\* \`code\` \<b\> \:red\[R\] see https\://10/x "
+        "\\&\\#x202e; a\ufffdb"
+    )
 
 
 def test_cached_stats_are_reused_until_a_log_file_changes(tmp_path, monkeypatch):

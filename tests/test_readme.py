@@ -52,7 +52,9 @@ def env(workdir):
 
 
 def test_the_readme_has_the_blocks_this_module_runs():
-    assert [kind for kind, _ in BLOCKS] == ["bash", "bash", "python", "python", "python", "bash", "bash", "python"]
+    assert [kind for kind, _ in BLOCKS] == [
+        "bash", "bash", "python", "python", "python", "bash", "bash", "python", "bash",
+    ]  # fmt: skip
 
 
 def test_install_block_pins_are_what_is_installed_and_the_app_serves():
@@ -147,3 +149,60 @@ def test_train_block_and_library_block(workdir, env):
     assert len(table) == namespace["stats"].num_rows // 10
     assert (table["text"].to_numpy() == DATASET.loc[table["id"], "text"].to_numpy()).all()
     assert np.all(np.diff(table["confidence"]) >= 0)  # hardest (lowest confidence) first
+
+
+def label_studio_export(workdir: Path) -> dict:
+    """What a user gets from Label Studio after two annotators worked on the README's exported tasks: three
+    hard examples relabeled by both, one removed by both, one where they disagree. Returns {id: expected}."""
+    import json
+
+    ids = DATASET.index[DATASET["split"] == "train"][:5].tolist()
+    names = sorted(DATASET["label_name"].unique())
+    other = {i: next(n for n in names if n != DATASET.loc[i, "label_name"]) for i in ids}
+
+    def choice(name, value):
+        return {"from_name": name, "to_name": "text", "type": "choices", "value": {"choices": [value]}}
+
+    tasks = []
+    for t, i in enumerate(ids):
+        gold = DATASET.loc[i, "label_name"]
+        if t < 3:
+            results = [[choice("label", other[i])], [choice("label", other[i])]]
+        elif t == 3:
+            results = [[choice("flag", "not a valid example")], [choice("flag", "not a valid example")]]
+        else:
+            results = [[choice("label", gold)], [choice("label", other[i])]]
+        annotations = [{"id": 100 * t + a, "completed_by": a + 1, "result": r} for a, r in enumerate(results)]
+        tasks.append(
+            {"id": t, "data": {"example_id": int(i), "text": DATASET.loc[i, "text"]}, "annotations": annotations}
+        )
+    (workdir / "label-studio-export.json").write_text(json.dumps(tasks))
+    return {i: ("relabeled", other[i]) for i in ids[:3]} | {ids[3]: ("removed", None), ids[4]: ("unresolved", None)}
+
+
+def test_review_loop_block(workdir, env):
+    """The README's review loop, run whole as one shell script (its export carries through the lines)."""
+    expected = label_studio_export(workdir)
+    done = subprocess.run(
+        ["bash", "-e", "-c", blocks("bash")[4]], cwd=workdir, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    link = next(line for line in done.stdout.splitlines() if line.startswith("http://localhost:8501/?"))
+    assert "page=review" in link and "reviewer=ann" in link and "token=" in link
+    assert "stored 10 new verdicts of 10" in done.stdout
+    assert "cohen_kappa" in done.stdout
+    corrected = pd.read_csv(workdir / "trec-reviewed.csv").set_index("id")
+    for i, (verdict, label) in expected.items():
+        if verdict == "removed":
+            assert i not in corrected.index
+            continue
+        assert corrected.loc[i, "verdict"] == verdict
+        assert corrected.loc[i, "label_reviewed"] == (label or DATASET.loc[i, "label_name"])
+    assert len(corrected) == len(DATASET) - 1
+    unreviewed = corrected[corrected["verdict"] == "unreviewed"]
+    assert (unreviewed["label_reviewed"] == DATASET.loc[unreviewed.index, "label_name"]).all()
+    retrained = load_run(workdir / "runs", "trec-reviewed")
+    labels = np.asarray(retrained.label_names, dtype=object)[retrained.table["label"].to_numpy()]
+    ids = retrained.table["id"].to_numpy()
+    assert (labels == corrected.loc[ids, "label_reviewed"].to_numpy()).all()  # trained on the corrected labels
+    assert "region,before,after" in done.stdout and "epoch,held_out_accuracy_before" in done.stdout

@@ -30,6 +30,7 @@ class RunListing:
     root: Path
     runs: tuple[str, ...]  # find_runs' relative paths
     ids: tuple[str, ...]  # the runs, and ``<folder>/*`` after the last run of a folder holding two or more
+    skipped: tuple[str, ...] = ()  # folders that could not be read, one sentence each (find_runs)
 
     def paths(self, run_id: str) -> list[Path]:
         """The run directories behind ``run_id`` (several for a pooled id); an id not listed is refused."""
@@ -43,7 +44,8 @@ class RunListing:
 
 def list_runs(root: str | Path, *, follow_links: bool = False) -> RunListing:
     """One walk of ``root`` (links to folders outside it skipped unless ``follow_links``)."""
-    runs = find_runs(root, follow_links=follow_links)
+    skipped: list[str] = []
+    runs = find_runs(root, follow_links=follow_links, skipped=skipped)
     parents = [run_folder(r) for r in runs]
     last = {p: i for i, p in enumerate(parents)}
     ids: list[str] = []
@@ -51,7 +53,7 @@ def list_runs(root: str | Path, *, follow_links: bool = False) -> RunListing:
         ids.append(rel)
         if parent and last[parent] == i and parents.count(parent) >= 2:
             ids.append(f"{parent}/{POOLED}")
-    return RunListing(Path(root), tuple(runs), tuple(ids))
+    return RunListing(Path(root), tuple(runs), tuple(ids), tuple(skipped))
 
 
 def run_ids(root: str | Path, *, follow_links: bool = False) -> list[str]:
@@ -73,6 +75,7 @@ class LoadedRun:
     per_run: list[pa.Table]  # one statistics table per run (one entry for a single run)
     table: pa.Table  # statistics (pooled over runs when several) joined with the examples file
     has_examples: bool
+    examples: pa.Table | None  # the examples file as read (every row, held-out ones too), or None
     text_column: str | None
     label_names: list[str]
     n_epochs: int
@@ -113,6 +116,7 @@ def load_run(
         per_run=per_run,
         table=table,
         has_examples=examples is not None,
+        examples=examples.replace_schema_metadata(None) if examples is not None else None,
         text_column=text_column,
         label_names=names,
         n_epochs=int(meta["n_epochs"]),
@@ -138,9 +142,12 @@ def public_message(exc: BaseException, root: str | Path) -> str:
     """What a browser may be told of ``exc``: a :class:`LogError`'s sentence with paths relative to ``root``
     (any other absolute path replaced by ``<path>``), at most 300 characters; for any other exception only
     its kind, since its text may hold anything (the server logs the details)."""
-    if not isinstance(exc, LogError):
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        text = f"cannot read {exc.filename} ({exc.strerror})."
+    elif not isinstance(exc, LogError):
         return f"an unexpected error ({type(exc).__name__}) while reading it."
-    text = str(exc)
+    else:
+        text = str(exc)
     for prefix in {str(Path(root)), str(Path(root).resolve())}:
         text = text.replace(prefix.rstrip("/") + "/", "")
     return short(_ABSOLUTE_PATH.sub("<path>", text), 300)

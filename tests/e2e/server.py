@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -19,10 +20,15 @@ FLAGS = [
 
 
 def start_streamlit(
-    logs: Path | None = None, output=subprocess.DEVNULL, cache: str = "off"
+    logs: Path | None = None,
+    output=subprocess.DEVNULL,
+    cache: str = "off",
+    reviews_db: Path | None = None,
+    env_extra: dict | None = None,
 ) -> tuple[subprocess.Popen, str]:
-    """``streamlit run app/main.py [-- --logs LOGS]`` on a free port, with ``CARTOGRAPHY_CACHE=cache`` (no disk
-    cache by default); returns (process, base URL) once healthy."""
+    """``streamlit run app/main.py [-- --logs LOGS --reviews-db DB]`` on a free port, with
+    ``CARTOGRAPHY_CACHE=cache`` (no disk cache by default); returns (process, base URL) once healthy. Without
+    ``reviews_db`` the verdicts go to a fresh temporary database, never the user's own."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -31,9 +37,10 @@ def start_streamlit(
         "--server.address=127.0.0.1", f"--server.port={port}", "--browser.gatherUsageStats=false",
         "--server.fileWatcherType=none",
     ]  # fmt: skip
-    if logs is not None:
-        cmd += ["--", "--logs", str(logs)]
-    env = {**os.environ, "CARTOGRAPHY_CACHE": cache}
+    if reviews_db is None:
+        reviews_db = Path(tempfile.mkdtemp(prefix="cartography-reviews-")) / "reviews.sqlite3"
+    cmd += ["--", "--reviews-db", str(reviews_db)] + (["--logs", str(logs)] if logs is not None else [])
+    env = {**os.environ, "CARTOGRAPHY_CACHE": cache, **(env_extra or {})}
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=output, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60

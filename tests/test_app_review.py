@@ -1,0 +1,144 @@
+"""The review page (``page=review``) through AppTest: the queue is the link's subset, verdicts reach the
+database with what the annotator saw, the next example follows, invites gate writing."""
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from cartography_core import RegionThresholds, compute_stats, rank_order, read_examples, region_codes
+from cartography_core.ingest import open_run
+from cartography_core.reviews import ReviewStore, invite_link, sign
+from tests.test_app import SAMPLES, chart_rows, run_app, shown
+
+RUN = "trec/seed-0"
+
+
+def hard_queue() -> tuple[list[int], pa.Table]:
+    """The hard-to-learn examples of trec/seed-0, hardest (lowest confidence) first, by the core directly."""
+    stats = compute_stats(SAMPLES / RUN)
+    codes = region_codes(stats["confidence"].to_numpy(), stats["variability"].to_numpy(), RegionThresholds())
+    order = rank_order(stats, "confidence", hardest=True)
+    rows = order[codes[order] == 2]  # REGIONS: easy-to-learn, ambiguous, hard-to-learn, other
+    return stats["id"].to_numpy()[rows].tolist(), stats
+
+
+def text_of(example_id) -> str:
+    ex = read_examples(open_run(SAMPLES / RUN)).to_pandas().set_index("id")
+    return ex.loc[example_id, "text"]
+
+
+def review(monkeypatch, **query):
+    return run_app(monkeypatch, run=RUN, subset="hard-to-learn", page="review", **query)
+
+
+def test_queue_is_the_links_subset_and_a_verdict_is_stored_with_what_was_seen(monkeypatch, reviews_db):
+    queue, stats = hard_queue()
+    at = review(monkeypatch, reviewer="ann")
+    assert shown(at.subheader[0].value).startswith(f"Example {queue[0]} (1 of {len(queue):,} in this queue)")
+    assert at.text[0].value == text_of(queue[0])  # the text of the dataset's own row
+    row = stats["id"].to_pylist().index(queue[0])
+    names = stats.schema.metadata and ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
+    gold, pred = names[stats["label"][row].as_py()], names[stats["pred_label"][row].as_py()]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Gold label"] == gold and metrics["Model predicts"] == pred
+    assert metrics["confidence"] == f"{stats['confidence'][row].as_py():.3f}"
+
+    right = next(n for n in names if n != gold)
+    at.selectbox(key=f"new_label_{queue[0]}").set_value(right)
+    at.text_area(key="comment").set_value("a <b>place</b>, not a number")
+    at.button(key="verdict_wrong").click().run()
+    assert not at.exception
+    with ReviewStore(reviews_db) as store:
+        rows = store.history("trec").to_pylist()
+    assert len(rows) == 1
+    r = rows[0]
+    assert (r["example_id"], r["annotator"], r["verdict"], r["new_label"]) == (queue[0], "ann", "wrong", right)
+    assert (r["gold"], r["predicted"], r["run"]) == (gold, pred, RUN)
+    assert r["comment"] == "a <b>place</b>, not a number"
+    assert r["confidence"] == pytest.approx(stats["confidence"][row].as_py())
+    # the next unreviewed example follows, and the progress counts the verdict
+    assert at.query_params["example"] == str(queue[1])
+    assert shown(at.subheader[0].value).startswith(f"Example {queue[1]} (2 of")
+    assert f"You: 1 of {len(queue):,} reviewed" in at.get("progress")[0].proto.text
+
+
+def test_changing_a_verdict_keeps_history_and_the_latest_counts(monkeypatch, reviews_db):
+    queue, _ = hard_queue()
+    at = review(monkeypatch, reviewer="ann", example=str(queue[3]))
+    assert shown(at.subheader[0].value).startswith(f"Example {queue[3]} (4 of")
+    at.button(key="verdict_ambiguous").click().run()
+    at = review(monkeypatch, reviewer="ann", example=str(queue[3]), review_filter="my verdicts")
+    assert any("Your verdict: ambiguous" in shown(i.value) for i in at.info)
+    at.button(key="verdict_correct").click().run()
+    with ReviewStore(reviews_db) as store:
+        assert [r["verdict"] for r in store.history("trec").to_pylist()] == ["ambiguous", "correct"]
+        assert store.latest("trec")["verdict"].to_pylist() == ["correct"]
+
+
+def test_unreviewed_only_skips_what_i_reviewed_but_not_what_others_did(monkeypatch, reviews_db):
+    queue, _ = hard_queue()
+    with ReviewStore(reviews_db) as store:
+        from cartography_core.reviews import Verdict
+
+        store.add([Verdict("trec", queue[0], "ann", "correct"), Verdict("trec", queue[1], "bob", "remove")])
+    at = review(monkeypatch, reviewer="ann")
+    assert shown(at.subheader[0].value).startswith(f"Example {queue[1]} (2 of")
+    assert f"everyone: 2 of {len(queue):,}" in at.get("progress")[0].proto.text
+
+
+def test_no_name_or_markup_in_the_name_stores_nothing(monkeypatch, reviews_db):
+    at = review(monkeypatch)
+    assert any("Enter your name" in shown(i.value) for i in at.info)
+    assert not [b for b in at.button if b.key and b.key.startswith("verdict_")]
+    at = review(monkeypatch, reviewer="<img src=x>")
+    assert any("reviewer name" in shown(w.value) for w in [*at.info, *at.warning])
+    assert not [b for b in at.button if b.key and b.key.startswith("verdict_")]
+
+
+def test_with_a_secret_only_a_valid_invite_may_store(monkeypatch, reviews_db):
+    monkeypatch.setenv("CARTOGRAPHY_INVITE_SECRET", "team-secret")
+    at = review(monkeypatch, reviewer="ann")  # no token
+    assert any("Read-only" in shown(w.value) for w in at.warning)
+    assert not [b for b in at.button if b.key and b.key.startswith("verdict_")]
+    at = review(monkeypatch, reviewer="ann", token=sign(b"team-secret", "bob"))  # bob's token
+    assert any("Read-only" in shown(w.value) for w in at.warning)
+    at = review(monkeypatch, reviewer="ann", token=sign(b"team-secret", "ann"))
+    assert not at.warning and [b for b in at.button if b.key == "verdict_correct"]
+    # an invite limited to the hard-to-learn subset of this run: valid there, read-only elsewhere
+    link = invite_link("http://h/", b"team-secret", "ann", [("run", RUN), ("subset", "hard-to-learn")])
+    from urllib.parse import parse_qsl, urlsplit
+
+    q = dict(parse_qsl(urlsplit(link).query))
+    at = review(monkeypatch, reviewer="ann", token=q["token"], scope=q["scope"])
+    assert not at.warning and [b for b in at.button if b.key == "verdict_correct"]
+    at = run_app(monkeypatch, run=RUN, subset="ambiguous", page="review", reviewer="ann", **{
+        "token": q["token"], "scope": q["scope"]})  # fmt: skip
+    assert any("your invite is for another view" in shown(w.value) for w in at.warning)
+
+
+def test_reviews_tab_counts_agreement_and_export(monkeypatch, reviews_db):
+    queue, _ = hard_queue()
+    from cartography_core.reviews import Verdict
+
+    with ReviewStore(reviews_db) as store:
+        store.add(
+            [
+                Verdict("trec", queue[0], "ann", "wrong", new_label="NUM", gold="x"),
+                Verdict("trec", queue[0], "bob", "wrong", new_label="NUM", gold="x"),
+                Verdict("trec", queue[1], "ann", "remove"),
+                Verdict("trec", queue[1], "bob", "correct", gold="y"),
+            ]
+        )
+    at = run_app(monkeypatch, run="trec/*", tab="Reviews", verdict="relabeled", subset="all", color="verdict")
+    assert at.metric[0].label == "Cohen's kappa"
+    dis = next(d.value for d in at.dataframe if "votes" in d.value.columns)  # the disagreements
+    assert dis["example_id"].tolist() == [queue[1]]
+    # the verdict filter reaches the table: the one relabeled example
+    assert at.dataframe(key="table").value["id"].tolist() == [queue[0]]
+    assert np.isfinite(float(at.metric[0].value))
+    # the map coloured by verdict: every drawn point carries its example's consensus
+    datasets, _ = chart_rows(at)
+    drawn = next(t for t in datasets.values() if "verdict" in t.column_names).to_pandas().set_index("id")
+    assert drawn.loc[str(queue[0]), "verdict"] == "relabeled"
+    assert drawn.loc[str(queue[1]), "verdict"] == "unresolved"
+    assert (drawn.drop(index=[str(queue[0]), str(queue[1])])["verdict"] == "unreviewed").all()
