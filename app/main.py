@@ -431,7 +431,8 @@ if page == "review":
         trajectory=show_trajectory,
         queue_text=(
             f"{len(subset_rows):,} examples: {subset} of "
-            f"{'all classes' if view_state.cls is None else 'class ' + view_state.cls_name}, sorted by {metric} ({order})"
+            + ("all classes" if view_state.cls is None else f"class {view_state.cls_name}")
+            + f", sorted by {metric} ({order})"
             + (f", text matching {search.strip()!r}" if search.strip() else "")
             + (f", reviewed as {verdict_filter}" if verdict_filter != "any" else "")
             + "."

@@ -80,7 +80,8 @@ def main() -> None:
         f"- verdict (key Y) to the next example shown: median {statistics.median(times) * 1000:.0f} ms, "
         f"min {min(times) * 1000:.0f}, max {max(times) * 1000:.0f} ({len(times)} verdicts; {stored} stored)",
         f"- map paint, {args.repeats} each: plain median {statistics.median(plain):.2f} s, coloured by verdict "
-        f"(1,000 verdicts) median {statistics.median(colored):.2f} s: +{statistics.median(colored) - statistics.median(plain):.2f} s",
+        f"(1,000 verdicts) median {statistics.median(colored):.2f} s: "
+        f"+{statistics.median(colored) - statistics.median(plain):.2f} s",
     ]
     out = ROOT / "bench" / "results" / "review.md"
     with open(out, "a") as f:
