@@ -30,7 +30,7 @@ VERDICT_COLORS = {  # the reviews' outcomes (cartography_core.reviews.OUTCOMES)
 
 def data_map(points: pd.DataFrame, bins: pd.DataFrame | None, *, title: str, height: int = 430) -> alt.LayerChart:
     """Variability (x) against confidence (y), points coloured by correctness (or, when ``points`` has a
-    ``verdict`` column, by the reviews' verdict, reviewed examples drawn larger and on top), with a brush.
+    ``verdict`` column, by the reviews' verdict, reviewed examples drawn on top), with a brush.
 
     ``bins`` (``datamap.density`` output) draws a grey density under the sampled points when the run has
     more examples than are drawn as points."""

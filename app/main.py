@@ -26,6 +26,7 @@ from urllib.parse import urlencode
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import streamlit as st
 
 ROOT_DIR = Path(__file__).resolve().parent.parent
@@ -52,7 +53,9 @@ from cartography_core.dashboard.catalog import (  # noqa: E402
 )
 from cartography_core.dashboard.datamap import (  # noqa: E402
     MAX_POINTS,
+    TRAJECTORY_INDEX_CELLS,
     RowFilter,
+    Trajectories,
     density,
     filter_mask,
     histogram,
@@ -195,14 +198,25 @@ def open_reviews() -> tuple[ReviewStore | None, str | None]:
         return None, public_message(exc if isinstance(exc, LogError) else LogError(str(exc)), root)
 
 
+@st.cache_resource(max_entries=4, show_spinner="Reading every epoch once, for the examples' trajectories...")
+def trajectory_index(root: str, run_id: str, sig: str, k: int) -> Trajectories:
+    """The ``k``-th run's trajectories of every example, shared by every session (see ``Trajectories``)."""
+    run = load(root, run_id, sig)
+    t = run.per_run[k]
+    return Trajectories.read(run.runs[k], t["id"].to_numpy(zero_copy_only=False), t["label"].to_numpy())
+
+
 @st.cache_data(max_entries=256, show_spinner="Reading the example's epochs...")
 def trajectories(root: str, run_id: str, sig: str, example_id: int | str) -> pd.DataFrame:
     run = load(root, run_id, sig)
     names = np.asarray(run.label_names, dtype=object)
     frames = []
-    for r in run.runs:
+    for k, r in enumerate(run.runs):
         try:
-            traj = trajectory(r, example_id).to_pandas()
+            if run.per_run[k].num_rows * len(r.epochs) <= TRAJECTORY_INDEX_CELLS:
+                traj = trajectory_index(root, run_id, sig, k).of(example_id).to_pandas()
+            else:  # too large to keep in memory: read the epochs for this example alone
+                traj = trajectory(r, example_id).to_pandas()
         except LogError as exc:  # one of several pooled runs did not log this example, or its files changed
             log.info("trajectory of %r in %s: %s", example_id, r.path, exc)
             continue
@@ -404,6 +418,20 @@ subset_rows = top_rows(ranked, mask)  # every match, hardest first: the table's 
 view_values = {k: st.session_state.get(k) for k in spec}
 
 
+def row_of(text: str) -> int | None:
+    """The table row of the example whose id reads ``text`` in a URL (ids keep their type), or None."""
+    ids = table["id"]
+    if pa.types.is_integer(ids.type):
+        try:
+            value = pa.scalar(int(text), ids.type)
+        except (ValueError, OverflowError, pa.ArrowInvalid):
+            return None
+    else:
+        value = pa.scalar(text, ids.type)
+    at = pc.index(ids, value).as_py()
+    return at if at >= 0 else None
+
+
 def show_trajectory(example_id: int | str) -> None:
     """The example's gold-class probability per epoch, or a notice when its epochs cannot be read."""
     try:
@@ -516,16 +544,29 @@ with tab_map:
     )
 
     picked = event.selection.rows if event is not None else []
+    shown_row = None  # the example shown below the table: the selected row, else the link's example=ID
     if picked:
-        i = picked[0]
-        row = view.iloc[i]
-        e = {k: state.md_escape(row[k]) for k in ("id", "gold", "predicted", "region")}
+        shown_row = int(rows[picked[0]])
+        st.query_params["example"] = str(view["id"].iloc[picked[0]])  # the share link names the selected row
+    elif st.query_params.get("example") is not None:
+        shown_row = row_of(st.query_params["example"])
+        if shown_row is None:
+            st.warning(state.md_escape(f"The link's example={st.query_params['example']} is not in this run."))
+    if shown_row is not None:
+        names = np.asarray(run.label_names, dtype=object)
+        example_id = table["id"][shown_row].as_py()  # a Python int or str
+        e = {
+            "id": state.md_escape(example_id),
+            "gold": state.md_escape(names[table["label"][shown_row].as_py()]),
+            "predicted": state.md_escape(names[table["pred_label"][shown_row].as_py()]),
+            "region": state.md_escape(member_names(members[:, [shown_row]])[0]),
+        }
         st.markdown(
             f"**Example {e['id']}**: gold **{e['gold']}**, predicted **{e['predicted']}**, region {e['region']}"
         )
         if run.text_column:
-            st.text(str(view["text"].iloc[i]))
-        show_trajectory(view["id"].tolist()[i])  # a Python int or str
+            st.text(str(table[run.text_column][shown_row].as_py()))
+        show_trajectory(example_id)
     else:
         st.caption("Select a row to see its text and its gold-class probability, epoch by epoch.")
 
@@ -566,6 +607,8 @@ with tab_map:
 
     st.subheader("Share this view")
     pairs = state.share_query(view_values, spec)
+    if st.query_params.get("example") is not None and shown_row is not None:
+        pairs.append(("example", st.query_params["example"]))
     base = (st.context.url or "").split("?")[0]
     st.caption("The link opens this run, class, regions, brush, subset, sort, search and tab.")
     st.code(base + (f"?{urlencode(pairs)}" if pairs else ""), language=None)
@@ -705,15 +748,25 @@ with tab_reviews:
                 label = {"cohen_kappa": "Cohen's kappa", "krippendorff_alpha": "Krippendorff's alpha"}[ag.method]
                 st.metric(label, "undefined" if np.isnan(ag.value) else f"{ag.value:.3f}")
                 st.caption(f"over {ag.n_examples:,} examples with two or more votes, {ag.n_annotators} annotators")
+            commented = latest.filter(pc.not_equal(latest["comment"], ""))
+            if commented.num_rows:
+                st.subheader(f"Comments ({commented.num_rows:,})")
+                st.dataframe(
+                    commented.select(["example_id", "annotator", "verdict", "new_label", "comment"]).to_pandas(),
+                    hide_index=True,
+                )
             disagree = disagreements(resolved)
             st.subheader(f"Disagreements ({len(disagree):,})")
             st.dataframe(disagree, hide_index=True, key="disagreements")
         st.subheader("Corrected dataset")
         removed_how = st.radio("Removed examples", ("flag", "drop"), horizontal=True, key="removed_how")
-        base_rows = run.examples if run.examples is not None else table.select(["id", "label"])
+        logged = table.select(["id", "label"])
+        base_rows = run.examples if run.examples is not None else logged
 
         def corrected(fmt: str) -> bytes:
-            return table_bytes(corrected_dataset(base_rows, resolved, run.label_names, removed=removed_how), fmt)
+            return table_bytes(
+                corrected_dataset(base_rows, resolved, run.label_names, removed=removed_how, logged=logged), fmt
+            )
 
         cols = st.columns(5)
         for col, fmt in zip(cols[:3], (".csv", ".jsonl", ".parquet")):

@@ -118,6 +118,12 @@ def page(
     current = current.item() if hasattr(current, "item") else current  # a Python int or str
     row = int(queue.rows[pos])
     _example(run, row, pos, n, mine.get(current), by_me, current, trajectory)
+    here = latest.filter(pa.compute.equal(latest["example_id"].cast(pa.string()), str(current)))
+    if here.num_rows:
+        st.caption("Verdicts on this example (each annotator's latest; names and comments as plain text):")
+        st.dataframe(
+            here.select(["annotator", "verdict", "new_label", "comment", "created_at"]).to_pandas(), hide_index=True
+        )
 
     if name is None or not may_store or store is None:
         return

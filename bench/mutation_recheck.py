@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TESTS = {  # a mutated module -> the unit tests that exercise it
     "cartography_core.stats": ["test_stats.py", "test_streaming_property.py", "test_invariances.py",
                                "test_from_mutants.py", "test_parity.py"],
-    "cartography_core.regions": ["test_select.py", "test_from_mutants.py", "test_app_helpers.py", "test_invariances.py"],
+    "cartography_core.regions": ["test_select.py", "test_from_mutants.py", "test_app_helpers.py",
+                                 "test_invariances.py"],
     "cartography_core.select": ["test_select.py", "test_from_mutants.py", "test_invariances.py"],
     "cartography_core.reliability": ["test_reliability.py", "test_from_mutants.py"],
     "cartography_core.dashboard.datamap": ["test_app_helpers.py", "test_from_mutants.py"],

@@ -434,7 +434,9 @@ def cmd_reviews(args: argparse.Namespace) -> None:
             _print_review_summary(dataset, store, latest, reviews.resolve(latest), stats, names, _thresholds(args))
             return
     base = examples if examples is not None else stats.select(["id", "label"])
-    out = reviews.corrected_dataset(base, reviews.resolve(latest), names, removed=args.removed)
+    out = reviews.corrected_dataset(
+        base, reviews.resolve(latest), names, removed=args.removed, logged=stats.select(["id", "label"])
+    )
     write_table(out.replace_schema_metadata(None), args.out, overwrite=args.force)
     counts = dict(zip(*np.unique(out["verdict"].to_numpy(zero_copy_only=False), return_counts=True)))
     print(f"wrote {out.num_rows} examples to {args.out} ({', '.join(f'{k} {v}' for k, v in counts.items())})")

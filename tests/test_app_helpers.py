@@ -105,6 +105,25 @@ def test_trajectory_of_one_example(tmp_path):
         trajectory(open_run(run), "zz")
 
 
+def test_trajectories_read_once_equal_the_per_example_read(tmp_path):
+    """The in-memory index against the per-example scan, on an example missing from one epoch."""
+    from cartography_core.dashboard.datamap import Trajectories
+
+    e0 = [{"id": 7, "label": 1, "logits": [0.0, 0.0]}, {"id": 3, "label": 0, "logits": [2.0, 1.0, 0.0][:2]}]
+    e1 = [{"id": 3, "label": 0, "logits": [0.0, np.log(3.0)]}]
+    e2 = [{"id": 7, "label": 1, "logits": [0.0, 1.0]}, {"id": 3, "label": 0, "logits": [1.0, 1.0]}]
+    run = open_run(write_log(tmp_path / "r", [e0, e1, e2], "parquet"))
+    index = Trajectories.read(run, np.array([3, 7]), np.array([0, 1]))
+    for example in (3, 7):
+        got, want = index.of(example).to_pydict(), trajectory(run, example).to_pydict()
+        assert got["p_gold"] == pytest.approx(want["p_gold"], abs=1e-7)  # float32 in memory
+        assert [got[k] for k in ("epoch", "correct", "pred")] == [want[k] for k in ("epoch", "correct", "pred")]
+    assert index.of(7).to_pydict()["epoch"] == [0, 2]  # not logged in epoch 1
+    assert index.of(3).to_pydict()["p_gold"] == pytest.approx([1 / (1 + np.exp(-1)), 0.25, 0.5])
+    with pytest.raises(LogError, match="no example with id 5"):
+        index.of(5)
+
+
 def test_run_ids_pool_folders_of_several_runs_and_refuse_others(tmp_path):
     rows = [{"id": 1, "label": 0, "logits": [1.0, 0.0]}, {"id": 2, "label": 1, "logits": [0.0, 1.0]}]
     for name in ("a/seed-0", "a/seed-1", "b/only", "c"):
@@ -216,3 +235,36 @@ def test_cached_stats_are_reused_until_a_log_file_changes(tmp_path, monkeypatch)
     assert not any(p.name.startswith("stats") for p in run_dir.rglob("*"))  # nothing written into the run
     monkeypatch.setenv("CARTOGRAPHY_CACHE", "off")
     assert io.cache_dir() is None
+
+
+def test_an_invites_scope_matches_the_view_it_names_and_no_other():
+    spec = state.params(["trec/seed-0", "trec/seed-1"], ["ABBR", "NUM"])
+    defaults = {k: p.default for k, p in spec.items()}
+    view = {**defaults, "run": "trec/seed-1", "subset": "ambiguous", "amb_var": 0.25, "tab": "Runs", "page": "review"}
+    scope = "amb_var=0.250&run=trec%2Fseed-1&subset=ambiguous"  # numbers as numbers: 0.250 is 0.25
+    assert state.scope_matches(scope, view, spec)
+    assert state.scope_matches(scope, {**view, "tab": "Per class", "color": "verdict"}, spec)  # drawing only
+    assert not state.scope_matches(scope, {**view, "cls": "NUM"}, spec)  # a parameter the scope left at default
+    assert not state.scope_matches(scope, {**view, "amb_var": 0.3}, spec)
+    assert not state.scope_matches(scope, {**view, "run": "trec/seed-0"}, spec)
+    assert not state.scope_matches(scope + "&nonsense=1", view, spec)
+    assert state.scope_matches("", defaults, spec) and not state.scope_matches("", view, spec)
+
+
+def test_corrected_dataset_download_carries_no_server_path(tmp_path):
+    from cartography_core.dashboard.catalog import load_run
+    from cartography_core.io import table_bytes
+    from cartography_core.reviews import corrected_dataset, resolve
+    from cartography_core.reviews.store import empty_verdicts
+
+    rows = [{"id": i, "label": i % 2, "logits": [float(i), 1.0]} for i in range(6)]
+    run_dir = write_log(tmp_path / "logs" / "ds" / "r", [rows, rows], "parquet")
+    pa.csv.write_csv(pa.table({"id": list(range(6)), "text": list("abcdef")}), run_dir / "examples.csv")
+    loaded = load_run(tmp_path / "logs", "ds/r")
+    out = corrected_dataset(
+        loaded.examples, resolve(empty_verdicts()), loaded.label_names, logged=loaded.table.select(["id", "label"])
+    )
+    assert out["label_reviewed"].to_pylist() == ["0", "1", "0", "1", "0", "1"]
+    for fmt in (".csv", ".jsonl", ".parquet"):
+        data = table_bytes(out, fmt)
+        assert str(tmp_path).encode() not in data and b"examples.csv" not in data

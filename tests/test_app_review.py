@@ -142,3 +142,29 @@ def test_reviews_tab_counts_agreement_and_export(monkeypatch, reviews_db):
     assert drawn.loc[str(queue[0]), "verdict"] == "relabeled"
     assert drawn.loc[str(queue[1]), "verdict"] == "unresolved"
     assert (drawn.drop(index=[str(queue[0]), str(queue[1])])["verdict"] == "unreviewed").all()
+
+
+def test_comments_and_names_are_plain_text_and_a_link_names_one_example(monkeypatch, reviews_db):
+    queue, _ = hard_queue()
+    from cartography_core.reviews import Verdict
+
+    planted = "**bold** [x](http://evil.example) <script>alert(1)</script>"
+    with ReviewStore(reviews_db) as store:
+        store.add(Verdict("trec", queue[2], "bob", "ambiguous", comment=planted))
+    at = review(monkeypatch, reviewer="ann", example=str(queue[2]))
+    comments = next(d.value for d in at.dataframe if "comment" in d.value.columns)
+    assert comments["comment"].tolist() == [planted] and comments["annotator"].tolist() == ["bob"]
+    # the map page shows the example a link names, and its share link keeps it
+    at = run_app(monkeypatch, run=RUN, example=str(queue[2]))
+    assert at.text[0].value == text_of(queue[2])
+    assert f"example={queue[2]}" in at.code[0].value
+    at = run_app(monkeypatch, run=RUN, example="999999")
+    assert any("example=999999 is not in this run" in shown(w.value) for w in at.warning)
+
+
+def test_a_one_megabyte_comment_is_refused_whole(reviews_db):
+    from cartography_core import LogError
+    from cartography_core.reviews import Verdict, check_verdict
+
+    with pytest.raises(LogError, match=r"comment has 1,048,576 characters; at most 2,000 are kept"):
+        check_verdict(Verdict("trec", 1, "ann", "correct", comment="x" * 2**20), np.array([1]), ["a", "b"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -127,6 +128,52 @@ def filter_mask(
 def top_rows(order: np.ndarray, mask: np.ndarray, limit: int | None = None) -> np.ndarray:
     """The rows of ``order`` (e.g. :func:`select.rank_order`) that ``mask`` keeps, in order; the first ``limit``."""
     return order[mask[order]][:limit]
+
+
+TRAJECTORY_INDEX_CELLS = 50_000_000  # N x E above which trajectories are read per example instead
+
+
+@dataclass(frozen=True)
+class Trajectories:
+    """Every example's per-epoch gold probability and prediction, read once: (E, N) arrays aligned with
+    ``ids`` (N,), so one example's trajectory is a column lookup, not a read of every epoch file.
+    7 bytes per cell: kept only for N x E up to ``TRAJECTORY_INDEX_CELLS`` (350 MB)."""
+
+    epochs: np.ndarray  # (E,) epoch numbers
+    ids: pd.Index  # (N,)
+    p_gold: np.ndarray  # (E, N) float32, NaN where the example was not logged in that epoch
+    pred: np.ndarray  # (E, N) int16
+    label: np.ndarray  # (N,) int64
+
+    @classmethod
+    def read(cls, run: Run, ids, labels: np.ndarray) -> Trajectories:
+        index = pd.Index(ids)
+        e_n = (len(run.epochs), len(index))
+        p_gold, pred = np.full(e_n, np.nan, dtype=np.float32), np.zeros(e_n, dtype=np.int16)
+        for i, ef in enumerate(run.epochs):
+            for b in read_epoch(run, ef):
+                rows = index.get_indexer(b.ids)
+                keep = rows >= 0
+                q = epoch_quantities(b.values[keep], b.labels[keep], b.kind)
+                p_gold[i, rows[keep]] = q.p_gold
+                pred[i, rows[keep]] = q.pred
+        return cls(np.array([ef.epoch for ef in run.epochs]), index, p_gold, pred, np.asarray(labels))
+
+    def of(self, example_id) -> pa.Table:
+        """:func:`trajectory`'s table for one example, from memory."""
+        at = self.ids.get_indexer([example_id])[0]
+        if at < 0:
+            raise LogError(f"no example with id {example_id!r}")
+        logged = ~np.isnan(self.p_gold[:, at])
+        pred = self.pred[logged, at].astype(np.int64)
+        return pa.table(
+            {
+                "epoch": self.epochs[logged].astype(np.int64),
+                "p_gold": self.p_gold[logged, at].astype(np.float64),
+                "correct": pred == self.label[at],
+                "pred": pred,
+            }
+        )
 
 
 def trajectory(run: Run, example_id) -> pa.Table:

@@ -36,19 +36,35 @@ def label_names_of(table: pa.Table, label_names: Sequence[str]) -> np.ndarray:
     """(N,) object: each row's gold label name, from ``label_name``, a string ``label``, or class indices."""
     if "label_name" in table.column_names:
         return table["label_name"].to_numpy(zero_copy_only=False).astype(object)
-    labels = table["label"].to_numpy(zero_copy_only=False)
-    if labels.dtype.kind in "iu":
-        return np.asarray(label_names, dtype=object)[labels]
-    return labels.astype(object)
+    column = table["label"]
+    if pa.types.is_integer(column.type):
+        names = np.asarray(label_names, dtype=object)
+        out = np.full(len(column), None, dtype=object)
+        valid = column.is_valid().to_numpy(zero_copy_only=False)
+        out[valid] = names[column.drop_null().to_numpy()]
+        return out
+    return column.to_numpy(zero_copy_only=False).astype(object)
 
 
 def corrected_dataset(
-    base: pa.Table, resolved: pd.DataFrame, label_names: Sequence[str], *, removed: str = "flag"
+    base: pa.Table,
+    resolved: pd.DataFrame,
+    label_names: Sequence[str],
+    *,
+    removed: str = "flag",
+    logged: pa.Table | None = None,
 ) -> pa.Table:
     """``base`` (the examples file, or ``id`` and ``label`` of the log) with the reviews' columns (module
-    docstring); ``removed``: ``"flag"`` adds a ``removed`` column, ``"drop"`` leaves those rows out."""
+    docstring); ``removed``: ``"flag"`` adds a ``removed`` column, ``"drop"`` leaves those rows out. When
+    ``base`` has no labels, ``logged`` (the log's ``id`` and ``label``) gives them (null for rows not logged)."""
     if removed not in REMOVED:
         raise LogError(f"removed={removed!r}: use one of {', '.join(REMOVED)}")
+    if "label" not in base.column_names and "label_name" not in base.column_names:
+        if logged is None:
+            raise LogError("the examples have no label column; give the log's labels")
+        at = pd.Index(logged["id"].to_pandas()).get_indexer(base["id"].to_pandas())
+        labels = logged["label"].to_numpy()[np.maximum(at, 0)]
+        base = base.append_column("label", pa.array(labels, mask=at < 0))
     ids = base["id"].to_pandas()
     at = pd.Index(resolved["example_id"]).get_indexer(ids) if len(resolved) else np.full(len(ids), -1)
     hit = at >= 0
