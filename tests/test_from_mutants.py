@@ -128,3 +128,104 @@ def test_compare_groups_with_identical_constant_scores_finds_no_difference():
     assert row["p_value"] == 1.0 and row["q_value"] == 1.0 and row["t"] is None
     with pytest.raises(LogError, match=re.escape("unknown score 'nope'; choose from: " + ", ".join(SCORES))):
         compare_groups(a, b, "nope")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# stats: the table's schema and metadata, and paths no small hand-worked case reaches
+
+
+def _run(tmp_path, epochs, fmt="parquet", **meta):
+    from tests.logs import write_log
+
+    return write_log(tmp_path / "r", epochs, fmt, meta=meta or None)
+
+
+def test_statistics_table_schema_is_pinned(tmp_path):
+    from cartography_core import compute_stats
+
+    rows = [{"id": 5, "label": 1, "logits": [0.0, 1.0]}, {"id": 2, "label": 0, "logits": [0.0, 1.0]}]
+    t = compute_stats(_run(tmp_path, [rows, rows[:1], rows]), variability_ci=True)
+    want = {
+        "id": pa.int64(), "label": pa.int64(), "n_epochs": pa.int32(), "confidence": pa.float64(),
+        "variability": pa.float64(), "correctness": pa.float64(), "correct_count": pa.int32(),
+        "threshold_closeness": pa.float64(), "forgetting_events": pa.int32(), "never_learned": pa.bool_(),
+        "first_learned_epoch": pa.int32(), "consistently_learned_epoch": pa.int32(), "aum": pa.float64(),
+        "margin": pa.float64(), "el2n": pa.float64(), "entropy": pa.float64(), "loss": pa.float64(),
+        "data_iq_aleatoric": pa.float64(), "pred_label": pa.int32(), "variability_ci": pa.float64(),
+    }  # fmt: skip
+    assert {f.name: f.type for f in t.schema} == want
+    # two ids given in descending order come out sorted, with their own rows
+    assert t["id"].to_pylist() == [2, 5] and t["label"].to_pylist() == [0, 1] and t["n_epochs"].to_pylist() == [2, 3]
+    conf = np.array(t["confidence"].to_pylist())
+    assert t["threshold_closeness"].to_pylist() == pytest.approx(conf * (1 - conf))
+    # variability_ci is defined from two epochs on: sqrt(v + v^2 / (E - 1)), here with v = 0
+    assert t["variability_ci"].to_pylist() == pytest.approx([0.0, 0.0])
+    one = compute_stats(_run(tmp_path / "b", [rows[:1], rows]), variability_ci=True)
+    assert one["variability_ci"].to_pylist() == [None, 0.0]  # id 2: logged once
+
+
+def test_statistics_metadata_is_pinned(tmp_path):
+    from cartography_core import compute_stats
+
+    rows = [{"id": "a", "label": 1, "logits": [0.0, 1.0]}, {"id": "b", "label": 0, "logits": [0.0, 1.0]}]
+    t = compute_stats(_run(tmp_path, [rows, rows], label_names=["neg", "pos"]))
+    assert table_meta(t) == {
+        "run": "r", "layout": "cartography", "n_epochs": 2, "n_classes": 2, "kind": "logits",
+        "label_names": ["neg", "pos"], "padding_rows": 0,
+    }  # fmt: skip
+    assert t["id"].type == pa.string()
+    assert t["label_name"].to_pylist() == ["pos", "neg"] and t["pred_label_name"].to_pylist() == ["pos", "pos"]
+
+
+def test_label_names_of_the_wrong_length_name_run_json(tmp_path):
+    from cartography_core import compute_stats
+
+    rows = [{"id": 1, "label": 1, "logits": [0.0, 1.0]}]
+    with pytest.raises(LogError, match=r"r/run.json: label_names has 3 names but the logs have 2 classes"):
+        compute_stats(_run(tmp_path, [rows], label_names=["a", "b", "c"]))
+
+
+def test_name_classes_replaces_names_and_checks_their_count():
+    t = pa.table({"id": [1, 2], "label": [0, 0], "pred_label": [0, 0]})
+    once = name_classes(t, ["only"])  # one class: the highest index is 0
+    assert once["label_name"].to_pylist() == ["only", "only"] and once["label_name"].type == pa.string()
+    twice = name_classes(name_classes(pa.table({"id": [1], "label": [1], "pred_label": [0]}), ["a", "b"]), [7, 8])
+    assert twice.column_names.count("label_name") == 1 and twice.column_names.count("pred_label_name") == 1
+    assert twice["label_name"].to_pylist() == ["8"] and twice["pred_label_name"].to_pylist() == ["7"]
+    assert twice["pred_label_name"].type == pa.string() and table_meta(twice)["label_names"] == ["7", "8"]
+    with pytest.raises(LogError, match=r"^1 class names given, but label goes up to 1$"):
+        name_classes(pa.table({"id": [1], "label": [1], "pred_label": [0]}), ["a"])
+
+
+def test_an_exact_zero_probability_adds_nothing_to_entropy(tmp_path):
+    from cartography_core import compute_stats
+
+    rows = [{"id": 1, "label": 0, "probs": [1.0, 0.0]}, {"id": 2, "label": 1, "probs": [0.5, 0.5]}]
+    t = compute_stats(_run(tmp_path, [rows], fmt="jsonl"))
+    assert t["entropy"].to_pylist() == pytest.approx([0.0, np.log(2)])
+
+
+def test_strict_reading_reaches_the_reader(tmp_path):
+    from cartography_core import compute_stats
+
+    rows = [{"id": 1, "label": 0, "logits": [1.0, 0.0]}, {"id": 2, "label": 0, "logits": [1.0, 0.0]}]
+    run = _run(tmp_path, [rows, rows[:1]])
+    assert compute_stats(run)["n_epochs"].to_pylist() == [2, 1]
+    with pytest.raises(LogError, match="id 2"):
+        compute_stats(run, strict=True)
+
+
+def test_chunked_folding_equals_one_chunk(tmp_path, monkeypatch):
+    """Batches longer than CHUNK are folded in chunks: the same table as a single chunk."""
+    from cartography_core import compute_stats, stats
+
+    rng = np.random.default_rng(3)
+    epochs = [
+        [{"id": int(i), "label": int(i % 3), "logits": rng.normal(size=3).tolist()} for i in rng.permutation(40)]
+        for _ in range(3)
+    ]
+    run = _run(tmp_path, epochs)
+    whole = compute_stats(run)
+    monkeypatch.setattr(stats, "CHUNK", 7)
+    chunked = compute_stats(run)
+    assert chunked.equals(whole)
