@@ -9,7 +9,8 @@ from scipy.stats import spearmanr
 
 from cartography_core import LogError, RegionThresholds, rank_order, select_random, select_region, table_meta
 from cartography_core.dashboard.datamap import RowFilter, filter_mask, histogram, sample_points
-from cartography_core.regions import region_members
+from cartography_core.regions import REGIONS, region_members
+from cartography_core.select import top_fraction_members
 from cartography_core.reliability import (
     Reliability,
     compare_groups,
@@ -229,3 +230,77 @@ def test_chunked_folding_equals_one_chunk(tmp_path, monkeypatch):
     monkeypatch.setattr(stats, "CHUNK", 7)
     chunked = compute_stats(run)
     assert chunked.equals(whole)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# data map, selection and pooling: cases the first triage left
+
+
+def test_histogram_edges_do_not_follow_the_values():
+    h = histogram(np.array([0.2, 0.4]), bins=4)
+    assert h["lo"].to_pylist() == [0.0, 0.25, 0.5, 0.75] and h["count"].to_pylist() == [1, 1, 0, 0]
+
+
+def test_density_bin_edges():
+    from cartography_core.dashboard.datamap import density
+
+    d = density(np.array([0.3, 0.0]), np.array([0.6, 0.0]), np.array([1, 0]), bins=4).to_pydict()
+    assert d == {
+        "group": [0, 1],
+        "var_lo": [0.0, 0.25],
+        "var_hi": [0.125, 0.375],
+        "conf_lo": [0.0, 0.5],
+        "conf_hi": [0.25, 0.75],
+        "count": [1, 1],
+    }
+
+
+def test_search_without_texts_looks_in_the_ids_and_never_matches_a_missing_text():
+    stats = pa.table({"id": [10, 21, 32], "label": [0, 0, 0], "confidence": [0.1] * 3, "variability": [0.1] * 3})
+    assert filter_mask(stats, RowFilter(search="2")).tolist() == [False, True, True]
+    texts = pa.chunked_array([["a cat", None, "dog"]])
+    assert filter_mask(stats, RowFilter(search="a"), texts=texts).tolist() == [True, False, False]
+
+
+def test_trajectory_of_a_probability_log(tmp_path):
+    from cartography_core import open_run
+    from cartography_core.dashboard.datamap import trajectory
+    from tests.logs import write_log
+
+    rows = [{"id": 1, "label": 1, "probs": [0.25, 0.75]}]
+    run = open_run(write_log(tmp_path / "r", [rows], "jsonl"))
+    assert trajectory(run, 1).to_pydict()["p_gold"] == [0.75]  # read as probabilities, not as logits
+
+
+def test_sample_points_default_seed_is_zero():
+    conf, var = np.random.default_rng(1).random(50), np.zeros(50)
+    assert sample_points(conf, var, max_points=10, size=6).tolist() == (
+        sample_points(conf, var, max_points=10, size=6, seed=0).tolist()
+    )
+
+
+def test_top_fraction_members_put_the_rest_in_other():
+    t = scores_table(np.array([0.1, 0.5, 0.9, 0.5]), np.array([0.0, 0.0, 0.0, 0.3]))
+    m = top_fraction_members(t, 0.25)  # one example per subset
+    assert m[REGIONS.index("other")].tolist() == [False, True, False, False]
+
+
+def test_rank_order_says_how_many_examples_lack_the_score():
+    t = pa.table({"id": [1, 2, 3], "aum": pa.array([0.5, None, None], type=pa.float64())})
+    with pytest.raises(LogError, match=r"^aum is undefined for 2 examples \(a log of probabilities has no aum\)$"):
+        rank_order(t, "aum")
+
+
+def test_pooled_aum_of_probability_logs_is_null_not_nan():
+    tables = [run_table([1, 2], [0, 1], [0.2 + shift, 0.7]) for shift in (0.0, 0.1)]
+    tables = [t.set_column(t.column_names.index("aum"), "aum", pa.array([None, None], pa.float64())) for t in tables]
+    pooled = pool_runs(tables, ["a", "b"])
+    assert pooled["aum"].null_count == 2 and pooled["aum_se"].null_count == 2
+    assert pooled["confidence"].to_pylist() == pytest.approx([0.25, 0.7])
+
+
+def test_compare_groups_names_the_group_missing_an_example():
+    full = pa.table({"id": [1, 2], "confidence": [0.1, 0.2]})
+    part = pa.table({"id": [1], "confidence": [0.1]})
+    with pytest.raises(LogError, match="group A"):
+        compare_groups([full, part], [full, full], "confidence")
