@@ -55,7 +55,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", default="", help="re-run only mutants whose name contains this")
     args = ap.parse_args()
-    names = [n for n in survivors() if args.only in n]
+    names = [n for n in survivors() if args.only in n and any(n.startswith(m + ".") for m in TESTS)]
     left = []
     t0 = time.time()
     for i, name in enumerate(names, 1):

@@ -10,7 +10,6 @@ from scipy.stats import spearmanr
 from cartography_core import LogError, RegionThresholds, rank_order, select_random, select_region, table_meta
 from cartography_core.dashboard.datamap import RowFilter, filter_mask, histogram, sample_points
 from cartography_core.regions import REGIONS, region_members
-from cartography_core.select import top_fraction_members
 from cartography_core.reliability import (
     Reliability,
     compare_groups,
@@ -20,6 +19,7 @@ from cartography_core.reliability import (
     split_half_reliability,
 )
 from cartography_core.scores import SCORES
+from cartography_core.select import top_fraction_members
 from cartography_core.stats import name_classes
 from tests.test_reliability import run_table
 

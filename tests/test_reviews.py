@@ -3,6 +3,7 @@ Label Studio files (checked with Label Studio's own SDK), invite tokens."""
 
 import json
 import math
+import re
 import sqlite3
 
 import numpy as np
@@ -372,3 +373,15 @@ def test_invite_token_is_an_hmac_of_name_and_scope():
 def test_resolve_returns_frame_types():
     r = resolve(latest_of([(1, "a", "correct", None, "X")]))
     assert isinstance(r, pd.DataFrame) and r["n_votes"].tolist() == [1]
+
+
+def test_docs_list_the_database_columns():
+    from pathlib import Path
+
+    from cartography_core.reviews.store import COLUMNS
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "formats.md").read_text()
+    section = docs[docs.index("## Reviews database") :]
+    listed = re.findall(r"^\| (`[^|]+`) \|", section, flags=re.M)
+    names = [n.strip("` ") for cell in listed for n in cell.split(",")]
+    assert sorted(names) == sorted(COLUMNS)
