@@ -490,320 +490,324 @@ tab_map, tab_classes, tab_runs, tab_reviews = st.tabs(state.TABS, key="tab", bin
 # Data map, counts and examples
 
 with tab_map:
-    points, bins, hists = map_layers(str(root), run_id, sig, view_state.cls)
-    left, right = st.columns([3, 1])
-    with left:
-        n_class = run.n if view_state.cls is None else int((table["label"].to_numpy() == view_state.cls).sum())
-        if color_by == "verdict" and outcomes is not None:
-            points = points.assign(verdict=np.asarray(OUTCOMES, dtype=object)[outcomes[points["row"].to_numpy()]])
-        chart = charts.data_map(
-            points, bins, title=f"{view_state.cls_name} ({len(points):,} of {n_class:,} examples as points)"
+    if tab_map.open:  # lazy: only the tab shown runs (its key is bound to the URL)
+        points, bins, hists = map_layers(str(root), run_id, sig, view_state.cls)
+        left, right = st.columns([3, 1])
+        with left:
+            n_class = run.n if view_state.cls is None else int((table["label"].to_numpy() == view_state.cls).sum())
+            if color_by == "verdict" and outcomes is not None:
+                points = points.assign(verdict=np.asarray(OUTCOMES, dtype=object)[outcomes[points["row"].to_numpy()]])
+            chart = charts.data_map(
+                points, bins, title=f"{view_state.cls_name} ({len(points):,} of {n_class:,} examples as points)"
+            )
+            st.altair_chart(chart, key="map", on_select=on_brush, selection_mode=charts.BRUSH, width="stretch")
+        with right:
+            for name, hist in hists.items():
+                st.altair_chart(charts.histogram(hist, name), width="stretch")
+
+        counts = region_counts(members, table["label"].to_numpy(), run.label_names).to_pandas()
+        rule_text = (
+            f"variability >= {view_state.thresholds.ambiguous_min_variability} ambiguous; else confidence >= "
+            f"{view_state.thresholds.easy_min_confidence} easy, < {view_state.thresholds.hard_max_confidence} hard"
+            if view_state.by_threshold
+            else f"each subset is floor({view_state.q}% x N) examples: lowest confidence (hard-to-learn, the rows of "
+            f"`select --metric confidence --fraction {view_state.q / 100:g}`), highest confidence (easy-to-learn), "
+            "highest variability (ambiguous); an example can be in two, so a class's subsets can add up to more than "
+            "its total"
         )
-        st.altair_chart(chart, key="map", on_select=on_brush, selection_mode=charts.BRUSH, width="stretch")
-    with right:
-        for name, hist in hists.items():
-            st.altair_chart(charts.histogram(hist, name), width="stretch")
+        st.subheader("Regions per class")
+        st.caption(rule_text)
+        st.dataframe(counts, hide_index=True, key="counts")
 
-    counts = region_counts(members, table["label"].to_numpy(), run.label_names).to_pandas()
-    rule_text = (
-        f"variability >= {view_state.thresholds.ambiguous_min_variability} ambiguous; else confidence >= "
-        f"{view_state.thresholds.easy_min_confidence} easy, < {view_state.thresholds.hard_max_confidence} hard"
-        if view_state.by_threshold
-        else f"each subset is floor({view_state.q}% x N) examples: lowest confidence (hard-to-learn, the rows of "
-        f"`select --metric confidence --fraction {view_state.q / 100:g}`), highest confidence (easy-to-learn), "
-        "highest variability (ambiguous); an example can be in two, so a class's subsets can add up to more than "
-        "its total"
-    )
-    st.subheader("Regions per class")
-    st.caption(rule_text)
-    st.dataframe(counts, hide_index=True, key="counts")
-
-    st.subheader("Examples")
-    rows, n_match = subset_rows[:TABLE_ROWS], len(subset_rows)
-    st.caption(
-        f"{n_match:,} examples match; showing the first {len(rows):,} by {metric} "
-        f"({SCORES[metric].harder} is harder; {order}). Text is shown as plain text."
-    )
-    shown_rows = table.take(pa.array(rows, type=pa.int64()))
-    names = np.asarray(run.label_names, dtype=object)
-    view = pd.DataFrame({"id": shown_rows["id"].to_pandas()})  # the ids' own type, to the trajectory
-    if run.text_column:
-        view["text"] = shown_rows[run.text_column].to_pandas()
-    view["gold"] = names[shown_rows["label"].to_numpy()]
-    view["predicted"] = names[shown_rows["pred_label"].to_numpy()]
-    view["region"] = member_names(members[:, rows])
-    for col in dict.fromkeys([metric, "confidence", "variability", "correctness", "forgetting_events", "aum"]):
-        view[col] = shown_rows[col].to_pandas()
-    event = st.dataframe(
-        view,
-        hide_index=True,
-        key="table",
-        on_select="rerun",
-        selection_mode="single-row",
-        column_config={"text": st.column_config.TextColumn(width="large")},
-    )
-
-    picked = event.selection.rows if event is not None else []
-    shown_row = None  # the example shown below the table: the selected row, else the link's example=ID
-    if picked:
-        shown_row = int(rows[picked[0]])
-        st.query_params["example"] = str(view["id"].iloc[picked[0]])  # the share link names the selected row
-    elif st.query_params.get("example") is not None:
-        shown_row = row_of(st.query_params["example"])
-        if shown_row is None:
-            st.warning(state.md_escape(f"The link's example={st.query_params['example']} is not in this run."))
-    if shown_row is not None:
+        st.subheader("Examples")
+        rows, n_match = subset_rows[:TABLE_ROWS], len(subset_rows)
+        st.caption(
+            f"{n_match:,} examples match; showing the first {len(rows):,} by {metric} "
+            f"({SCORES[metric].harder} is harder; {order}). Text is shown as plain text."
+        )
+        shown_rows = table.take(pa.array(rows, type=pa.int64()))
         names = np.asarray(run.label_names, dtype=object)
-        example_id = table["id"][shown_row].as_py()  # a Python int or str
-        e = {
-            "id": state.md_escape(example_id),
-            "gold": state.md_escape(names[table["label"][shown_row].as_py()]),
-            "predicted": state.md_escape(names[table["pred_label"][shown_row].as_py()]),
-            "region": state.md_escape(member_names(members[:, [shown_row]])[0]),
-        }
-        st.markdown(
-            f"**Example {e['id']}**: gold **{e['gold']}**, predicted **{e['predicted']}**, region {e['region']}"
-        )
+        view = pd.DataFrame({"id": shown_rows["id"].to_pandas()})  # the ids' own type, to the trajectory
         if run.text_column:
-            st.text(str(table[run.text_column][shown_row].as_py()))
-        show_trajectory(example_id)
-    else:
-        st.caption("Select a row to see its text and its gold-class probability, epoch by epoch.")
-
-    st.subheader("Download")
-    desc = state.file_slug(
-        run_id, view_state.cls_name if view_state.cls is not None else "", subset, search.strip()[:30]
-    )
-    digest = hashlib.sha1(
-        repr(
-            (run_id, sig, view_state.by_threshold, view_state.thresholds, view_state.q, row_filter, metric, order)
-        ).encode()
-    ).hexdigest()[:8]
-
-    def subset_table() -> pa.Table:
-        out = table.take(pa.array(subset_rows, type=pa.int64()))
-        return out.append_column("region", pa.array(member_names(members[:, subset_rows]), type=pa.string()))
-
-    cols = st.columns(5)
-    for col, fmt, mime in zip(
-        cols[:3], (".csv", ".jsonl", ".parquet"), ("text/csv", "application/jsonl", "application/octet-stream")
-    ):
-        col.download_button(
-            f"Subset ({n_match:,}) {fmt[1:]}",
-            data=lambda fmt=fmt: table_bytes(subset_table(), fmt),  # built only when clicked
-            file_name=f"{desc}_{digest}{fmt}",
-            mime=mime,
-            on_click="ignore",
-            key=f"dl_subset{fmt}",
-        )
-    for col, fmt in zip(cols[3:], (".csv", ".parquet")):
-        col.download_button(
-            f"All scores {fmt[1:]}",
-            data=lambda fmt=fmt: table_bytes(table, fmt),
-            file_name=f"{state.file_slug(run_id, 'all-scores')}_{sig.split(':')[-1][-8:]}{fmt}",
-            on_click="ignore",
-            key=f"dl_all{fmt}",
+            view["text"] = shown_rows[run.text_column].to_pandas()
+        view["gold"] = names[shown_rows["label"].to_numpy()]
+        view["predicted"] = names[shown_rows["pred_label"].to_numpy()]
+        view["region"] = member_names(members[:, rows])
+        for col in dict.fromkeys([metric, "confidence", "variability", "correctness", "forgetting_events", "aum"]):
+            view[col] = shown_rows[col].to_pandas()
+        event = st.dataframe(
+            view,
+            hide_index=True,
+            key="table",
+            on_select="rerun",
+            selection_mode="single-row",
+            column_config={"text": st.column_config.TextColumn(width="large")},
         )
 
-    st.subheader("Share this view")
-    pairs = state.share_query(view_values, spec)
-    if st.query_params.get("example") is not None and shown_row is not None:
-        pairs.append(("example", st.query_params["example"]))
-    base = (st.context.url or "").split("?")[0]
-    st.caption("The link opens this run, class, regions, brush, subset, sort, search and tab.")
-    st.code(base + (f"?{urlencode(pairs)}" if pairs else ""), language=None)
-    st.caption(
-        "For annotators: this link opens the review page over the same examples, one at a time (each is asked "
-        "for a name once; with an invite secret set, send `python -m cartography_core invite NAME` links)."
-    )
-    review_pairs = [(k, v) for k, v in pairs if k not in ("page", "tab")] + [("page", "review")]
-    st.code(base + "?" + urlencode(review_pairs), language=None)
+        picked = event.selection.rows if event is not None else []
+        shown_row = None  # the example shown below the table: the selected row, else the link's example=ID
+        if picked:
+            shown_row = int(rows[picked[0]])
+            st.query_params["example"] = str(view["id"].iloc[picked[0]])  # the share link names the selected row
+        elif st.query_params.get("example") is not None:
+            shown_row = row_of(st.query_params["example"])
+            if shown_row is None:
+                st.warning(state.md_escape(f"The link's example={st.query_params['example']} is not in this run."))
+        if shown_row is not None:
+            names = np.asarray(run.label_names, dtype=object)
+            example_id = table["id"][shown_row].as_py()  # a Python int or str
+            e = {
+                "id": state.md_escape(example_id),
+                "gold": state.md_escape(names[table["label"][shown_row].as_py()]),
+                "predicted": state.md_escape(names[table["pred_label"][shown_row].as_py()]),
+                "region": state.md_escape(member_names(members[:, [shown_row]])[0]),
+            }
+            st.markdown(
+                f"**Example {e['id']}**: gold **{e['gold']}**, predicted **{e['predicted']}**, region {e['region']}"
+            )
+            if run.text_column:
+                st.text(str(table[run.text_column][shown_row].as_py()))
+            show_trajectory(example_id)
+        else:
+            st.caption("Select a row to see its text and its gold-class probability, epoch by epoch.")
+
+        st.subheader("Download")
+        desc = state.file_slug(
+            run_id, view_state.cls_name if view_state.cls is not None else "", subset, search.strip()[:30]
+        )
+        digest = hashlib.sha1(
+            repr(
+                (run_id, sig, view_state.by_threshold, view_state.thresholds, view_state.q, row_filter, metric, order)
+            ).encode()
+        ).hexdigest()[:8]
+
+        def subset_table() -> pa.Table:
+            out = table.take(pa.array(subset_rows, type=pa.int64()))
+            return out.append_column("region", pa.array(member_names(members[:, subset_rows]), type=pa.string()))
+
+        cols = st.columns(5)
+        for col, fmt, mime in zip(
+            cols[:3], (".csv", ".jsonl", ".parquet"), ("text/csv", "application/jsonl", "application/octet-stream")
+        ):
+            col.download_button(
+                f"Subset ({n_match:,}) {fmt[1:]}",
+                data=lambda fmt=fmt: table_bytes(subset_table(), fmt),  # built only when clicked
+                file_name=f"{desc}_{digest}{fmt}",
+                mime=mime,
+                on_click="ignore",
+                key=f"dl_subset{fmt}",
+            )
+        for col, fmt in zip(cols[3:], (".csv", ".parquet")):
+            col.download_button(
+                f"All scores {fmt[1:]}",
+                data=lambda fmt=fmt: table_bytes(table, fmt),
+                file_name=f"{state.file_slug(run_id, 'all-scores')}_{sig.split(':')[-1][-8:]}{fmt}",
+                on_click="ignore",
+                key=f"dl_all{fmt}",
+            )
+
+        st.subheader("Share this view")
+        pairs = state.share_query(view_values, spec)
+        if st.query_params.get("example") is not None and shown_row is not None:
+            pairs.append(("example", st.query_params["example"]))
+        base = (st.context.url or "").split("?")[0]
+        st.caption("The link opens this run, class, regions, brush, subset, sort, search and tab.")
+        st.code(base + (f"?{urlencode(pairs)}" if pairs else ""), language=None)
+        st.caption(
+            "For annotators: this link opens the review page over the same examples, one at a time (each is asked "
+            "for a name once; with an invite secret set, send `python -m cartography_core invite NAME` links)."
+        )
+        review_pairs = [(k, v) for k, v in pairs if k not in ("page", "tab")] + [("page", "review")]
+        st.code(base + "?" + urlencode(review_pairs), language=None)
 
 # ---------------------------------------------------------------------------------------------------------
 # Per-class panels
 
 with tab_classes:
-    st.altair_chart(charts.class_panels(class_points(str(root), run_id, sig)))
-    st.caption(f"Up to {PANEL_POINTS:,} examples per class, the hard-to-learn corner over-sampled above that.")
+    if tab_classes.open:  # lazy: only the tab shown runs (its key is bound to the URL)
+        st.altair_chart(charts.class_panels(class_points(str(root), run_id, sig)))
+        st.caption(f"Up to {PANEL_POINTS:,} examples per class, the hard-to-learn corner over-sampled above that.")
 
 # ---------------------------------------------------------------------------------------------------------
 # Runs: held-out accuracy, and how reliable the scores are across runs
 
 with tab_runs:
-    others = [i for i in ids if i != run_id]
-    versus = st.selectbox(
-        "Compare with (e.g. the run trained after relabeling)",
-        ["(none)", *others],
-        key="vs",
-        help="held-out accuracy per epoch and region counts of both (python -m cartography_core compare A B)",
-    )
-    shown_runs = [(run_name, run)]
-    if versus != "(none)":
-        _, other, problem = open_view(versus)
-        if other is None:
-            st.warning(f"Run {state.md_escape(versus)} cannot be read: {state.md_escape(problem)}")
-        else:
-            shown_runs.append((versus, other))
-    acc = [
-        {"run": f"{label}: {r.path.name}" if len(shown_runs) > 1 else r.path.name, "epoch": e, "accuracy": a}
-        for label, loaded in shown_runs
-        for r in loaded.runs
-        for e, a in enumerate(r.meta.get("holdout_accuracy") or [])
-    ]
-    if acc:
-        st.altair_chart(charts.accuracy(pd.DataFrame(acc)), width="stretch")
-    if len(shown_runs) > 1:
-        th = view_state.thresholds
-        st.dataframe(
-            pd.DataFrame(
-                {
-                    label: np.bincount(
-                        region_codes(t["confidence"].to_numpy(), t["variability"].to_numpy(), th),
-                        minlength=len(REGIONS),
-                    )
-                    for label, t in ((label, loaded.table) for label, loaded in shown_runs)
-                },
-                index=list(REGIONS),
-            )
-            .rename_axis("region (thresholds of the sidebar)")
-            .reset_index(),
-            hide_index=True,
+    if tab_runs.open:  # lazy: only the tab shown runs (its key is bound to the URL)
+        others = [i for i in ids if i != run_id]
+        versus = st.selectbox(
+            "Compare with (e.g. the run trained after relabeling)",
+            ["(none)", *others],
+            key="vs",
+            help="held-out accuracy per epoch and region counts of both (python -m cartography_core compare A B)",
         )
-    st.dataframe(
-        pd.DataFrame(
-            [
-                {
-                    "run": r.path.name,
-                    # as text: run.json may hold anything (a seed beyond 64 bits would break the table)
-                    "model": str(r.meta.get("model", "")),
-                    "seed": str(r.meta.get("seed", "")),
-                    "pass": str(r.meta.get("pass", "")),
-                    "epochs": r.n_epochs,
-                }
-                for r in run.runs
-            ]
-        ),
-        hide_index=True,
-    )
-    if len(run.runs) >= 2:
-        st.subheader("Reliability across runs (Kwok et al. 2024)")
-        rel = [
-            split_half_reliability(run.per_run, s)
-            for s in ("confidence", "variability", "correctness", "aum", "forgetting_events", "el2n")
+        shown_runs = [(run_name, run)]
+        if versus != "(none)":
+            _, other, problem = open_view(versus)
+            if other is None:
+                st.warning(f"Run {state.md_escape(versus)} cannot be read: {state.md_escape(problem)}")
+            else:
+                shown_runs.append((versus, other))
+        acc = [
+            {"run": f"{label}: {r.path.name}" if len(shown_runs) > 1 else r.path.name, "epoch": e, "accuracy": a}
+            for label, loaded in shown_runs
+            for r in loaded.runs
+            for e, a in enumerate(r.meta.get("holdout_accuracy") or [])
         ]
+        if acc:
+            st.altair_chart(charts.accuracy(pd.DataFrame(acc)), width="stretch")
+        if len(shown_runs) > 1:
+            th = view_state.thresholds
+            st.dataframe(
+                pd.DataFrame(
+                    {
+                        label: np.bincount(
+                            region_codes(t["confidence"].to_numpy(), t["variability"].to_numpy(), th),
+                            minlength=len(REGIONS),
+                        )
+                        for label, t in ((label, loaded.table) for label, loaded in shown_runs)
+                    },
+                    index=list(REGIONS),
+                )
+                .rename_axis("region (thresholds of the sidebar)")
+                .reset_index(),
+                hide_index=True,
+            )
         st.dataframe(
             pd.DataFrame(
                 [
                     {
-                        "score": r.score,
-                        "split-half rho": r.split_half,
-                        f"reliability of the mean of {r.n_runs}": r.full,
-                        "runs for 0.9": r.runs_needed(0.9) if r.split_half > 0 else None,
+                        "run": r.path.name,
+                        # as text: run.json may hold anything (a seed beyond 64 bits would break the table)
+                        "model": str(r.meta.get("model", "")),
+                        "seed": str(r.meta.get("seed", "")),
+                        "pass": str(r.meta.get("pass", "")),
+                        "epochs": r.n_epochs,
                     }
-                    for r in rel
+                    for r in run.runs
                 ]
             ),
             hide_index=True,
         )
-    else:
-        st.caption("Open `<dataset>/*` to see how reliable each score is across its runs.")
+        if len(run.runs) >= 2:
+            st.subheader("Reliability across runs (Kwok et al. 2024)")
+            rel = [
+                split_half_reliability(run.per_run, s)
+                for s in ("confidence", "variability", "correctness", "aum", "forgetting_events", "el2n")
+            ]
+            st.dataframe(
+                pd.DataFrame(
+                    [
+                        {
+                            "score": r.score,
+                            "split-half rho": r.split_half,
+                            f"reliability of the mean of {r.n_runs}": r.full,
+                            "runs for 0.9": r.runs_needed(0.9) if r.split_half > 0 else None,
+                        }
+                        for r in rel
+                    ]
+                ),
+                hide_index=True,
+            )
+        else:
+            st.caption("Open `<dataset>/*` to see how reliable each score is across its runs.")
 
 # ---------------------------------------------------------------------------------------------------------
 # Reviews: the annotators' verdicts on this dataset, agreement, and the corrected dataset
 
 with tab_reviews:
-    if store is None:
-        st.error(state.md_escape(f"Reviews are off: {store_problem}"))
-    else:
-        n_votes = len(resolved)
-        st.caption(
-            state.md_escape(
-                f"Verdicts on the dataset '{dataset}' (shared by its runs): {latest.num_rows:,} counting "
-                f"(each annotator's latest), {n_votes:,} examples with a vote."
+    if tab_reviews.open:  # lazy: only the tab shown runs (its key is bound to the URL)
+        if store is None:
+            st.error(state.md_escape(f"Reviews are off: {store_problem}"))
+        else:
+            n_votes = len(resolved)
+            st.caption(
+                state.md_escape(
+                    f"Verdicts on the dataset '{dataset}' (shared by its runs): {latest.num_rows:,} counting "
+                    f"(each annotator's latest), {n_votes:,} examples with a vote."
+                )
             )
-        )
-        if n_votes:
-            region_of = np.asarray(member_names(members), dtype=object)
-            names = np.asarray(run.label_names, dtype=object)
-            per = pd.DataFrame(
-                {
-                    "region": region_of,
-                    "class": names[table["label"].to_numpy()],
-                    "verdict": np.asarray(OUTCOMES, dtype=object)[outcomes],
-                }
-            )
-            per = per[per["verdict"] != "unreviewed"]
-            st.subheader("Verdicts per region and class")
-            st.dataframe(
-                per.pivot_table(
-                    index=["region", "class"], columns="verdict", aggfunc="size", fill_value=0
-                ).reset_index(),
-                hide_index=True,
-            )
-            ag = agreement(latest)
-            st.subheader("Agreement")
-            if ag.method == "none":
-                st.caption("Agreement needs two or more examples with votes from two or more annotators.")
-            else:
-                label = {"cohen_kappa": "Cohen's kappa", "krippendorff_alpha": "Krippendorff's alpha"}[ag.method]
-                st.metric(label, "undefined" if np.isnan(ag.value) else f"{ag.value:.3f}")
-                st.caption(f"over {ag.n_examples:,} examples with two or more votes, {ag.n_annotators} annotators")
-            commented = latest.filter(pc.not_equal(latest["comment"], ""))
-            if commented.num_rows:
-                st.subheader(f"Comments ({commented.num_rows:,})")
+            if n_votes:
+                region_of = np.asarray(member_names(members), dtype=object)
+                names = np.asarray(run.label_names, dtype=object)
+                per = pd.DataFrame(
+                    {
+                        "region": region_of,
+                        "class": names[table["label"].to_numpy()],
+                        "verdict": np.asarray(OUTCOMES, dtype=object)[outcomes],
+                    }
+                )
+                per = per[per["verdict"] != "unreviewed"]
+                st.subheader("Verdicts per region and class")
                 st.dataframe(
-                    commented.select(["example_id", "annotator", "verdict", "new_label", "comment"]).to_pandas(),
+                    per.pivot_table(
+                        index=["region", "class"], columns="verdict", aggfunc="size", fill_value=0
+                    ).reset_index(),
                     hide_index=True,
                 )
-            disagree = disagreements(resolved)
-            st.subheader(f"Disagreements ({len(disagree):,})")
-            st.dataframe(disagree, hide_index=True, key="disagreements")
-        st.subheader("Corrected dataset")
-        removed_how = st.radio("Removed examples", ("flag", "drop"), horizontal=True, key="removed_how")
-        logged = table.select(["id", "label"])
-        base_rows = run.examples if run.examples is not None else logged
+                ag = agreement(latest)
+                st.subheader("Agreement")
+                if ag.method == "none":
+                    st.caption("Agreement needs two or more examples with votes from two or more annotators.")
+                else:
+                    label = {"cohen_kappa": "Cohen's kappa", "krippendorff_alpha": "Krippendorff's alpha"}[ag.method]
+                    st.metric(label, "undefined" if np.isnan(ag.value) else f"{ag.value:.3f}")
+                    st.caption(f"over {ag.n_examples:,} examples with two or more votes, {ag.n_annotators} annotators")
+                commented = latest.filter(pc.not_equal(latest["comment"], ""))
+                if commented.num_rows:
+                    st.subheader(f"Comments ({commented.num_rows:,})")
+                    st.dataframe(
+                        commented.select(["example_id", "annotator", "verdict", "new_label", "comment"]).to_pandas(),
+                        hide_index=True,
+                    )
+                disagree = disagreements(resolved)
+                st.subheader(f"Disagreements ({len(disagree):,})")
+                st.dataframe(disagree, hide_index=True, key="disagreements")
+            st.subheader("Corrected dataset")
+            removed_how = st.radio("Removed examples", ("flag", "drop"), horizontal=True, key="removed_how")
+            logged = table.select(["id", "label"])
+            base_rows = run.examples if run.examples is not None else logged
 
-        def corrected(fmt: str) -> bytes:
-            return table_bytes(
-                corrected_dataset(base_rows, resolved, run.label_names, removed=removed_how, logged=logged), fmt
-            )
+            def corrected(fmt: str) -> bytes:
+                return table_bytes(
+                    corrected_dataset(base_rows, resolved, run.label_names, removed=removed_how, logged=logged), fmt
+                )
 
-        cols = st.columns(5)
-        for col, fmt in zip(cols[:3], (".csv", ".jsonl", ".parquet")):
-            col.download_button(
-                f"Corrected {fmt[1:]}",
-                data=lambda fmt=fmt: corrected(fmt),
-                file_name=f"{state.file_slug(dataset, 'reviewed')}{fmt}",
+            cols = st.columns(5)
+            for col, fmt in zip(cols[:3], (".csv", ".jsonl", ".parquet")):
+                col.download_button(
+                    f"Corrected {fmt[1:]}",
+                    data=lambda fmt=fmt: corrected(fmt),
+                    file_name=f"{state.file_slug(dataset, 'reviewed')}{fmt}",
+                    on_click="ignore",
+                    key=f"dl_corrected{fmt}",
+                )
+
+            def tasks_json() -> bytes:
+                rows = table.take(pa.array(subset_rows, type=pa.int64()))
+                tasks = ls_tasks(
+                    rows, dataset=dataset, run=run_id, label_names=run.label_names, text_column=run.text_column,
+                    pred_score=predicted_probability(run.runs, rows), regions=member_names(members[:, subset_rows]),
+                )  # fmt: skip
+                return json.dumps(tasks, ensure_ascii=False).encode()
+
+            cols[3].download_button(
+                f"Label Studio tasks ({len(subset_rows):,})",
+                data=tasks_json,
+                file_name=f"{state.file_slug(run_id, subset)}_label-studio.json",
+                mime="application/json",
                 on_click="ignore",
-                key=f"dl_corrected{fmt}",
+                key="dl_ls_tasks",
+                help="this view's subset; import them into a Label Studio project made with the interface",
             )
-
-        def tasks_json() -> bytes:
-            rows = table.take(pa.array(subset_rows, type=pa.int64()))
-            tasks = ls_tasks(
-                rows, dataset=dataset, run=run_id, label_names=run.label_names, text_column=run.text_column,
-                pred_score=predicted_probability(run.runs, rows), regions=member_names(members[:, subset_rows]),
-            )  # fmt: skip
-            return json.dumps(tasks, ensure_ascii=False).encode()
-
-        cols[3].download_button(
-            f"Label Studio tasks ({len(subset_rows):,})",
-            data=tasks_json,
-            file_name=f"{state.file_slug(run_id, subset)}_label-studio.json",
-            mime="application/json",
-            on_click="ignore",
-            key="dl_ls_tasks",
-            help="the examples of this view's subset; import them into a Label Studio project made with the interface",
-        )
-        cols[4].download_button(
-            "Label Studio interface",
-            data=ls_config(run.label_names),
-            file_name=f"{state.file_slug(dataset)}_label_config.xml",
-            on_click="ignore",
-            key="dl_ls_config",
-        )
-        st.caption(
-            "Retrain on the corrected file: `python -m cartography_core train FILE --text-col text --label-col "
-            "label_reviewed --id-col id --out RUN`; Label Studio's JSON export comes back with "
-            "`python -m cartography_core reviews import EXPORT RUN`."
-        )
+            cols[4].download_button(
+                "Label Studio interface",
+                data=ls_config(run.label_names),
+                file_name=f"{state.file_slug(dataset)}_label_config.xml",
+                on_click="ignore",
+                key="dl_ls_config",
+            )
+            st.caption(
+                "Retrain on the corrected file: `python -m cartography_core train FILE --text-col text --label-col "
+                "label_reviewed --id-col id --out RUN`; Label Studio's JSON export comes back with "
+                "`python -m cartography_core reviews import EXPORT RUN`."
+            )

@@ -129,13 +129,15 @@ def test_reviews_tab_counts_agreement_and_export(monkeypatch, reviews_db):
                 Verdict("trec", queue[1], "bob", "correct", gold="y"),
             ]
         )
-    at = run_app(monkeypatch, run="trec/*", tab="Reviews", verdict="relabeled", subset="all", color="verdict")
+    at = run_app(monkeypatch, run="trec/*", tab="Reviews")
     assert at.metric[0].label == "Cohen's kappa"
     dis = next(d.value for d in at.dataframe if "votes" in d.value.columns)  # the disagreements
     assert dis["example_id"].tolist() == [queue[1]]
-    # the verdict filter reaches the table: the one relabeled example
-    assert at.dataframe(key="table").value["id"].tolist() == [queue[0]]
     assert np.isfinite(float(at.metric[0].value))
+    assert not [c for c in at.get("vega_lite_chart")]  # only the tab shown runs
+    # the verdict filter reaches the table: the one relabeled example
+    at = run_app(monkeypatch, run="trec/*", verdict="relabeled", subset="all", color="verdict")
+    assert at.dataframe(key="table").value["id"].tolist() == [queue[0]]
     # the map coloured by verdict: every drawn point carries its example's consensus
     datasets, _ = chart_rows(at)
     drawn = next(t for t in datasets.values() if "verdict" in t.column_names).to_pandas().set_index("id")
