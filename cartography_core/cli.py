@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .errors import LogError
 from .examples import check_examples, with_examples
@@ -161,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
             r.add_argument("--out", type=Path, required=True, help=f"output file ({', '.join(FORMATS)}, or .json)")
             r.add_argument("--format", choices=("dataset", "label-studio"), default="dataset")
             r.add_argument("--removed", choices=("flag", "drop"), default="flag", help="removed examples")
+            r.add_argument("--region", choices=REGIONS, help="Label Studio tasks for this region only (default: all)")
             r.add_argument("--force", action="store_true", help="overwrite --out if it exists")
             _add_region_options(r)
         if name == "summary":
@@ -449,6 +451,9 @@ def _write_label_studio(args, dataset, stats, examples, names) -> None:
 
     runs = [open_run(args.logdir)] if not args.pool else [open_run(args.logdir / r) for r in find_runs(args.logdir)]
     t = with_examples(_with_regions(stats, _thresholds(args)), examples)
+    if args.region:
+        keep = pc.equal(t["region"], args.region)
+        t, stats = t.filter(keep), stats.filter(keep)
     text_col = "text" if "text" in t.column_names else None
     tasks = ls_tasks(
         t, dataset=dataset, run=str(args.logdir.name), label_names=names, text_column=text_col,

@@ -385,3 +385,50 @@ def test_docs_list_the_database_columns():
     listed = re.findall(r"^\| (`[^|]+`) \|", section, flags=re.M)
     names = [n.strip("` ") for cell in listed for n in cell.split(",")]
     assert sorted(names) == sorted(COLUMNS)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The command line
+
+
+def cli(*args) -> tuple[int, str, str]:
+    import contextlib
+    import io
+
+    from cartography_core.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_cli_refuses_a_database_inside_the_run_and_bad_imports_write_nothing(tmp_path):
+    from tests.logs import write_log
+
+    rows = [{"id": 1, "label": 0, "logits": [1.0, 0.0]}, {"id": 2, "label": 1, "logits": [0.0, 1.0]}]
+    run = write_log(tmp_path / "ds" / "seed-0", [rows, rows], "parquet", meta={"label_names": ["X", "Y"]})
+    code, _, err = cli("reviews", "summary", run, "--reviews-db", run / "r.sqlite3")
+    assert code == 2 and "may not live inside the log folder" in err and not (run / "r.sqlite3").exists()
+    export = tmp_path / "ls.json"
+    choice = {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["Y"]}}
+    tasks = [
+        {"id": 1, "data": {"example_id": 1}, "annotations": [{"id": 1, "completed_by": 3, "result": [choice]}]},
+        {"id": 2, "data": {"example_id": 99}, "annotations": [{"id": 2, "completed_by": 3, "result": [choice]}]},
+    ]
+    export.write_text(json.dumps(tasks))
+    db = tmp_path / "reviews.sqlite3"
+    code, _, err = cli("reviews", "import", export, run, "--reviews-db", db)
+    assert code == 2 and "ls.json task 1: no example with id 99 in dataset 'ds'" in err
+    assert not db.exists() or ReviewStore(db).history().num_rows == 0  # the good task was not stored either
+    export.write_text(json.dumps(tasks[:1]))
+    code, out, _ = cli("reviews", "import", export, run, "--reviews-db", db)
+    assert code == 0 and "stored 1 new verdicts of 1" in out
+    with ReviewStore(db) as store:
+        row = store.history("ds").to_pylist()[0]
+    assert (row["example_id"], row["verdict"], row["new_label"], row["gold"]) == (1, "wrong", "Y", "X")
+    code, out, _ = cli(
+        "reviews", "export", run, "--reviews-db", db, "--out", tmp_path / "fixed.csv", "--removed", "drop"
+    )
+    fixed = pd.read_csv(tmp_path / "fixed.csv")
+    assert code == 0 and fixed["label_reviewed"].tolist() == ["Y", "Y"] and fixed["verdict"].tolist()[0] == "relabeled"

@@ -198,6 +198,8 @@ def ls_import(
             raise LogError(f"{where}: no data.example_id (export tasks made by 'reviews export --format label-studio')")
         example_id = data["example_id"]
         gold = data.get("gold") if gold_of is None else gold_of.get(example_id)
+        if gold is None and gold_of is not None:
+            raise LogError(f"{where}: no example with id {show_id(example_id)} in dataset {dataset!r}")
         if gold is None:
             raise LogError(f"{where}: no gold label for example {show_id(example_id)}")
         for a, ann in enumerate(task.get("annotations") or []):
