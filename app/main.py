@@ -444,6 +444,13 @@ def show_trajectory(example_id: int | str) -> None:
 title = run_name if not run_id.endswith("/*") else f"{run_id[:-2]}: mean over {len(run.runs)} runs"
 
 if page == "review":
+    if "raw_query" in st.session_state:  # the review page refuses to file verdicts under a view the link did not name
+        raw = st.session_state.pop("raw_query")
+        st.session_state["link_problems"] = state.url_notices(raw, spec) + [
+            f"The link's review_filter={v[-1]!r} is not one of the choices here; showing the default instead."
+            for k, v in raw.items()
+            if k == "review_filter" and v and v[-1] not in review.FILTERS
+        ]
     secret = load_secret()
     review.page(
         run=run,
@@ -457,6 +464,7 @@ if page == "review":
         scope_ok=lambda scope: not scope or state.scope_matches(scope, view_values, spec),
         token_ok=lambda name, token: token_ok(secret, name, token, st.query_params.get("scope", "")),
         trajectory=show_trajectory,
+        link_problems=st.session_state.get("link_problems", []),
         queue_text=(
             f"{len(subset_rows):,} examples: {subset} of "
             + ("all classes" if view_state.cls is None else f"class {view_state.cls_name}")

@@ -81,12 +81,20 @@ def page(
     token_ok: Callable[[str, str], bool],
     trajectory: Callable[[object], None],
     queue_text: str,
+    link_problems: list[str],
 ) -> None:
     st.title(f"Review: {state.md_escape(run_label)}")
     st.caption(state.md_escape(f"{queue_text} Verdicts are kept for the dataset '{dataset}', shared by its runs."))
     if store is None:
         st.error(state.md_escape(f"Reviews are off: {store_problem}"))
+    for problem in link_problems:
+        st.warning(state.md_escape(problem))
     name, may_store, notice = reviewer_gate(secret, scope_ok, token_ok)
+    if link_problems and may_store:
+        may_store, notice = False, (
+            "Read-only: this link names a view that is not here (above), so verdicts given here could be filed "
+            "under another run or subset. Ask whoever sent it for a current link."
+        )
     if notice:
         (st.info if name is None else st.warning)(state.md_escape(notice))
     if not len(queue.ids):
@@ -119,7 +127,7 @@ def page(
     row = int(queue.rows[pos])
     _example(run, row, pos, n, mine.get(current), by_me, current, trajectory)
     here = latest.filter(pa.compute.equal(latest["example_id"].cast(pa.string()), str(current)))
-    if here.num_rows:
+    if here.num_rows and (mine.get(current) is not None or not may_store):  # blind until one's own verdict
         st.caption("Verdicts on this example (each annotator's latest; names and comments as plain text):")
         st.dataframe(
             here.select(["annotator", "verdict", "new_label", "comment", "created_at"]).to_pandas(), hide_index=True
@@ -132,7 +140,8 @@ def page(
     st.selectbox(
         "The right class (for 'Wrong label')",
         others,
-        index=others.index(predicted) if predicted in others else 0,
+        index=None,  # no default: a suggestion would anchor the annotator
+        placeholder="choose the class this example belongs to",
         key=f"new_label_{current}",
     )
     st.text_area("Comment (optional)", key="comment", max_chars=COMMENT_MAX, height=68)
@@ -148,8 +157,12 @@ def page(
             args=(store, v, f"new_label_{current}", run, queue, positions, pos),
             width="stretch",
         )
-    st.button("Previous", key="prev", shortcut="Left", on_click=_go, args=(queue, positions, pos, -1))
-    st.caption("Keys: " + ", ".join(f"{k} {label.lower()}" for _, label, k in BUTTONS) + "; ← back.")
+    nav = st.columns(6)
+    nav[0].button("Previous", key="prev", shortcut="Left", on_click=_go, args=(queue, positions, pos, -1))
+    nav[1].button("Next", key="next", shortcut="Right", on_click=_go, args=(queue, positions, pos, +1))
+    st.caption(
+        "Keys: " + ", ".join(f"{k} {label.lower()}" for _, label, k in BUTTONS) + "; ← and → move without a verdict."
+    )
 
 
 def _current(queue: Queue, positions: np.ndarray) -> int | None:
@@ -198,6 +211,9 @@ def _record(store: ReviewStore, v: Verdict, label_key: str, run: LoadedRun, queu
     """Button callback: check and store the verdict, with the class and comment as the widgets hold them at
     the click, then go to the next example of the filtered queue."""
     new_label = st.session_state.get(label_key) if v.verdict == "wrong" else None
+    if v.verdict == "wrong" and new_label is None:
+        st.session_state["review_error"] = "Choose the right class first, then 'Wrong label'."
+        return
     v = replace(v, new_label=new_label, comment=st.session_state.get("comment") or "")
     try:
         store.add(check_verdict(v, run.table["id"], run.label_names))

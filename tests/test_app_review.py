@@ -153,7 +153,7 @@ def test_comments_and_names_are_plain_text_and_a_link_names_one_example(monkeypa
     planted = "**bold** [x](http://evil.example) <script>alert(1)</script>"
     with ReviewStore(reviews_db) as store:
         store.add(Verdict("trec", queue[2], "bob", "ambiguous", comment=planted))
-    at = review(monkeypatch, reviewer="ann", example=str(queue[2]))
+    at = run_app(monkeypatch, run=RUN, tab="Reviews")  # the owner's table of comments
     comments = next(d.value for d in at.dataframe if "comment" in d.value.columns)
     assert comments["comment"].tolist() == [planted] and comments["annotator"].tolist() == ["bob"]
     # the map page shows the example a link names, and its share link keeps it
@@ -170,3 +170,33 @@ def test_a_one_megabyte_comment_is_refused_whole(reviews_db):
 
     with pytest.raises(LogError, match=r"comment has 1,048,576 characters; at most 2,000 are kept"):
         check_verdict(Verdict("trec", 1, "ann", "correct", comment="x" * 2**20), np.array([1]), ["a", "b"])
+
+
+def test_a_link_naming_a_view_that_is_not_here_is_read_only(monkeypatch, reviews_db):
+    at = run_app(monkeypatch, run="trec/seed-7", subset="hard-to-learn", page="review", reviewer="zed")
+    assert any("run='trec/seed-7' is not one of the choices" in shown(w.value) for w in at.warning)
+    assert any("Read-only: this link names a view that is not here" in shown(w.value) for w in at.warning)
+    assert not [b for b in at.button if b.key and b.key.startswith("verdict_")]
+    at = review(monkeypatch, reviewer="zed", review_filter="zzz")
+    assert any("review_filter='zzz'" in shown(w.value) for w in at.warning)
+
+
+def test_review_is_blind_until_ones_own_verdict_and_next_records_nothing(monkeypatch, reviews_db):
+    queue, _ = hard_queue()
+    from cartography_core.reviews import Verdict
+
+    with ReviewStore(reviews_db) as store:
+        store.add(Verdict("trec", queue[0], "ann", "remove", comment="ann's reason"))
+    at = review(monkeypatch, reviewer="bob")
+    assert not [d for d in at.dataframe if "comment" in d.value.columns]  # ann's verdict is not shown yet
+    at.button(key="verdict_wrong").click().run()  # no class chosen: refused, nothing stored
+    assert any("Choose the right class first" in shown(e.value) for e in at.error)
+    at.button(key="next").click().run()
+    assert at.query_params["example"] == str(queue[1])
+    with ReviewStore(reviews_db) as store:
+        assert store.history("trec")["annotator"].to_pylist() == ["ann"]
+    at = review(monkeypatch, reviewer="bob", example=str(queue[0]))
+    at.button(key="verdict_correct").click().run()
+    at = review(monkeypatch, reviewer="bob", example=str(queue[0]), review_filter="my verdicts")
+    comments = next(d.value for d in at.dataframe if "comment" in d.value.columns)
+    assert sorted(comments["annotator"]) == ["ann", "bob"] and "ann's reason" in comments["comment"].tolist()

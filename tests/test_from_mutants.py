@@ -304,3 +304,18 @@ def test_compare_groups_names_the_group_missing_an_example():
     part = pa.table({"id": [1], "confidence": [0.1]})
     with pytest.raises(LogError, match="group A"):
         compare_groups([full, part], [full, full], "confidence")
+
+
+@pytest.mark.parametrize("later", [[1, 2, 3], [1, 3, 2]])
+def test_ids_first_seen_in_a_later_epoch(tmp_path, later):
+    """Epoch 0 logs ids 1 and 3 (or 1 and 2), epoch 1 adds the third: rows come out sorted by id, each with
+    its own epoch count."""
+    from cartography_core import compute_stats
+
+    first = [1, 3] if later == [1, 2, 3] else [1, 2]
+    row = lambda i: {"id": i, "label": i % 2, "logits": [float(i), 0.0]}  # noqa: E731
+    t = compute_stats(_run(tmp_path, [[row(i) for i in first], [row(i) for i in later]]))
+    assert t["id"].to_pylist() == [1, 2, 3]
+    counts = {i: 2 if i in first else 1 for i in (1, 2, 3)}
+    assert t["n_epochs"].to_pylist() == [counts[1], counts[2], counts[3]]
+    assert t["label"].to_pylist() == [1, 0, 1]

@@ -432,3 +432,18 @@ def test_cli_refuses_a_database_inside_the_run_and_bad_imports_write_nothing(tmp
     )
     fixed = pd.read_csv(tmp_path / "fixed.csv")
     assert code == 0 and fixed["label_reviewed"].tolist() == ["Y", "Y"] and fixed["verdict"].tolist()[0] == "relabeled"
+
+
+def test_an_old_label_studio_verdict_imported_later_does_not_replace_a_newer_one(tmp_path, store):
+    store.add(v(1, "alice", "wrong", "Y", created_at="2026-11-23T19:42:00.000+00:00"))
+    old = [{"id": 7, "data": {"example_id": 1, "gold": "X"}, "annotations": [
+        {"id": 70, "completed_by": {"id": 3, "email": "alice"}, "updated_at": "2026-10-01T10:00:00Z",
+         "result": [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["X"]}}]}]}]  # fmt: skip
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    imported = ls_import(path, dataset="ds", ids=IDS, label_names=NAMES)
+    assert imported[0].created_at == "2026-10-01T10:00:00.000+00:00"
+    store.add(imported)
+    latest = store.latest("ds").to_pylist()
+    assert [(r["verdict"], r["new_label"]) for r in latest] == [("wrong", "Y")]  # the newer verdict counts
+    assert store.history("ds").num_rows == 2  # both kept

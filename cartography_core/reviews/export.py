@@ -26,7 +26,7 @@ import pyarrow as pa
 from ..errors import LogError, short, show_id
 from ..ingest import Run, read_epoch
 from ..stats import epoch_quantities
-from .store import Verdict, check_verdict
+from .store import Verdict, check_verdict, utc_time
 
 FLAG_AMBIGUOUS, FLAG_REMOVE = "ambiguous", "not a valid example"
 REMOVED = ("flag", "drop")
@@ -228,6 +228,12 @@ def _verdict(ann: dict, *, where: str, uid: str, dataset: str, example_id, gold:
             picked["comment"] = "\n".join(value["text"])
     common = {"dataset": dataset, "example_id": example_id, "annotator": str(who), "gold": gold}
     common |= {"comment": picked["comment"], "source": "label-studio", "uid": uid}
+    when = ann.get("updated_at") or ann.get("created_at")
+    if when:  # the time the annotator gave it, not the time of the import
+        try:
+            common["created_at"] = utc_time(str(when))
+        except ValueError as exc:
+            raise LogError(f"{where}: created_at {short(when, 40)!r} is not an ISO 8601 time") from exc
     if ann.get("was_cancelled"):
         return Verdict(verdict="skip", **common)
     if picked["flag"] == FLAG_REMOVE:

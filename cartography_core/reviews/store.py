@@ -84,7 +84,17 @@ class Verdict:
     variability: float | None = None
     correctness: float | None = None
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)
-    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds"))
+    created_at: str = field(default_factory=lambda: utc_time(datetime.now(UTC)))
+
+
+def utc_time(when: datetime | str) -> str:
+    """``when`` as UTC ISO 8601 with milliseconds (``2026-11-23T19:42:00.000+00:00``): one format, so that
+    comparing the strings compares the times. A time without a zone is taken as UTC."""
+    if isinstance(when, str):
+        when = datetime.fromisoformat(when.strip())
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 def check_name(name: str) -> str:
@@ -194,11 +204,14 @@ class ReviewStore:
         return self._query(f"SELECT {', '.join(COLUMNS)} FROM verdicts {where} ORDER BY seq", args)
 
     def latest(self, dataset: str, annotator: str | None = None) -> pa.Table:
-        """The row that counts per (example, annotator) of ``dataset``: each annotator's latest, oldest first."""
+        """The row that counts per (example, annotator) of ``dataset``: the one given last (``created_at``,
+        then ``seq``), so a verdict imported later but given earlier (an old Label Studio export) does not
+        replace a newer one. Oldest first."""
         extra, args = ("AND annotator = ?", (dataset, annotator)) if annotator else ("", (dataset,))
         return self._query(
-            f"SELECT {', '.join(COLUMNS)} FROM verdicts WHERE seq IN (SELECT MAX(seq) FROM verdicts "
-            f"WHERE dataset = ? {extra} GROUP BY example_id, annotator) ORDER BY seq",
+            f"SELECT {', '.join(COLUMNS)} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY example_id, annotator "
+            f"ORDER BY created_at DESC, seq DESC) AS rank FROM verdicts WHERE dataset = ? {extra}) "
+            "WHERE rank = 1 ORDER BY created_at, seq",
             args,
         )
 
