@@ -785,7 +785,7 @@ with tab_reviews:
                 col.download_button(
                     f"Corrected {fmt[1:]}",
                     data=lambda fmt=fmt: corrected(fmt),
-                    file_name=f"{state.file_slug(dataset, 'reviewed')}{fmt}",
+                    file_name=f"{state.file_slug(dataset, 'reviewed', 'removed-' + removed_how)}{fmt}",
                     on_click="ignore",
                     key=f"dl_corrected{fmt}",
                 )

@@ -91,9 +91,12 @@ def page(
         st.warning(state.md_escape(problem))
     name, may_store, notice = reviewer_gate(secret, scope_ok, token_ok)
     if link_problems and may_store:
-        may_store, notice = False, (
-            "Read-only: this link names a view that is not here (above), so verdicts given here could be filed "
-            "under another run or subset. Ask whoever sent it for a current link."
+        may_store, notice = (
+            False,
+            (
+                "Read-only: this link names a view that is not here (above), so verdicts given here could be filed "
+                "under another run or subset. Ask whoever sent it for a current link."
+            ),
         )
     if notice:
         (st.info if name is None else st.warning)(state.md_escape(notice))

@@ -288,6 +288,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         holdout=args.holdout,
     )
+    inside = next((d for d in args.out.resolve().parents if is_run_dir(d)), None)
+    if inside is not None:
+        raise LogError(f"{args.out}: is inside the run folder {inside}; write new runs elsewhere")
     data = read_labeled(args.data, args.text_col, args.label_col, args.id_col)
     if args.seeds:
         results = train_seeds(data, args.out, args.seeds, config=config, overwrite=args.force)
@@ -343,6 +346,12 @@ def _before_after(a: Path, b: Path, thresholds: RegionThresholds, max_epochs: in
     runs = [open_run(a), open_run(b)]
     tables = [compute_stats(r, max_epochs=max_epochs) for r in runs]
     print(f"before: {a} ({tables[0].num_rows} examples); after: {b} ({tables[1].num_rows} examples)")
+    only = [set(tables[i]["id"].to_pylist()) - set(tables[1 - i]["id"].to_pylist()) for i in (0, 1)]
+    if only[0] or only[1]:
+        print(
+            f"note: the runs logged different examples ({len(only[0])} only before, {len(only[1])} only after), so "
+            "their held-out sets differ too: the accuracies are measured on different examples"
+        )
     print("epoch,held_out_accuracy_before,held_out_accuracy_after")
     accs = [r.meta.get("holdout_accuracy") or [] for r in runs]
     for e in range(max(map(len, accs))):
@@ -385,7 +394,12 @@ def cmd_invite(args: argparse.Namespace) -> None:
             "no invite secret: set CARTOGRAPHY_INVITE_SECRET (or CARTOGRAPHY_INVITE_SECRET_FILE, or --secret-file) "
             "here and in the dashboard's environment"
         )
-    view = parse_qsl(args.view.lstrip("?"), keep_blank_values=False, strict_parsing=bool(args.view.strip("?")))
+    if not args.url.startswith(("http://", "https://")):
+        raise LogError(f"--url {args.url!r}: give the dashboard's address with its scheme, e.g. http://{args.url}")
+    try:
+        view = parse_qsl(args.view.lstrip("?"), keep_blank_values=False, strict_parsing=bool(args.view.strip("?")))
+    except ValueError as exc:
+        raise LogError(f"--view {args.view!r}: not a link's query (key=value&...): {exc}") from exc
     print(invite_link(args.url, secret, check_name(args.name), view))
 
 
@@ -425,13 +439,16 @@ def cmd_reviews(args: argparse.Namespace) -> None:
         )
         with reviews.ReviewStore(db) as store:
             added = store.add(verdicts)
-        print(f"stored {added} new verdicts of {len(verdicts)} in {args.export_file} for dataset {dataset!r} "
-              f"({len(verdicts) - added} were stored already) in {db}")  # fmt: skip
+        print(f"verdicts in {args.export_file}: {len(verdicts)}; new: {added}, stored already: "
+              f"{len(verdicts) - added} (dataset {dataset!r}, {db})")  # fmt: skip
         return
     if not db.exists():
-        raise LogError(f"{db}: no reviews database (give --reviews-db, or set CARTOGRAPHY_REVIEWS_DB)")
+        raise LogError(f"{db}: no reviews database there (nothing was reviewed into it yet); check the path")
     with reviews.ReviewStore(db) as store:
         latest = store.latest(dataset)
+        if args.reviews_command == "summary" and not latest.num_rows:
+            known = ", ".join(store.datasets()) or "none"
+            raise LogError(f"{db}: no verdicts for dataset {dataset!r} (datasets with verdicts: {known})")
         if args.reviews_command == "summary":
             _print_review_summary(dataset, store, latest, reviews.resolve(latest), stats, names, _thresholds(args))
             return
@@ -473,10 +490,13 @@ def _print_review_summary(dataset, store, latest, resolved, stats, names, thresh
     annotators = sorted(set(latest["annotator"].to_pylist()))
     print(f"dataset:    {dataset} ({store.path})")
     print(f"verdicts:   {store.history(dataset).num_rows} stored, {latest.num_rows} counting, "
-          f"{len(annotators)} annotators ({', '.join(annotators[:10])})")  # fmt: skip
+          f"annotators: {len(annotators)} ({', '.join(annotators[:10])})")  # fmt: skip
     print(f"reviewed:   {len(resolved)} of {stats.num_rows} examples")
-    value = "undefined" if ag.method == "none" or np.isnan(ag.value) else f"{ag.value:.3f}"
-    print(f"agreement:  {ag.method} {value} over {ag.n_examples} examples with two or more votes")
+    if ag.method == "none":
+        print("agreement:  needs two or more examples with votes from two or more annotators")
+    else:
+        value = "undefined (every vote alike)" if np.isnan(ag.value) else f"{ag.value:.3f}"
+        print(f"agreement:  {ag.method} {value} over {ag.n_examples} examples with two or more votes")
     joined = _with_regions(stats, thresholds).select(["id", "label", "region"]).to_pandas()
     joined["class"] = np.asarray(names, dtype=object)[joined["label"].to_numpy()]
     joined = joined.merge(resolved[["example_id", "verdict"]], left_on="id", right_on="example_id", how="inner")

@@ -154,9 +154,13 @@ def split_half_reliability(
 
 def _score_matrix(tables: list[pa.Table], score: str, ids: pa.ChunkedArray, what: str) -> np.ndarray:
     """(R, N) float64 of ``score``, runs that log exactly ``ids`` (in id order, as compute_stats sorts them)."""
-    for t in tables:
+    for r, t in enumerate(tables):
         if not t["id"].equals(ids):
-            raise LogError(f"{what}: every run must log the same examples (same ids) to compare them")
+            missing = len(set(ids.to_pylist()) ^ set(t["id"].to_pylist()))
+            raise LogError(
+                f"{what}, run {r}: logs other examples than the first run of group A ({missing} ids differ); "
+                "every run of both groups must log the same examples to compare them"
+            )
     return np.stack([t[score].to_numpy(zero_copy_only=False).astype(np.float64) for t in tables])
 
 

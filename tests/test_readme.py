@@ -189,7 +189,7 @@ def test_review_loop_block(workdir, env):
     assert done.returncode == 0, done.stderr[-3000:]
     link = next(line for line in done.stdout.splitlines() if line.startswith("http://localhost:8501/?"))
     assert "page=review" in link and "reviewer=ann" in link and "token=" in link
-    assert "stored 10 new verdicts of 10" in done.stdout
+    assert "label-studio-export.json: 10; new: 10, stored already: 0" in done.stdout
     assert "cohen_kappa" in done.stdout
     corrected = pd.read_csv(workdir / "trec-reviewed.csv").set_index("id")
     for i, (verdict, label) in expected.items():

@@ -96,7 +96,7 @@ def test_newer_schema_and_non_database_files_are_refused(tmp_path):
 def test_database_may_not_live_in_a_log_folder(tmp_path):
     logs = tmp_path / "logs"
     (logs / "run").mkdir(parents=True)
-    with pytest.raises(LogError, match="may not live inside the log folder"):
+    with pytest.raises(LogError, match="may not live inside a log folder"):
         check_db_location(logs / "run" / "r.sqlite3", [logs])
     assert check_db_location(tmp_path / "r.sqlite3", [logs]) == tmp_path / "r.sqlite3"
 
@@ -409,7 +409,7 @@ def test_cli_refuses_a_database_inside_the_run_and_bad_imports_write_nothing(tmp
     rows = [{"id": 1, "label": 0, "logits": [1.0, 0.0]}, {"id": 2, "label": 1, "logits": [0.0, 1.0]}]
     run = write_log(tmp_path / "ds" / "seed-0", [rows, rows], "parquet", meta={"label_names": ["X", "Y"]})
     code, _, err = cli("reviews", "summary", run, "--reviews-db", run / "r.sqlite3")
-    assert code == 2 and "may not live inside the log folder" in err and not (run / "r.sqlite3").exists()
+    assert code == 2 and "may not live inside a log folder" in err and not (run / "r.sqlite3").exists()
     export = tmp_path / "ls.json"
     choice = {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["Y"]}}
     tasks = [
@@ -423,7 +423,7 @@ def test_cli_refuses_a_database_inside_the_run_and_bad_imports_write_nothing(tmp
     assert not db.exists() or ReviewStore(db).history().num_rows == 0  # the good task was not stored either
     export.write_text(json.dumps(tasks[:1]))
     code, out, _ = cli("reviews", "import", export, run, "--reviews-db", db)
-    assert code == 0 and "stored 1 new verdicts of 1" in out
+    assert code == 0 and "ls.json: 1; new: 1, stored already: 0" in out
     with ReviewStore(db) as store:
         row = store.history("ds").to_pylist()[0]
     assert (row["example_id"], row["verdict"], row["new_label"], row["gold"]) == (1, "wrong", "Y", "X")
@@ -436,9 +436,9 @@ def test_cli_refuses_a_database_inside_the_run_and_bad_imports_write_nothing(tmp
 
 def test_an_old_label_studio_verdict_imported_later_does_not_replace_a_newer_one(tmp_path, store):
     store.add(v(1, "alice", "wrong", "Y", created_at="2026-11-23T19:42:00.000+00:00"))
-    old = [{"id": 7, "data": {"example_id": 1, "gold": "X"}, "annotations": [
-        {"id": 70, "completed_by": {"id": 3, "email": "alice"}, "updated_at": "2026-10-01T10:00:00Z",
-         "result": [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["X"]}}]}]}]  # fmt: skip
+    choice = {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["X"]}}
+    annotation = {"id": 70, "completed_by": {"id": 3, "email": "alice"}, "updated_at": "2026-10-01T10:00:00Z"}
+    old = [{"id": 7, "data": {"example_id": 1, "gold": "X"}, "annotations": [{**annotation, "result": [choice]}]}]
     path = tmp_path / "old.json"
     path.write_text(json.dumps(old))
     imported = ls_import(path, dataset="ds", ids=IDS, label_names=NAMES)
@@ -447,3 +447,35 @@ def test_an_old_label_studio_verdict_imported_later_does_not_replace_a_newer_one
     latest = store.latest("ds").to_pylist()
     assert [(r["verdict"], r["new_label"]) for r in latest] == [("wrong", "Y")]  # the newer verdict counts
     assert store.history("ds").num_rows == 2  # both kept
+
+
+def test_cli_messages_for_a_users_slips(tmp_path, monkeypatch):
+    from tests.logs import write_log
+
+    rows = [{"id": 1, "label": 0, "logits": [1.0, 0.0]}, {"id": 2, "label": 1, "logits": [0.0, 1.0]}]
+    run = write_log(tmp_path / "ds" / "seed-0", [rows, rows], "parquet", meta={"label_names": ["X", "Y"]})
+    tasks = tmp_path / "tasks.json"
+    code, _, _ = cli(
+        "reviews", "export", run, "--format", "label-studio", "--out", tasks, "--reviews-db", tmp_path / "r"
+    )
+    assert code == 0 and not (tmp_path / "r").exists()  # tasks need no database
+    code, _, err = cli("reviews", "import", tasks, run, "--reviews-db", tmp_path / "r.db")
+    assert code == 2 and "no task has annotations: this looks like the tasks file" in err
+    other = write_log(tmp_path / "other" / "seed-0", [rows, rows], "parquet", meta={"label_names": ["X", "Y"]})
+    done = json.loads(tasks.read_text())
+    done[0]["annotations"] = [
+        {"id": 1, "completed_by": 2, "result": [{"from_name": "flag", "value": {"choices": ["ambiguous"]}}]}
+    ]
+    tasks.write_text(json.dumps(done))
+    code, _, err = cli("reviews", "import", tasks, other, "--reviews-db", tmp_path / "r.db")
+    assert code == 2 and "made for dataset 'ds', not 'other'" in err
+    code, _, err = cli("reviews", "summary", run, "--reviews-db", tmp_path / "none.db")
+    assert code == 2 and "no reviews database there" in err
+    code, _, err = cli("train", tmp_path / "x.csv", "--text-col", "t", "--label-col", "l", "--out", run / "inner")
+    assert code == 2 and "is inside the run folder" in err and not (run / "inner").exists()
+    monkeypatch.setenv("CARTOGRAPHY_INVITE_SECRET", "s")
+    code, _, err = cli("invite", "ann", "--url", "localhost:8501")
+    assert code == 2 and "with its scheme, e.g. http://localhost:8501" in err
+    shifted = write_log(tmp_path / "ds" / "seed-1", [rows[:1], rows[:1]], "parquet")
+    code, out, _ = cli("compare", run, shifted)
+    assert code == 0 and "note: the runs logged different examples (1 only before, 0 only after)" in out

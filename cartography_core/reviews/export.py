@@ -187,16 +187,31 @@ def ls_import(
     try:
         tasks = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LogError(f"{path}: not a Label Studio JSON export ({short(exc, 120)})") from exc
+        what = (
+            exc.strerror
+            if isinstance(exc, OSError) and exc.strerror
+            else f"not a Label Studio JSON export ({short(exc, 120)})"
+        )
+        raise LogError(f"{path}: {what}") from exc
     if not isinstance(tasks, list):
         raise LogError(f"{path}: a Label Studio JSON export is a list of tasks, found {type(tasks).__name__}")
     out = []
+    if tasks and not any(isinstance(t, dict) and t.get("annotations") for t in tasks):
+        raise LogError(
+            f"{path}: no task has annotations: this looks like the tasks file, not Label Studio's export of "
+            "the annotated project (Export > JSON)"
+        )
     for t, task in enumerate(tasks):
         where = f"{path} task {t}"
         data = task.get("data") if isinstance(task, dict) else None
         if not isinstance(data, dict) or "example_id" not in data:
             raise LogError(f"{where}: no data.example_id (export tasks made by 'reviews export --format label-studio')")
         example_id = data["example_id"]
+        if data.get("dataset") not in (None, dataset):
+            raise LogError(
+                f"{where}: made for dataset {short(data['dataset'], 60)!r}, not {dataset!r}; import it into one of "
+                f"that dataset's runs (or pass --dataset {short(data['dataset'], 60)} to file it there)"
+            )
         gold = data.get("gold") if gold_of is None else gold_of.get(example_id)
         if gold is None and gold_of is not None:
             raise LogError(f"{where}: no example with id {show_id(example_id)} in dataset {dataset!r}")

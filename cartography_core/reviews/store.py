@@ -284,5 +284,8 @@ def check_db_location(db: Path, log_folders: Iterable[Path]) -> Path:
     for folder in log_folders:
         f = Path(folder).resolve()
         if real == f or f in real.parents:
-            raise LogError(f"{db}: the reviews database may not live inside the log folder {folder}; use --reviews-db")
+            raise LogError(
+                f"{db}: a reviews database may not live inside a log folder ({folder}); choose a path outside it "
+                "(--reviews-db or CARTOGRAPHY_REVIEWS_DB)"
+            )
     return Path(db).expanduser()
