@@ -85,7 +85,7 @@ def test_pool_keeps_class_names_run_names_and_never_learned_means_in_every_run()
     assert pooled["label_name"].to_pylist() == ["neg", "pos"]
     assert pooled["pred_label_name"].to_pylist() == ["pos", "neg"]  # votes 1,1 -> pos; 1,0 tie -> neg
     assert table_meta(pooled)["runs"] == ["seed-0", "seed-1"] and table_meta(pooled)["run"] is None
-    with pytest.raises(LogError, match="no runs to pool"):
+    with pytest.raises(LogError, match="^no runs to pool$"):
         pool_runs([])
 
 
@@ -319,3 +319,30 @@ def test_ids_first_seen_in_a_later_epoch(tmp_path, later):
     counts = {i: 2 if i in first else 1 for i in (1, 2, 3)}
     assert t["n_epochs"].to_pylist() == [counts[1], counts[2], counts[3]]
     assert t["label"].to_pylist() == [1, 0, 1]
+
+
+def test_messages_of_misused_helpers_are_exact():
+    stats = pa.table({"id": [1], "label": [0], "confidence": [0.1], "variability": [0.1]})
+    with pytest.raises(LogError, match="^a region filter needs the region membership$"):
+        filter_mask(stats, RowFilter(region=0))
+    with pytest.raises(LogError, match="^split-half reliability needs at least 2 runs, got 1$"):
+        split_half_reliability([run_table([1, 2], [0, 0], [0.5, 0.6])], "confidence")
+
+
+def test_filter_mask_leaves_the_shared_membership_unmodified():
+    stats = pa.table({"id": [1, 2, 3], "label": [0, 1, 0], "confidence": [0.1] * 3, "variability": [0.1] * 3})
+    members = np.zeros((len(REGIONS), 3), dtype=bool)
+    members[0] = True
+    before = members.copy()
+    assert filter_mask(stats, RowFilter(region=0, label=0), members=members).tolist() == [True, False, True]
+    assert (members == before).all()  # cached and shared by every session: never written
+
+
+def test_empty_inputs_give_empty_results():
+    from cartography_core.dashboard.datamap import density
+
+    assert density(np.array([]), np.array([])).num_rows == 0
+    empty = pa.table(
+        {"id": pa.array([], pa.int64()), "label": pa.array([], pa.int64()), "pred_label": pa.array([], pa.int64())}
+    )
+    assert name_classes(empty, ["a"])["label_name"].to_pylist() == []
