@@ -78,6 +78,9 @@ def url_notices(query: Mapping[str, Sequence[str]], spec: Mapping[str, Param]) -
     notices = []
     for key, values in query.items():
         p = spec.get(key)
+        if p is None and key not in NOT_SCOPE and len(spec) > 1:  # the whole view's spec: an unknown key
+            notices.append(f"The link's {key}={', '.join(values)!r} is not a setting of this page; it is ignored.")
+            continue
         if p is None or not values:
             continue
         problem = _problem(p, list(values))

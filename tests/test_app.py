@@ -178,3 +178,8 @@ def test_the_log_root_is_walked_once_per_rerun(monkeypatch):
     assert len(calls) == 1  # first load: list, sign and load the pooled runs from one listing
     at.slider(key="amb_var").set_value(0.3).run()
     assert len(calls) == 2 and not at.exception
+
+
+def test_an_unknown_link_parameter_is_named_and_ignored(monkeypatch):
+    at = run_app(monkeypatch, **{"class": "HUM"})
+    assert any("The link's class='HUM' is not a setting of this page" in shown(w.value) for w in at.warning)

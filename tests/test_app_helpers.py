@@ -159,7 +159,8 @@ def test_url_notices_name_each_bad_value():
         "other": ["kept"],
     }
     notes = state.url_notices(query, spec)
-    assert len(notes) == 4
+    assert len(notes) == 5
+    assert notes[4] == "The link's other='kept' is not a setting of this page; it is ignored."
     assert notes[0].startswith(
         "The link's run='../../etc' is not one of the choices here; showing the default (ds/seed-0)"
     )
