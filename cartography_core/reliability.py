@@ -85,7 +85,7 @@ def pool_runs(tables: list[pa.Table], names: list[str] | None = None) -> pa.Tabl
         votes[p, t["pred_label"].to_numpy()] += 1
     cols["never_learned"] = never
     cols["pred_label"] = votes.argmax(axis=1)
-    meta = {**table_meta(tables[0]), "run": None, "runs": names}  # E, K, layout and class names of the runs
+    meta = {**table_meta(tables[0]), "run": None, "runs": names}  # E, K, layout and class names: the first run's
     pooled = pa.table(cols).replace_schema_metadata({"cartography": json.dumps(meta)})
     return name_classes(pooled, meta["label_names"]) if meta.get("label_names") else pooled
 

@@ -1,5 +1,6 @@
 """Hand-worked cases added where mutation testing (bench/mutation.sh) showed a change no test noticed."""
 
+import json
 import re
 
 import numpy as np
@@ -346,3 +347,21 @@ def test_empty_inputs_give_empty_results():
         {"id": pa.array([], pa.int64()), "label": pa.array([], pa.int64()), "pred_label": pa.array([], pa.int64())}
     )
     assert name_classes(empty, ["a"])["label_name"].to_pylist() == []
+
+
+def test_compare_groups_message_is_exact():
+    full = pa.table({"id": [1, 2], "confidence": [0.1, 0.2]})
+    part = pa.table({"id": [1], "confidence": [0.1]})
+    want = (
+        r"^group A, run 1: logs other examples than the first run of group A \(1 ids differ\); every run of both "
+        r"groups must log the same examples to compare them$"
+    )
+    with pytest.raises(LogError, match=want):
+        compare_groups([full, part], [full, full], "confidence")
+
+
+def test_pooled_metadata_is_the_first_runs():
+    a, b = run_table([1, 2], [0, 1], [0.2, 0.7]), run_table([1, 2], [0, 1], [0.3, 0.6])
+    meta = lambda e: {b"cartography": json.dumps({"n_epochs": e, "layout": "cartography"}).encode()}  # noqa: E731
+    pooled = pool_runs([a.replace_schema_metadata(meta(3)), b.replace_schema_metadata(meta(5))], ["a", "b"])
+    assert table_meta(pooled) == {"n_epochs": 3, "layout": "cartography", "run": None, "runs": ["a", "b"]}
