@@ -173,6 +173,14 @@ def ranking(root: str, run_id: str, sig: str, metric: str, hardest: bool) -> np.
     return rank_order(load(root, run_id, sig).table, metric, hardest=hardest)
 
 
+@st.cache_resource(max_entries=8)
+def id_index(root: str, run_id: str, sig: str) -> pd.Index:
+    """The run's ids as an index (id -> table row), its hash table built once and shared by every session."""
+    index = pd.Index(load(root, run_id, sig).table["id"].to_numpy(zero_copy_only=False))
+    index.get_indexer(index[:1])  # build the hash table now, not in a session's rerun
+    return index
+
+
 @st.cache_resource(max_entries=32)
 def membership(root: str, run_id: str, sig: str, thresholds: RegionThresholds | None, q: int) -> np.ndarray:
     """(len(REGIONS), N) bool, shared by every session showing the same run and rule: one region per example
@@ -402,7 +410,7 @@ store, store_problem = open_reviews()
 dataset = dataset_name(listing.paths(run_id)[0])  # the folder holding the run: its runs share verdicts
 latest = store.latest(dataset) if store is not None else None
 resolved = resolve(latest) if latest is not None else None
-outcomes = outcome_codes(table["id"], resolved) if resolved is not None else None
+outcomes = outcome_codes(id_index(str(root), run_id, sig), resolved) if resolved is not None else None
 row_filter = RowFilter(
     region=REGIONS.index(subset) if subset in REGIONS else None,
     var_range=view_state.var_range if subset == "brush" else None,
@@ -456,7 +464,7 @@ if page == "review":
         run=run,
         run_label=title,
         dataset=dataset,
-        queue=review.Queue(subset_rows, pd.Index(table["id"].take(pa.array(subset_rows, type=pa.int64())).to_pandas())),
+        queue=review.Queue(subset_rows, id_index(str(root), run_id, sig)),
         store=store,
         store_problem=store_problem,
         latest=latest if latest is not None else empty_verdicts(),

@@ -32,10 +32,22 @@ BUTTONS = (  # verdict, label, keyboard shortcut
 
 @dataclass(frozen=True)
 class Queue:
-    """The examples under review: rows of the run's table in the subset's order, and their ids."""
+    """The examples under review: rows of the run's table in the subset's order, and the run's id index."""
 
     rows: np.ndarray  # (n,) row indices, hardest first (or as sorted)
-    ids: pd.Index  # the rows' ids, their own type
+    index: pd.Index  # (N,) the table's ids, their own type; built once per run and shared (its hash table too)
+
+    def id_at(self, pos: int):
+        """The id of the queue's ``pos``-th example, as a Python int or str."""
+        value = self.index[int(self.rows[pos])]
+        return value.item() if hasattr(value, "item") else value
+
+    def marked(self, ids) -> np.ndarray:
+        """(n,) bool: which queue positions hold one of ``ids`` (a few; looked up in the shared index)."""
+        at = self.index.get_indexer(pd.Index(list(ids))) if len(ids) else np.empty(0, dtype=np.int64)
+        hit = np.zeros(len(self.index), dtype=bool)
+        hit[at[at >= 0]] = True
+        return hit[self.rows]
 
 
 def reviewer_gate(secret: bytes | None, scope_ok: Callable[[str], bool], token_ok: Callable[[str, str], bool]):
@@ -100,7 +112,7 @@ def page(
         )
     if notice:
         (st.info if name is None else st.warning)(state.md_escape(notice))
-    if not len(queue.ids):
+    if not len(queue.rows):
         st.info("No example matches this view: change the subset, class or search in the sidebar.")
         return
 
@@ -110,9 +122,9 @@ def page(
     by_me = latest.filter(pa.compute.equal(latest["annotator"], name)) if name else latest.slice(0, 0)
     mine = dict(zip(by_me["example_id"].to_pylist(), by_me["verdict"].to_pylist()))
     votes = latest.filter(pa.compute.not_equal(latest["verdict"], "skip"))["example_id"].to_pandas()
-    n = len(queue.ids)
-    done_by_me = queue.ids.isin([k for k, v in mine.items() if v != "skip"])
-    all_done = int(queue.ids.isin(votes).sum())
+    n = len(queue.rows)
+    done_by_me = queue.marked([k for k, v in mine.items() if v != "skip"])
+    all_done = int(queue.marked(votes.unique()).sum())
     st.progress(
         int(done_by_me.sum()) / n,
         text=f"You: {int(done_by_me.sum()):,} of {n:,} reviewed · everyone: {all_done:,} of {n:,}",
@@ -125,8 +137,7 @@ def page(
     if pos is None:
         st.success(f"Nothing left here: you have reviewed every example of this queue ({n:,}).")
         return
-    current = queue.ids[pos]
-    current = current.item() if hasattr(current, "item") else current  # a Python int or str
+    current = queue.id_at(pos)
     row = int(queue.rows[pos])
     _example(run, row, pos, n, mine.get(current), by_me, current, trajectory)
     here = latest.filter(pa.compute.equal(latest["example_id"].cast(pa.string()), str(current)))
@@ -173,11 +184,12 @@ def _current(queue: Queue, positions: np.ndarray) -> int | None:
     wanted = st.query_params.get("example")
     if wanted is not None:
         key = wanted
-        if queue.ids.dtype.kind in "iu":
+        if queue.index.dtype.kind in "iu":
             key = int(wanted) if wanted.lstrip("-").isdigit() else None
-        hit = queue.ids.get_indexer([key])[0] if key is not None else -1
-        if hit >= 0:
-            return int(hit)
+        row = queue.index.get_indexer([key])[0] if key is not None else -1
+        hit = np.flatnonzero(queue.rows == row) if row >= 0 else []
+        if len(hit):
+            return int(hit[0])
         st.warning(state.md_escape(f"Example {wanted} is not in this view's queue; showing the next one instead."))
     return int(positions[0]) if positions.size else None
 
@@ -232,6 +244,6 @@ def _go(queue: Queue, positions: np.ndarray, pos: int, step: int) -> None:
     """Move to the next (or previous) example of the filtered queue after queue position ``pos``."""
     ahead = positions[positions > pos] if step > 0 else positions[positions < pos][::-1]
     if ahead.size:
-        st.query_params["example"] = str(queue.ids[int(ahead[0])])
+        st.query_params["example"] = str(queue.id_at(int(ahead[0])))
     elif step > 0:
         st.query_params.pop("example", None)  # the first one left, if any

@@ -479,3 +479,14 @@ def test_cli_messages_for_a_users_slips(tmp_path, monkeypatch):
     shifted = write_log(tmp_path / "ds" / "seed-1", [rows[:1], rows[:1]], "parquet")
     code, out, _ = cli("compare", run, shifted)
     assert code == 0 and "note: the runs logged different examples (1 only before, 0 only after)" in out
+
+
+def test_outcome_codes_by_hand():
+    from cartography_core.reviews import OUTCOMES, outcome_codes
+
+    resolved = resolve(
+        latest_of([(30, "a", "wrong", "Y", "X"), (10, "a", "remove", None, "X"), (99, "a", "correct", None, "X")])
+    )
+    codes = outcome_codes(pd.Index([10, 20, 30]), resolved)
+    assert [OUTCOMES[c] for c in codes] == ["removed", "unreviewed", "relabeled"]  # id 99 is not in this run
+    assert [OUTCOMES[c] for c in outcome_codes(pd.Index(["a"]), resolve(latest_of([])))] == ["unreviewed"]

@@ -124,11 +124,12 @@ def disagreements(resolved: pd.DataFrame) -> pd.DataFrame:
     return d.sort_values(["agreement", "example_id"], kind="stable").reset_index(drop=True)
 
 
-def outcome_codes(ids: pa.ChunkedArray | pa.Array, resolved: pd.DataFrame) -> np.ndarray:
-    """(N,) int8: each row's :data:`OUTCOMES` index (``unreviewed`` where :func:`resolve` has no row)."""
+def outcome_codes(ids: pd.Index, resolved: pd.DataFrame) -> np.ndarray:
+    """(N,) int8: each of ``ids``' :data:`OUTCOMES` index (``unreviewed`` where :func:`resolve` has no row).
+    The reviewed examples are looked up in ``ids`` (keep one index per run: its hash table is reused)."""
     codes = np.full(len(ids), OUTCOMES.index("unreviewed"), dtype=np.int8)
     if len(resolved):
-        at = pd.Index(resolved["example_id"]).get_indexer(ids.to_pandas())
+        at = ids.get_indexer(pd.Index(resolved["example_id"]))
         per = pd.Categorical(resolved["verdict"], categories=OUTCOMES).codes.astype(np.int8)
-        codes[at >= 0] = per[at[at >= 0]]
+        codes[at[at >= 0]] = per[at >= 0]
     return codes
