@@ -113,18 +113,37 @@ def class_panels(points: pd.DataFrame, columns: int = 3) -> alt.FacetChart:
     )
 
 
-def trajectory(traj: pd.DataFrame) -> alt.Chart:
-    """Gold-class probability per epoch (one line per run), a filled dot where the prediction was right."""
-    base = alt.Chart(traj).encode(
-        x=alt.X("epoch:O", title="epoch"),
-        y=alt.Y("p_gold:Q", title="p(gold)", scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("run:N", title="run"),
-    )
-    dots = base.mark_point(size=70, filled=True).encode(
-        shape=alt.Shape("correct:N", title="correct", scale=alt.Scale(domain=[True, False], range=["circle", "cross"])),
-        tooltip=["run:N", "epoch:O", "p_gold:Q", "correct:N", "predicted:N"],
-    )
-    return (base.mark_line() + dots).properties(height=220)
+def trajectory(traj: pd.DataFrame) -> dict:
+    """Gold-class probability per epoch (one line per run), a filled dot where the prediction was right.
+
+    A Vega-Lite spec as a plain dict (for ``st.vega_lite_chart``): shown once per example reviewed, so it
+    skips Altair's schema validation (~50 ms a chart)."""
+    x = {"field": "epoch", "type": "ordinal", "title": "epoch"}
+    y = {"field": "p_gold", "type": "quantitative", "title": "p(gold)", "scale": {"domain": [0, 1]}}
+    color = {"field": "run", "type": "nominal", "title": "run"}
+    shape = {
+        "field": "correct",
+        "type": "nominal",
+        "title": "correct",
+        "scale": {"domain": [True, False], "range": ["circle", "cross"]},
+    }
+    tooltip = [
+        {"field": "run", "type": "nominal"},
+        {"field": "epoch", "type": "ordinal"},
+        {"field": "p_gold", "type": "quantitative"},
+        {"field": "correct", "type": "nominal"},
+        {"field": "predicted", "type": "nominal"},
+    ]
+    return {
+        "height": 220,
+        "layer": [
+            {"mark": {"type": "line"}, "encoding": {"x": x, "y": y, "color": color}},
+            {
+                "mark": {"type": "point", "size": 70, "filled": True},
+                "encoding": {"x": x, "y": y, "color": color, "shape": shape, "tooltip": tooltip},
+            },
+        ],
+    }
 
 
 def accuracy(meta_rows: pd.DataFrame) -> alt.Chart:

@@ -14,6 +14,7 @@ bound to a URL parameter, so the address bar (and the share link) carries the wh
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import logging
@@ -409,8 +410,17 @@ members = membership(str(root), run_id, sig, view_state.thresholds if view_state
 store, store_problem = open_reviews()
 dataset = dataset_name(listing.paths(run_id)[0])  # the folder holding the run: its runs share verdicts
 latest = store.latest(dataset) if store is not None else None
-resolved = resolve(latest) if latest is not None else None
-outcomes = outcome_codes(id_index(str(root), run_id, sig), resolved) if resolved is not None else None
+
+
+@functools.cache  # per rerun (redefined each run): computed only where the verdicts' consensus is shown
+def consensus() -> tuple[pd.DataFrame | None, np.ndarray | None]:
+    """(resolved verdicts, (N,) outcome codes), or (None, None) without a database."""
+    if latest is None:
+        return None, None
+    resolved = resolve(latest)
+    return resolved, outcome_codes(id_index(str(root), run_id, sig), resolved)
+
+
 row_filter = RowFilter(
     region=REGIONS.index(subset) if subset in REGIONS else None,
     var_range=view_state.var_range if subset == "brush" else None,
@@ -419,8 +429,8 @@ row_filter = RowFilter(
     search=search.strip(),
 )
 mask = filter_mask(table, row_filter, members=members, texts=run.texts())
-if verdict_filter != "any" and outcomes is not None:
-    mask &= outcomes == OUTCOMES.index(verdict_filter)
+if verdict_filter != "any" and consensus()[1] is not None:
+    mask &= consensus()[1] == OUTCOMES.index(verdict_filter)
 ranked = ranking(str(root), run_id, sig, metric, order == state.ORDERS[0])
 subset_rows = top_rows(ranked, mask)  # every match, hardest first: the table's head, downloads, review queue
 view_values = {k: st.session_state.get(k) for k in spec}
@@ -443,7 +453,8 @@ def row_of(text: str) -> int | None:
 def show_trajectory(example_id: int | str) -> None:
     """The example's gold-class probability per epoch, or a notice when its epochs cannot be read."""
     try:
-        st.altair_chart(charts.trajectory(trajectories(str(root), run_id, sig, example_id)), width="stretch")
+        traj = trajectories(str(root), run_id, sig, example_id)
+        st.vega_lite_chart(traj, charts.trajectory(traj), width="stretch")
     except LogError as exc:
         log.warning("trajectory of %r in %s: %s", example_id, run_id, exc)
         st.warning(state.md_escape(public_message(exc, root)))
@@ -511,6 +522,7 @@ with tab_map:
         left, right = st.columns([3, 1])
         with left:
             n_class = run.n if view_state.cls is None else int((table["label"].to_numpy() == view_state.cls).sum())
+            outcomes = consensus()[1]
             if color_by == "verdict" and outcomes is not None:
                 points = points.assign(verdict=np.asarray(OUTCOMES, dtype=object)[outcomes[points["row"].to_numpy()]])
             chart = charts.data_map(
@@ -732,6 +744,7 @@ with tab_runs:
 
 with tab_reviews:
     if tab_reviews.open:  # lazy: only the tab shown runs (its key is bound to the URL)
+        resolved, outcomes = consensus()
         if store is None:
             st.error(state.md_escape(f"Reviews are off: {store_problem}"))
         else:
