@@ -165,7 +165,7 @@ def page(
         v = Verdict(dataset, current, name, verdict, run=run.run_id, gold=gold, predicted=predicted, **seen)
         col.button(
             label,  # Streamlit shows the shortcut's key beside the label
-            key=f"verdict_{verdict}",
+            key=f"verdict_{verdict}_{current}",  # per example: a stale key press cannot reach the next one
             shortcut=key,
             on_click=_record,
             args=(store, v, f"new_label_{current}", run, queue, positions, pos),
@@ -181,7 +181,11 @@ def page(
 
 def _current(queue: Queue, positions: np.ndarray) -> int | None:
     """The queue position of the example the URL names, else of the first the filter allows."""
-    wanted = st.query_params.get("example")
+    if "review_example" not in st.session_state:  # a link to one example (example=ID), read once
+        st.session_state["review_example"] = st.query_params.get("example")
+    if "review_goto" in st.session_state:
+        st.session_state["review_example"] = st.session_state.pop("review_goto")
+    wanted = st.session_state["review_example"]
     if wanted is not None:
         key = wanted
         if queue.index.dtype.kind in "iu":
@@ -243,7 +247,9 @@ def _record(store: ReviewStore, v: Verdict, label_key: str, run: LoadedRun, queu
 def _go(queue: Queue, positions: np.ndarray, pos: int, step: int) -> None:
     """Move to the next (or previous) example of the filtered queue after queue position ``pos``."""
     ahead = positions[positions > pos] if step > 0 else positions[positions < pos][::-1]
+    # where one is in the queue lives in Session State, not in the URL: rewriting the URL on each verdict made
+    # the browser rerun the page with the key press again (a second verdict, for the next example)
     if ahead.size:
-        st.query_params["example"] = str(queue.id_at(int(ahead[0])))
+        st.session_state["review_goto"] = str(queue.id_at(int(ahead[0])))
     elif step > 0:
-        st.query_params.pop("example", None)  # the first one left, if any
+        st.session_state["review_goto"] = None  # the first one left, if any

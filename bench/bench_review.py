@@ -4,8 +4,8 @@
 
 One server on a synthetic run of N examples (bench_app's) with a fresh verdicts database. In headless
 Chromium, an annotator on the review page (``page=review``, queue = every example, hardest first) presses
-Y ("label is correct") ``--verdicts`` times; each time is measured from the key press until the address bar
-names the next example and the script has finished. Then 1,000 verdicts are added to the database and the
+Y ("label is correct") ``--verdicts`` times; each time is measured from the key press until the next example's
+heading is on the page. Then 1,000 verdicts are added to the database and the
 map's paint is timed without and with ``color=verdict``. Medians; appends to bench/results/review.md.
 """
 
@@ -51,14 +51,12 @@ def main() -> None:
             page.wait_for_selector("text=Label is correct", timeout=600_000)
             idle(page)
             times = []
-            for _ in range(args.verdicts):
-                before = page.url
+            for i in range(args.verdicts):
                 t0 = time.perf_counter()
                 page.locator("body").press("y")
-                page.wait_for_function(f"() => window.location.href !== {before!r}", timeout=60_000)
-                time.sleep(0.05)
-                idle(page)
+                page.get_by_text(f"({i + 2:,} of {args.n:,} in this queue)").wait_for(timeout=60_000)
                 times.append(time.perf_counter() - t0)
+                idle(page)
             page.context.close()
             with ReviewStore(db) as store:
                 stored = store.history().num_rows

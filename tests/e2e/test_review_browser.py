@@ -64,7 +64,7 @@ def test_two_annotators_review_one_link(review_server, browser):
     # ann: the label is correct, by keyboard; bob: wrong label, the right class picked from the list
     pages["ann"].get_by_text("Gold label").click()  # focus out of the name field: keys go to the page
     pages["ann"].keyboard.press("y")
-    pages["ann"].wait_for_function("() => window.location.search.includes('example=')", timeout=20_000)
+    pages["ann"].get_by_text(re.compile(r"Example \d+ \(2 of")).wait_for(timeout=20_000)
     wait_script(pages["ann"])
     right = "NUM" if gold != "NUM" else "LOC"
     bob = pages["bob"]
@@ -72,11 +72,13 @@ def test_two_annotators_review_one_link(review_server, browser):
     bob.get_by_role("option", name=right, exact=True).click()
     wait_script(bob)
     bob.get_by_role("button", name=re.compile(r"Wrong label")).click()
-    bob.wait_for_function("() => window.location.search.includes('example=')", timeout=20_000)
+    bob.get_by_text(re.compile(r"Example \d+ \(2 of")).wait_for(timeout=20_000)
     wait_script(bob)
 
     with ReviewStore(db) as store:
-        rows = {r["annotator"]: r for r in store.history("trec").to_pylist()}
+        history = store.history("trec").to_pylist()
+    assert sorted(r["annotator"] for r in history) == ["ann", "bob"]  # one verdict each, as given
+    rows = {r["annotator"]: r for r in history}
     assert rows["ann"]["example_id"] == example and rows["ann"]["verdict"] == "correct"
     assert rows["bob"]["example_id"] == example and rows["bob"]["verdict"] == "wrong"
     assert rows["bob"]["new_label"] == right and rows["ann"]["gold"] == gold
