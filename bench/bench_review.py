@@ -5,7 +5,7 @@
 One server on a synthetic run of N examples (bench_app's) with a fresh verdicts database. In headless
 Chromium, an annotator on the review page (``page=review``, queue = every example, hardest first) presses
 Y ("label is correct") ``--verdicts`` times; each time is measured from the key press until the next example's
-heading is on the page. Then 1,000 verdicts are added to the database and the
+heading is on the page (after a 1 s pause on each example, as a reader would make). Then 1,000 verdicts are added to the database and the
 map's paint is timed without and with ``color=verdict``. Medians; appends to bench/results/review.md.
 """
 
@@ -52,6 +52,7 @@ def main() -> None:
             idle(page)
             times = []
             for i in range(args.verdicts):
+                time.sleep(1.0)  # an annotator reads the example first; a key pressed mid-render can be lost
                 t0 = time.perf_counter()
                 page.locator("body").press("y")
                 page.get_by_text(f"({i + 2:,} of {args.n:,} in this queue)").wait_for(timeout=60_000)
