@@ -6,7 +6,8 @@ One server on a synthetic run of N examples (bench_app's) with a fresh verdicts 
 Chromium, an annotator on the review page (``page=review``, queue = every example, hardest first) presses
 Y ("label is correct") ``--verdicts`` times; each time is measured from the key press until the next example's
 heading is on the page (after a 1 s pause on each example, as a reader would make). Then 1,000 verdicts are
-added to the database and the map's paint is timed without and with ``color=verdict``. Medians; appends to bench/results/review.md.
+added to the database and the map's paint is timed without and with ``color=verdict``. Medians; appends to
+bench/results/review.md.
 """
 
 from __future__ import annotations
