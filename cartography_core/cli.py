@@ -24,7 +24,7 @@ from .regions import REGIONS, RegionThresholds, region_codes, region_counts, reg
 from .reliability import compare_groups, pool_runs, split_half_reliability
 from .scores import SCORES
 from .select import select_fraction, select_random, select_region
-from .stats import compute_stats, name_classes, table_meta
+from .stats import class_names, compute_stats, name_classes, table_meta
 from .train.config import FEATURES, MODELS, TrainConfig
 
 LOG_FOLDERS = ("dynamics", "training_dynamics")
@@ -288,7 +288,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         holdout=args.holdout,
     )
-    inside = next((d for d in args.out.resolve().parents if is_run_dir(d)), None)
+    inside = _run_holding(args.out)
     if inside is not None:
         raise LogError(f"{args.out}: is inside the run folder {inside}; write new runs elsewhere")
     data = read_labeled(args.data, args.text_col, args.label_col, args.id_col)
@@ -365,12 +365,17 @@ def _before_after(a: Path, b: Path, thresholds: RegionThresholds, max_epochs: in
         print(f"{name},{counts[0][i]},{counts[1][i]}")
 
 
+def _run_holding(path: Path) -> Path | None:
+    """The run folder (or log folder) that ``path`` lies inside, if any."""
+    return next((d for d in path.resolve().parents if is_run_dir(d) or d.name in LOG_FOLDERS), None)
+
+
 def _check_out(args: argparse.Namespace) -> None:
     """Refuse an output inside a run folder (it could replace a log, or be read as one next time) or named
     like an examples file beside runs (it would become their examples file), with or without --force;
     refuse an existing file without --force."""
     out = args.out.resolve()
-    run = next((d for d in out.parents if is_run_dir(d) or d.name in LOG_FOLDERS), None)
+    run = _run_holding(out)
     if run is not None:
         raise LogError(
             f"{args.out}: is inside the run folder {run}; write outputs elsewhere (logs are never overwritten)"
@@ -410,13 +415,9 @@ def _reviews_context(args: argparse.Namespace):
 
     stats, examples = _load(args)
     db = check_db_location(args.reviews_db or default_db_path(), [args.logdir])
-    dataset = args.dataset or dataset_name(args.logdir if not args.pool else args.logdir / "x")
+    # a run's dataset is the folder holding it; with --pool LOGDIR is that folder
+    dataset = args.dataset or (args.logdir.resolve().name if args.pool else dataset_name(args.logdir))
     return db, dataset, stats, examples
-
-
-def _label_names(stats: pa.Table) -> list[str]:
-    k = int(max(stats["label"].to_numpy().max(), stats["pred_label"].to_numpy().max())) + 1
-    return table_meta(stats).get("label_names") or [str(c) for c in range(k)]
 
 
 def cmd_reviews(args: argparse.Namespace) -> None:
@@ -428,7 +429,7 @@ def cmd_reviews(args: argparse.Namespace) -> None:
         if args.format == "label-studio" and args.out.suffix != ".json":
             raise LogError(f"{args.out}: Label Studio tasks are written as .json")
     db, dataset, stats, examples = _reviews_context(args)
-    names = _label_names(stats)
+    names = class_names(stats)
     if args.reviews_command == "export" and args.format == "label-studio":
         _write_label_studio(args, dataset, stats, examples, names)  # the tasks need no verdicts
         return

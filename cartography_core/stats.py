@@ -298,6 +298,14 @@ def name_classes(table: pa.Table, names: list[str]) -> pa.Table:
     return table.replace_schema_metadata({**(table.schema.metadata or {}), b"cartography": json.dumps(meta).encode()})
 
 
+def class_names(table: pa.Table) -> list[str]:
+    """The class names of a statistics table: from its metadata (the log's or the examples file's), else
+    ``"0"``, ``"1"``, ... for every class the metadata counts or the labels and predictions reach."""
+    meta = table_meta(table)
+    top = max(int(table[c].to_numpy().max(initial=0)) for c in ("label", "pred_label")) + 1
+    return meta.get("label_names") or [str(c) for c in range(max(top, meta.get("n_classes") or top))]
+
+
 def table_meta(table: pa.Table) -> dict:
     """The ``cartography`` metadata that :func:`compute_stats` stores in its table's schema."""
     raw = (table.schema.metadata or {}).get(b"cartography")

@@ -17,7 +17,7 @@ from ..errors import LogError, short
 from ..examples import with_examples
 from ..ingest import Run, find_runs, open_run, read_examples, run_folder
 from ..reliability import pool_runs
-from ..stats import table_meta
+from ..stats import class_names, table_meta
 from .cache import cached_stats
 
 POOLED = "*"
@@ -107,9 +107,8 @@ def load_run(
     examples = read_examples(runs[0])
     table = with_examples(stats, examples)
     text_column = _text_column(examples)
-    meta = table_meta(table)  # class names from the log, else from the examples file
-    k = max(int(stats["label"].to_numpy().max()), int(stats["pred_label"].to_numpy().max())) + 1
-    names = meta.get("label_names") or [str(c) for c in range(max(k, meta.get("n_classes") or k))]
+    meta = table_meta(table)
+    names = class_names(table)  # from the log, else from the examples file
     return LoadedRun(
         run_id=run_id,
         runs=runs,
