@@ -86,6 +86,14 @@ OTHER_COLUMNS: dict[str, Score] = {
     for s in [
         Score("never_learned", "acc_e = 0 at every logged epoch (allenai writes forgetfulness = 1000)", None, "bool"),
         Score("pred_label", "argmax z_e at the last epoch the example was logged", None, "0..K-1"),
+        Score(
+            "label_issue",
+            "aum < 0 (margin < 0 for a log of probabilities): on average the model preferred another class "
+            "(`label_issues.py`)",
+            None,
+            "bool",
+            "Pleiss et al. 2020",
+        ),
         Score("n_epochs", "E_i, the number of epochs the example was logged in", None, "1..E"),
     ]
 }

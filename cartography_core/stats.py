@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from .errors import LogError
 from .ingest import DynamicsReader, Run, open_run
+from .label_issues import label_issue_mask
 
 CHUNK = 1 << 15  # rows per kernel call
 THREADS = min(4, os.cpu_count() or 1)
@@ -33,7 +34,7 @@ THREADS = min(4, os.cpu_count() or 1)
 COLUMNS = (
     "id label n_epochs confidence variability correctness correct_count threshold_closeness forgetting_events "
     "never_learned first_learned_epoch consistently_learned_epoch aum margin el2n entropy loss "
-    "data_iq_aleatoric pred_label"
+    "data_iq_aleatoric pred_label label_issue"
 ).split()
 
 
@@ -256,6 +257,7 @@ def _table(run: Run, reader: DynamicsReader, acc: _Accumulator, *, variability_c
         "loss": pa.array(mean(acc.loss)),
         "data_iq_aleatoric": pa.array(mean(acc.dq)),
         "pred_label": pa.array(acc.last_pred[order]),
+        "label_issue": pa.array(label_issue_mask(mean(acc.aum), mean(acc.margin))),
     }
     names = run.label_names
     if names is not None and len(names) != reader.k:

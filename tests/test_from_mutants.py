@@ -153,9 +153,11 @@ def test_statistics_table_schema_is_pinned(tmp_path):
         "threshold_closeness": pa.float64(), "forgetting_events": pa.int32(), "never_learned": pa.bool_(),
         "first_learned_epoch": pa.int32(), "consistently_learned_epoch": pa.int32(), "aum": pa.float64(),
         "margin": pa.float64(), "el2n": pa.float64(), "entropy": pa.float64(), "loss": pa.float64(),
-        "data_iq_aleatoric": pa.float64(), "pred_label": pa.int32(), "variability_ci": pa.float64(),
+        "data_iq_aleatoric": pa.float64(), "pred_label": pa.int32(), "label_issue": pa.bool_(),
+        "variability_ci": pa.float64(),
     }  # fmt: skip
     assert {f.name: f.type for f in t.schema} == want
+    assert t["label_issue"].to_pylist() == [True, False]  # id 2: aum = 0 - 1 < 0; id 5: aum = 1 - 0 > 0
     # two ids given in descending order come out sorted, with their own rows
     assert t["id"].to_pylist() == [2, 5] and t["label"].to_pylist() == [0, 1] and t["n_epochs"].to_pylist() == [2, 3]
     conf = np.array(t["confidence"].to_pylist())

@@ -1,0 +1,46 @@
+"""Which labels are likely wrong, and how many: the ``label_issue`` flag and its counts per class.
+
+An example is a likely label issue when, averaged over the epochs it was logged in, the model preferred
+another class to its gold label::
+
+    label_issue = aum < 0              (logits: mean_e z_e[y] - max_{k != y} z_e[k] < 0; Pleiss et al. 2020)
+                = margin < 0           (a log of probabilities, which has no aum)
+
+Zero is the margin's natural threshold: the point where the gold class stops winning on average, the same for
+every dataset and class, with nothing fitted to the log (Pleiss et al. plant "threshold samples" to move it;
+``selftest`` measures how precise and complete it is on the user's own data). The estimated number of label
+errors of a run or class is the number flagged. Both are read from the statistics table, so they exist for any
+log: a user's own training loop, allenai's format, or pooled runs (from the pooled aum / margin).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+FLAG = "label_issue"
+
+
+def label_issue_mask(aum: np.ndarray, margin: np.ndarray) -> np.ndarray:
+    """(N,) bool: ``aum < 0`` where the aum is defined (not NaN), else ``margin < 0``."""
+    return np.where(np.isnan(aum), margin < 0, aum < 0)
+
+
+def flag_column(table: pa.Table) -> np.ndarray:
+    """The ``label_issue`` mask of a statistics table (computed from its aum and margin)."""
+    aum = table["aum"].to_numpy(zero_copy_only=False).astype(np.float64)  # null (probability log) -> NaN
+    return label_issue_mask(aum, table["margin"].to_numpy(zero_copy_only=False).astype(np.float64))
+
+
+def issue_counts(table: pa.Table, names: list[str]) -> pa.Table:
+    """Per class: ``class``, ``examples``, ``label_issues`` (the estimated number of wrong labels) and
+    ``share`` (label_issues / examples), then a ``total`` row."""
+    labels = table["label"].to_numpy()
+    flags = table[FLAG].to_numpy(zero_copy_only=False)
+    k = len(names)
+    n = np.bincount(labels, minlength=k)
+    bad = np.bincount(labels[flags], minlength=k)
+    n, bad = np.append(n, n.sum()), np.append(bad, bad.sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(n > 0, bad / np.maximum(n, 1), 0.0)
+    return pa.table({"class": [*names, "total"], "examples": n, "label_issues": bad, "share": share})
