@@ -40,7 +40,8 @@ def pool_runs(tables: list[pa.Table], names: list[str] | None = None) -> pa.Tabl
 
     Columns: ``id, label, n_runs``, then for every score in ``stats.SCORES`` its mean over runs and
     ``<score>_se``, ``never_learned`` (in every run that logged it), ``pred_label`` (the most frequent final
-    prediction, ties to the lowest class), ``label_issue`` (from the pooled aum / margin) and ``label_name`` / ``pred_label_name`` when the runs name classes.
+    prediction, ties to the lowest class), ``label_issue`` (from the pooled aum / margin) and ``label_name`` /
+    ``pred_label_name`` when the runs name classes.
     """
     if not tables:
         raise LogError("no runs to pool")
