@@ -17,9 +17,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import LogError
+from .evaluate import NOISE_KINDS
 from .examples import check_examples, with_examples
 from .ingest import EXAMPLES_NAMES, find_runs, is_run_dir, open_run, read_examples, run_folder
 from .io import FORMATS, table_bytes, write_table
+from .label_issues import issue_counts
 from .regions import REGIONS, RegionThresholds, region_codes, region_counts, region_names
 from .reliability import compare_groups, pool_runs, split_half_reliability
 from .scores import SCORES
@@ -113,7 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     seeds = p.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=int, default=0, help="one run with this seed (default 0)")
     seeds.add_argument("--seeds", type=_int_list, metavar="S,S,...", help="one run per seed in OUT/seed-<s>")
-    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--epochs", type=int, default=d.epochs, help=f"most epochs (default {d.epochs}; see --patience)")
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=d.patience,
+        help=f"stop after this many epochs without a better held-out accuracy (default {d.patience}; 0: never)",
+    )
     p.add_argument("--model", choices=MODELS, default=d.model)
     p.add_argument(
         "--features",
@@ -123,9 +131,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--hidden", type=int, default=d.hidden, help="MLP width")
     p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument(
+        "--batch-size", type=int, default=d.batch_size, help="default: about 300 optimizer steps per epoch, 16..512"
+    )
     p.add_argument("--holdout", type=float, default=d.holdout, help="fraction held out for accuracy (0: none)")
     p.add_argument("--force", action="store_true", help="replace existing runs at OUT")
+
+    p = sub.add_parser(
+        "selftest",
+        help="flip a known share of your labels, train, and measure how well each score finds them",
+    )
+    p.add_argument("data", type=Path, help="labeled file (.csv, .jsonl or .parquet)")
+    p.add_argument("--text-col", required=True, help="column holding the text")
+    p.add_argument("--label-col", required=True, help="column holding the label (class names or numbers)")
+    p.add_argument("--id-col", help="column holding unique example ids (default: id if present, else row number)")
+    p.add_argument("--noise", type=float, default=0.1, help="share of labels to flip (default 0.1)")
+    p.add_argument("--kind", choices=NOISE_KINDS, default="uniform", help="uniform, or to the most similar class")
+    p.add_argument("--seeds", type=_int_list, default=[0, 1, 2], metavar="S,S,...", help="default 0,1,2")
+    p.add_argument("--out", type=Path, required=True, help="folder for selftest.json and selftest.png")
 
     p = sub.add_parser("summary", help="print examples, epochs, classes and region counts per class")
     _add_log_options(p)
@@ -274,6 +297,9 @@ def cmd_summary(args: argparse.Namespace) -> None:
     print(f"classes:   {len(np.unique(labels))}" + (f" ({', '.join(names)})" if names else ""))
     print("regions per class:")
     print(table_bytes(region_counts(codes, labels, names), ".csv").decode().replace('"', ""), end="")
+    print("likely label errors per class (label_issue: aum < 0, or margin < 0 for probabilities):")
+    counts = issue_counts(stats, class_names(stats))
+    print(table_bytes(counts, ".csv").decode().replace('"', ""), end="")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -281,6 +307,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     config = TrainConfig(
         epochs=args.epochs,
+        patience=args.patience,
         model=args.model,
         features=args.features,
         hidden=args.hidden,
@@ -303,6 +330,19 @@ def cmd_train(args: argparse.Namespace) -> None:
             else ""
         )
         print(f"wrote {r.run_dir}: {acc}{sum(r.seconds_per_epoch) / len(r.seconds_per_epoch):.2f} s per epoch")
+
+
+def cmd_selftest(args: argparse.Namespace) -> None:
+    from .selftest import format_table, run_selftest, write_report  # torch loads only here
+    from .train.trainer import read_labeled
+
+    if not 0 < args.noise < 1:
+        raise LogError(f"--noise must lie strictly between 0 and 1, got {args.noise}")
+    data = read_labeled(args.data, args.text_col, args.label_col, args.id_col)
+    report = run_selftest(data, noise=args.noise, kind=args.kind, seeds=args.seeds, progress=sys.stderr.isatty())
+    print(format_table(report))
+    js, png = write_report(report, args.out)
+    print(f"wrote {js} and {png}")
 
 
 def cmd_reliability(args: argparse.Namespace) -> None:
@@ -515,6 +555,7 @@ COMMANDS = {
     "reliability": cmd_reliability,
     "compare": cmd_compare,
     "train": cmd_train,
+    "selftest": cmd_selftest,
     "invite": cmd_invite,
     "reviews": cmd_reviews,
 }

@@ -1,5 +1,6 @@
 """Hyper-parameters of the built-in trainer (``train.py``), importable without torch."""
 
+import math
 from dataclasses import dataclass
 
 from ..errors import LogError
@@ -12,14 +13,15 @@ FEATURES = ("tfidf", "minilm")
 class TrainConfig:
     """Hyper-parameters of the built-in trainer (stored in ``run.json``); checked when made."""
 
-    epochs: int = 6
+    epochs: int = 30  # the most epochs; training stops earlier once held-out accuracy stops improving (patience)
+    patience: int = 2  # stop after this many epochs without a better held-out accuracy; 0: train every epoch
     model: str = "mlp"  # "mlp" or "linear"
     features: str = "tfidf"  # "tfidf" (word 1-2 grams) or "minilm" (frozen sentence encoder, features.py)
     hidden: int = 32
     dropout: float = 0.5
     lr: float = 1e-3
     weight_decay: float = 0.0
-    batch_size: int = 64
+    batch_size: int | None = None  # None: auto_batch_size(number of training rows)
     holdout: float = 0.1  # fraction of rows held out for accuracy; 0 logs every row
     split_seed: int = 0
     min_df: int = 2
@@ -35,9 +37,21 @@ class TrainConfig:
             f"hidden must be at least 1, got {self.hidden}" if self.hidden < 1 else "",
             f"dropout must lie in [0, 1), got {self.dropout}" if not 0 <= self.dropout < 1 else "",
             f"lr must be positive, got {self.lr}" if not self.lr > 0 else "",
-            f"batch size must be at least 1, got {self.batch_size}" if self.batch_size < 1 else "",
+            f"batch size must be at least 1, got {self.batch_size}"
+            if self.batch_size is not None and self.batch_size < 1
+            else "",
+            f"patience must be at least 0, got {self.patience}" if self.patience < 0 else "",
             f"holdout must lie in [0, 1), got {self.holdout}" if not 0 <= self.holdout < 1 else "",
         ]
         problems = [p for p in problems if p]
         if problems:
             raise LogError("; ".join(problems))
+
+
+STEPS_PER_EPOCH = 300  # the auto batch size aims at about this many optimizer steps per epoch
+
+
+def auto_batch_size(n_rows: int) -> int:
+    """The power of two nearest ``n_rows / STEPS_PER_EPOCH``, within [16, 512]: small datasets get small
+    batches (enough optimizer steps to learn in a few epochs), large ones large batches (speed)."""
+    return int(min(512, max(16, 2 ** round(math.log2(max(n_rows, 1) / STEPS_PER_EPOCH)))))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,7 @@ from tqdm import tqdm
 from ..errors import LogError
 from ..io import atomic_write_parquet, read_table_file
 from ..record.recorder import DynamicsRecorder, refuse_existing_run
-from .config import TrainConfig
+from .config import TrainConfig, auto_batch_size
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,8 @@ class TrainResult:
     holdout_accuracy: list[float] = field(default_factory=list)
     seconds_per_epoch: list[float] = field(default_factory=list)
     majority_accuracy: float = float("nan")
+    best_epoch: int | None = None  # the epoch (0-based) of the best held-out accuracy
+    warning: str = ""  # set when the held-out accuracy was still rising at the last epoch
 
 
 FEATURE_NAMES = {"tfidf": "tfidf-1-2gram", "minilm": "all-MiniLM-L6-v2 (frozen)"}
@@ -153,6 +155,7 @@ def train_run(
     """Train one model with ``seed`` and write the run directory ``out`` (dynamics, run.json, examples)."""
     progress = sys.stderr.isatty() if progress is None else progress
     train_rows, test_rows = split(data, config)
+    config = replace(config, batch_size=config.batch_size or auto_batch_size(train_rows.size))
     out = Path(out)
     if not overwrite:
         refuse_existing_run(out)  # before any work; the recorder creates the run only once features exist
@@ -199,21 +202,48 @@ def train_run(
             rec.log(ids[rows], logits, y_train[rows], losses)
         rec.end_epoch()
         result.seconds_per_epoch.append(time.perf_counter() - t0)
+        acc = ""
         if x_test is not None:
             model.eval()
             with torch.no_grad():
                 pred = model(x_test).argmax(dim=1).numpy()
             result.holdout_accuracy.append(float((pred == data.labels[test_rows]).mean()))
-            rec.update_meta(holdout_accuracy=[round(a, 6) for a in result.holdout_accuracy])
-        acc = f", held-out accuracy {result.holdout_accuracy[-1]:.3f}" if result.holdout_accuracy else ""
+            result.best_epoch = int(np.argmax(result.holdout_accuracy))  # the first best
+            rec.update_meta(
+                holdout_accuracy=[round(a, 6) for a in result.holdout_accuracy], best_epoch=result.best_epoch
+            )
+            acc = f", held-out accuracy {result.holdout_accuracy[-1]:.3f}"
         print(
             f"{out.name} epoch {epoch + 1}/{config.epochs}: train loss {total / len(order):.4f}{acc} "
             f"({result.seconds_per_epoch[-1]:.2f} s)",
             file=sys.stderr,
         )
+        if config.patience and result.best_epoch is not None and epoch - result.best_epoch >= config.patience:
+            print(
+                f"{out.name}: stopping after epoch {epoch + 1}, no better held-out accuracy for "
+                f"{config.patience} epochs (best {max(result.holdout_accuracy):.3f} at epoch {result.best_epoch + 1})",
+                file=sys.stderr,
+            )
+            break
+    result.warning = still_rising(result.holdout_accuracy, config)
+    if result.warning:
+        print(f"{out.name}: warning: {result.warning}", file=sys.stderr)
+        rec.update_meta(warning=result.warning)
     if examples:
         write_examples(data, out / "examples.parquet", test_rows)
     return result
+
+
+def still_rising(accuracy: list[float], config: TrainConfig) -> str:
+    """A warning when every epoch ran and the held-out accuracy of the last one is the best so far and above
+    the one before it: the model has not converged, and underfitting reads as difficulty on the map."""
+    if len(accuracy) < 2 or len(accuracy) < config.epochs or accuracy[-1] <= max(accuracy[:-1]):
+        return ""
+    return (
+        f"held-out accuracy was still rising at the last epoch ({accuracy[-2]:.3f} -> {accuracy[-1]:.3f}); "
+        f"the model may be underfit, so hard-to-learn examples may only be not-yet-learned: train for more "
+        f"epochs (--epochs) or with a larger learning rate (--lr)"
+    )
 
 
 def write_examples(data: LabeledData, path: Path, holdout_rows: np.ndarray) -> None:
