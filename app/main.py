@@ -65,6 +65,7 @@ from cartography_core.dashboard.datamap import (  # noqa: E402
     trajectory,
 )
 from cartography_core.io import cache_dir, table_bytes  # noqa: E402
+from cartography_core.label_issues import issue_counts  # noqa: E402
 from cartography_core.regions import member_names, region_members  # noqa: E402
 from cartography_core.reviews import (  # noqa: E402
     OUTCOMES,
@@ -427,6 +428,7 @@ row_filter = RowFilter(
     conf_range=view_state.conf_range if subset == "brush" else None,
     label=view_state.cls,
     search=search.strip(),
+    label_issue=subset == state.LIKELY_MISLABELED,
 )
 mask = filter_mask(table, row_filter, members=members, texts=run.texts())
 if verdict_filter != "any" and consensus()[1] is not None:
@@ -546,6 +548,16 @@ with tab_map:
         st.subheader("Regions per class")
         st.caption(rule_text)
         st.dataframe(counts, hide_index=True, key="counts")
+
+        issues = issue_counts(table, run.label_names)
+        total = issues["label_issues"][-1].as_py()
+        st.subheader(f"Likely label errors: {total:,} of {run.n:,} examples")
+        st.caption(
+            "Estimated count of wrong labels: examples whose gold class lost, on average over training, to another "
+            "class (aum < 0; margin < 0 for a log of probabilities). Choose the subset 'likely mislabeled' to list, "
+            "review or download them. `python -m cartography_core selftest` measures how precise this is on your data."
+        )
+        st.dataframe(issues.to_pandas(), hide_index=True)
 
         st.subheader("Examples")
         rows, n_match = subset_rows[:TABLE_ROWS], len(subset_rows)

@@ -19,7 +19,8 @@ from cartography_core.scores import CONFIDENCE_MAX, VARIABILITY_MAX
 
 ALL_CLASSES = "all classes"
 DEFAULT_REGIONS = RegionThresholds()
-SUBSETS = ("hard-to-learn", "ambiguous", "easy-to-learn", "other", "brush", "all")
+LIKELY_MISLABELED = "likely mislabeled"
+SUBSETS = ("hard-to-learn", "ambiguous", "easy-to-learn", "other", LIKELY_MISLABELED, "brush", "all")
 RULES = ("thresholds", "top q%")
 ORDERS = ("hardest first", "easiest first")
 TABS = ("Data map", "Per class", "Runs", "Reviews")

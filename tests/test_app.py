@@ -183,3 +183,17 @@ def test_the_log_root_is_walked_once_per_rerun(monkeypatch):
 def test_an_unknown_link_parameter_is_named_and_ignored(monkeypatch):
     at = run_app(monkeypatch, **{"class": "HUM"})
     assert any("The link's class='HUM' is not a setting of this page" in shown(w.value) for w in at.warning)
+
+
+def test_likely_mislabeled_subset_lists_the_examples_whose_gold_class_lost_on_average(monkeypatch, tmp_path):
+    # aum = mean over epochs of z[y] - max other z, worked by hand:
+    logits = {0: ([1, 0], [1, 0]), 1: ([0, 2], [0, 1]), 2: ([0, 1], [1, 0]), 3: ([3, 0], [0, 1]), 4: ([0, 5], [0, 5])}
+    labels = {0: 0, 1: 0, 2: 1, 3: 1, 4: 1}  # aum: 1, -1.5, 0 (a tie is not a loss), -1, 5
+    epochs = [[{"id": i, "label": labels[i], "logits": z[e]} for i, z in logits.items()] for e in range(2)]
+    write_log(tmp_path / "run", epochs, "jsonl")
+    at = run_app(monkeypatch, tmp_path, subset="likely mislabeled")
+    assert sorted(table(at)["id"].astype(int)) == [1, 3]
+    issues = [d.value for d in at.dataframe if "label_issues" in d.value.columns][0].set_index("class")
+    assert issues["examples"].tolist() == [2, 3, 5] and issues["label_issues"].tolist() == [1, 1, 2]
+    assert issues.loc["total", "share"] == pytest.approx(2 / 5)
+    assert any("Likely label errors: 2 of 5" in shown(h.value) for h in at.subheader)

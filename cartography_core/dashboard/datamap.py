@@ -97,6 +97,7 @@ class RowFilter:
     conf_range: tuple[float, float] | None = None
     label: int | None = None
     search: str = ""
+    label_issue: bool = False  # keep only rows flagged ``label_issue`` (``label_issues.py``)
 
 
 def filter_mask(
@@ -118,6 +119,8 @@ def filter_mask(
         mask &= (c >= f.conf_range[0]) & (c <= f.conf_range[1])
     if f.label is not None:
         mask &= stats["label"].to_numpy() == f.label
+    if f.label_issue:
+        mask &= stats["label_issue"].to_numpy(zero_copy_only=False)
     if f.search:
         haystack = texts if texts is not None else pc.cast(stats["id"], pa.string())
         hit = pc.match_substring(haystack, f.search, ignore_case=True)
