@@ -5,6 +5,7 @@ torchrun with 2 processes on an odd number of examples) checked row by row again
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import re
 import subprocess
@@ -53,7 +54,7 @@ def env(workdir):
 
 def test_the_readme_has_the_blocks_this_module_runs():
     assert [kind for kind, _ in BLOCKS] == [
-        "bash", "bash", "python", "python", "python", "bash", "bash", "python", "bash",
+        "bash", "bash", "python", "python", "python", "bash", "bash", "bash", "python", "bash",
     ]  # fmt: skip
 
 
@@ -151,6 +152,16 @@ def test_train_block_and_library_block(workdir, env):
     assert np.all(np.diff(table["confidence"]) >= 0)  # hardest (lowest confidence) first
 
 
+def test_selftest_block(workdir, env):
+    run_bash_block(blocks("bash")[4], workdir, env)
+    report = json.loads((workdir / "selftest-sms" / "selftest.json").read_text())
+    seed = report["seeds"][0]
+    # SMS: 5,574 rows, 10% held out (stratified), 10% of all rows flipped: about 502 of the 5,016 scored
+    assert seed["rows"] == 5016 and 450 < seed["flipped"] < 555
+    assert seed["scores"]["aum"]["auroc"] > 0.98  # bench/results/detection.md: 0.993-0.996
+    assert (workdir / "selftest-sms" / "selftest.png").stat().st_size > 10_000
+
+
 def label_studio_export(workdir: Path) -> dict:
     """What a user gets from Label Studio after two annotators worked on the README's exported tasks: three
     hard examples relabeled by both, one removed by both, one where they disagree. Returns {id: expected}."""
@@ -184,7 +195,7 @@ def test_review_loop_block(workdir, env):
     """The README's review loop, run whole as one shell script (its export carries through the lines)."""
     expected = label_studio_export(workdir)
     done = subprocess.run(
-        ["bash", "-e", "-c", blocks("bash")[4]], cwd=workdir, env=env, capture_output=True, text=True, timeout=900
+        ["bash", "-e", "-c", blocks("bash")[5]], cwd=workdir, env=env, capture_output=True, text=True, timeout=900
     )
     assert done.returncode == 0, done.stderr[-3000:]
     link = next(line for line in done.stdout.splitlines() if line.startswith("http://localhost:8501/?"))
