@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -85,8 +86,14 @@ def trec() -> LabeledData:
 
 
 def main() -> None:
-    # TREC (6 classes, 4,842 training rows) learns too slowly at the default rate to leave its first epoch
-    configs = {"rotten_tomatoes": TrainConfig(), "sms_spam": TrainConfig(), "trec": TrainConfig(lr=5e-3, batch_size=32)}
+    # The settings these logs were made with: 6 epochs, no early stopping, batches of 64 (the trainer's defaults
+    # when they were made); TREC (6 classes, 4,842 training rows) at lr 5e-3 and batches of 32 to learn in time
+    made_with = TrainConfig(epochs=6, patience=0, batch_size=64)
+    configs = {
+        "rotten_tomatoes": made_with,
+        "sms_spam": made_with,
+        "trec": replace(made_with, lr=5e-3, batch_size=32),
+    }
     for folder, load in [("rotten_tomatoes", rotten_tomatoes), ("sms_spam", sms_spam), ("trec", trec)]:
         data = load()
         out = HERE / folder
