@@ -149,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=NOISE_KINDS, default="uniform", help="uniform, or to the most similar class")
     p.add_argument("--seeds", type=_int_list, default=[0, 1, 2], metavar="S,S,...", help="default 0,1,2")
     p.add_argument("--out", type=Path, required=True, help="folder for selftest.json and selftest.png")
+    p.add_argument("--force", action="store_true", help="replace selftest.json and selftest.png in OUT")
 
     p = sub.add_parser("summary", help="print examples, epochs, classes and region counts per class")
     _add_log_options(p)
@@ -333,12 +334,15 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_selftest(args: argparse.Namespace) -> None:
-    from .selftest import format_table, run_selftest, write_report  # torch loads only here
+    from .selftest import check_report_folder, format_table, run_selftest, write_report  # torch loads only here
     from .train.trainer import read_labeled
 
     if not 0 < args.noise < 1:
         raise LogError(f"--noise must lie strictly between 0 and 1, got {args.noise}")
+    check_report_folder(args.out, overwrite=args.force)  # before any training
     data = read_labeled(args.data, args.text_col, args.label_col, args.id_col)
+    if args.kind == "confusable" and len(data.label_names) == 2:
+        print("note: with 2 classes a confusable flip is the uniform one (the other class)", file=sys.stderr)
     report = run_selftest(data, noise=args.noise, kind=args.kind, seeds=args.seeds, progress=sys.stderr.isatty())
     print(format_table(report))
     js, png = write_report(report, args.out)

@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 from tqdm import tqdm
 
+from .errors import LogError
 from .evaluate import Detection, FlagQuality, detection_scores, flag_quality, flip_labels, nearest_classes
 from .io import atomic_write, write_json
 from .label_issues import FLAG
@@ -167,8 +168,12 @@ def format_table(report: SelftestReport) -> str:
         f"precision {flag['precision']:.3f}, recall {flag['recall']:.3f}"
     )
     lines.append(
-        "P@k: precision among the k hardest, k = number flipped; topq: share of the flips among the hardest q. "
-        f"Rank by {report.ranked_scores()[0]} on this data."
+        "Scored: the training split (the trainer holds out 10% of the rows for the held-out accuracy that stops it).\n"
+        "P@k: precision among the k hardest rows, k = number flipped (there it equals recall); topq: share of all "
+        "flips found among the hardest q of the rows (recall).\n"
+        "Labels that were already wrong before the flips count here as false positives: on noisy data the "
+        "flag's precision is a lower bound, and 'flagged' estimates flips plus the labels already wrong.\n"
+        f"Highest average precision on this data: {report.ranked_scores()[0]} (the label_issue flag uses aum)."
     )
     return head + "\n".join(lines)
 
@@ -194,6 +199,18 @@ def write_plot(report: SelftestReport, path: Path, top: int = 6) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+REPORT_FILES = ("selftest.json", "selftest.png")
+
+
+def check_report_folder(out: Path, *, overwrite: bool) -> None:
+    """Refuse ``out`` when it is not a folder, or holds a report and ``overwrite`` is not set."""
+    if out.exists() and not out.is_dir():
+        raise LogError(f"{out}: exists and is not a folder; --out names the folder for {' and '.join(REPORT_FILES)}")
+    there = [name for name in REPORT_FILES if (out / name).exists()]
+    if there and not overwrite:
+        raise LogError(f"{out}: already holds {', '.join(there)}; use --force to replace, or another --out")
 
 
 def write_report(report: SelftestReport, out: Path) -> tuple[Path, Path]:

@@ -66,3 +66,37 @@ def test_selftest_refuses_a_noise_rate_outside_0_1(tmp_path, capsys):
     args = ["selftest", "x.csv", "--text-col", "t", "--label-col", "y", "--out", str(tmp_path), "--noise", "1.5"]
     assert main(args) == 2
     assert "--noise must lie strictly between 0 and 1, got 1.5" in capsys.readouterr().err
+
+
+def test_selftest_never_replaces_a_report_without_force_and_checks_out_before_training(tmp_path, capsys):
+    (tmp_path / "st").mkdir()
+    (tmp_path / "st" / "selftest.json").write_text("{}")
+    (tmp_path / "file.csv").write_text("kept")
+    args = ["selftest", str(tmp_path / "missing.csv"), "--text-col", "t", "--label-col", "y", "--out"]
+    assert main(args + [str(tmp_path / "st")]) == 2  # refused before the (missing) data is even read
+    assert "already holds selftest.json; use --force" in capsys.readouterr().err
+    assert (tmp_path / "st" / "selftest.json").read_text() == "{}"
+    assert main(args + [str(tmp_path / "file.csv")]) == 2
+    assert "file.csv: exists and is not a folder" in capsys.readouterr().err
+    assert (tmp_path / "file.csv").read_text() == "kept"
+    assert main(args + [str(tmp_path / "st"), "--force"]) == 2  # --force gets past the folder check, to the data
+    assert "missing.csv: no such file" in capsys.readouterr().err
+
+
+def test_too_few_rows_to_hold_out_every_class_is_a_clear_error(tmp_path, capsys):
+    pd.DataFrame({"t": [f"text {i}" for i in range(20)], "y": list("abcde") * 4}).to_csv(tmp_path / "d.csv")
+    args = ["selftest", str(tmp_path / "d.csv"), "--text-col", "t", "--label-col", "y", "--out", str(tmp_path / "o")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "d.csv: cannot hold out 0.1 of 20 rows with every one of the 5 classes on both sides" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("column", ["t", "y"])
+def test_an_empty_text_or_label_cell_is_named(tmp_path, capsys, column):
+    df = pd.DataFrame({"t": [f"text {i}" for i in range(40)], "y": list("ab") * 20})
+    df.loc[7, column] = ""
+    df.to_csv(tmp_path / "d.csv", index=False)
+    args = ["selftest", str(tmp_path / "d.csv"), "--text-col", "t", "--label-col", "y", "--out", str(tmp_path / "o")]
+    assert main(args) == 2
+    assert f"d.csv row 7: {column} is empty" in capsys.readouterr().err

@@ -67,8 +67,12 @@ def read_labeled(path: str | Path, text_col: str, label_col: str, id_col: str | 
     for col in [text_col, label_col] + ([id_col] if id_col else []):
         if col not in table.column_names:
             raise LogError(f"{path}: no column {col!r} (columns: {', '.join(table.column_names)})")
-        if table[col].null_count:
-            row = int(np.flatnonzero(table[col].is_null().to_numpy(zero_copy_only=False))[0])
+        empty = table[col].is_null()
+        if pa.types.is_string(table[col].type) or pa.types.is_large_string(table[col].type):
+            blank = pc.equal(pc.utf8_trim_whitespace(table[col]), "")  # a CSV's "" cell
+            empty = pc.fill_null(pc.or_kleene(empty, blank), True)
+        if pc.any(empty).as_py():
+            row = int(np.flatnonzero(empty.to_numpy(zero_copy_only=False))[0])
             raise LogError(f"{path} row {row}: {col} is empty")
     raw = table[label_col].to_numpy(zero_copy_only=False)
     names, labels = np.unique(raw, return_inverse=True)
@@ -138,7 +142,17 @@ def split(data: LabeledData, config: TrainConfig) -> tuple[np.ndarray, np.ndarra
     rows = np.arange(len(data.labels))
     if config.holdout == 0:
         return rows, rows[:0]
-    train, test = train_test_split(rows, test_size=config.holdout, stratify=data.labels, random_state=config.split_seed)
+    try:
+        train, test = train_test_split(
+            rows, test_size=config.holdout, stratify=data.labels, random_state=config.split_seed
+        )
+    except ValueError as exc:  # scikit-learn: a class with one row, or fewer held-out rows than classes
+        counts = np.bincount(data.labels, minlength=len(data.label_names))
+        raise LogError(
+            f"{data.name}: cannot hold out {config.holdout:g} of {len(rows)} rows with every one of the "
+            f"{len(counts)} classes on both sides (smallest class: {counts.min()} rows); add rows, or train "
+            f"with --holdout 0 (no held-out accuracy, no early stopping) ({exc})"
+        ) from None
     return np.sort(train), np.sort(test)
 
 
@@ -220,8 +234,9 @@ def train_run(
         )
         if config.patience and result.best_epoch is not None and epoch - result.best_epoch >= config.patience:
             print(
-                f"{out.name}: stopping after epoch {epoch + 1}, no better held-out accuracy for "
-                f"{config.patience} epochs (best {max(result.holdout_accuracy):.3f} at epoch {result.best_epoch + 1})",
+                f"{out.name}: stopping after epoch {epoch + 1}, no better held-out accuracy for {config.patience} "
+                f"epochs (best {max(result.holdout_accuracy):.3f} at epoch {result.best_epoch + 1}, "
+                f"dynamics/epoch_{result.best_epoch:03d})",
                 file=sys.stderr,
             )
             break

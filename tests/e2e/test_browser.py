@@ -99,7 +99,7 @@ def test_brush_the_map(server, page, server_log):
 def test_selecting_a_row_shows_its_text_and_trajectory(server, page):
     page.goto(server)
     wait_idle(page)
-    grid = page.locator('[data-testid="stDataFrame"]').nth(1)
+    grid = page.locator('[data-testid="stDataFrame"]').nth(2)  # after region counts and likely label errors
     grid.scroll_into_view_if_needed()
     box = grid.bounding_box()
     page.mouse.click(box["x"] + 14, box["y"] + 35 + 17)  # the first row's selection box
