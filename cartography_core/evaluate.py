@@ -22,7 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 from .errors import LogError
 
@@ -73,6 +72,8 @@ class Detection:
 
 def detection_scores(flipped: np.ndarray, suspicion: np.ndarray) -> Detection:
     """How well ``suspicion`` (N,), higher = more likely mislabeled, ranks the ``flipped`` (N,) rows first."""
+    from sklearn.metrics import average_precision_score, roc_auc_score  # scikit-learn loads only for metrics
+
     k, n = int(flipped.sum()), len(flipped)
     if k in (0, n):
         raise LogError("detection_scores needs both flipped and clean rows")
