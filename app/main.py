@@ -546,7 +546,10 @@ with tab_map:
             "its total"
         )
         st.subheader("Regions per class")
-        st.caption(rule_text)
+        st.caption(
+            rule_text + ". Ambiguous means the model's gold-class probability swung across epochs, not that people "
+            "disagree: on human-rated data low confidence tracks rater disagreement, variability does not (README)."
+        )
         st.dataframe(counts, hide_index=True, key="counts")
 
         issues = issue_counts(table, run.label_names)
