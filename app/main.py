@@ -44,7 +44,7 @@ from cartography_core import (  # noqa: E402
     region_counts,
     split_half_reliability,
 )
-from cartography_core.dashboard.cache import signature  # noqa: E402
+from cartography_core.dashboard.cache import cached_epochs, signature  # noqa: E402
 from cartography_core.dashboard.catalog import (  # noqa: E402
     LoadedRun,
     RunListing,
@@ -209,11 +209,19 @@ def open_reviews() -> tuple[ReviewStore | None, str | None]:
 
 
 @st.cache_resource(max_entries=4, show_spinner="Reading every epoch once, for the examples' trajectories...")
-def trajectory_index(root: str, run_id: str, sig: str, k: int) -> Trajectories:
-    """The ``k``-th run's trajectories of every example, shared by every session (see ``Trajectories``)."""
+def trajectory_index(root: str, run_id: str, sig: str, k: int) -> Trajectories | None:
+    """The ``k``-th run's trajectories of every example, shared by every session (see ``Trajectories``):
+    memory-mapped from the disk cache, where scoring kept them; else read from the logs when N x E is at most
+    ``TRAJECTORY_INDEX_CELLS``; else None (each example's epochs are then read alone)."""
     run = load(root, run_id, sig)
     t = run.per_run[k]
-    return Trajectories.read(run.runs[k], t["id"].to_numpy(zero_copy_only=False), t["label"].to_numpy())
+    ids, labels = t["id"].to_numpy(zero_copy_only=False), t["label"].to_numpy()
+    matrix = cached_epochs(run.runs[k], cache_dir())
+    if matrix is not None and matrix.p_gold.shape[1] == t.num_rows:
+        return Trajectories.from_matrix(matrix, ids, labels)
+    if t.num_rows * len(run.runs[k].epochs) <= TRAJECTORY_INDEX_CELLS:
+        return Trajectories.read(run.runs[k], ids, labels)
+    return None
 
 
 @st.cache_data(max_entries=256, show_spinner="Reading the example's epochs...")
@@ -223,10 +231,9 @@ def trajectories(root: str, run_id: str, sig: str, example_id: int | str) -> pd.
     frames = []
     for k, r in enumerate(run.runs):
         try:
-            if run.per_run[k].num_rows * len(r.epochs) <= TRAJECTORY_INDEX_CELLS:
-                traj = trajectory_index(root, run_id, sig, k).of(example_id).to_pandas()
-            else:  # too large to keep in memory: read the epochs for this example alone
-                traj = trajectory(r, example_id).to_pandas()
+            index = trajectory_index(root, run_id, sig, k)
+            # without an index (too large for memory, no disk cache): read the epochs for this example alone
+            traj = (index.of(example_id) if index is not None else trajectory(r, example_id)).to_pandas()
         except LogError as exc:  # one of several pooled runs did not log this example, or its files changed
             log.info("trajectory of %r in %s: %s", example_id, r.path, exc)
             continue

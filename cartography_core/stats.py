@@ -115,8 +115,11 @@ class _Accumulator:
     _INT = ("count", "n_correct", "forgets", "prev_correct", "first_learned", "streak_start", "last_pred")  # int32
     _MISSING_IS_MINUS_ONE = ("prev_correct", "first_learned", "streak_start", "last_pred")
 
-    def __init__(self) -> None:
+    def __init__(self, keep_epochs: bool = False) -> None:
         self.n = 0
+        # epoch -> (N,) float32 gold probability (NaN: not logged) and int16 prediction, when keep_epochs
+        self.epoch_p: dict[int, np.ndarray] | None = {} if keep_epochs else None
+        self.epoch_pred: dict[int, np.ndarray] = {}
         for name in self._FLOAT:
             setattr(self, name, np.empty(0))
         for name in self._INT:
@@ -132,7 +135,17 @@ class _Accumulator:
             new = np.full(n, fill, dtype=old.dtype)
             new[: self.n] = old
             setattr(self, name, new)
+        if self.epoch_p is not None:
+            for kept, fill in ((self.epoch_p, np.nan), (self.epoch_pred, 0)):
+                for e, old in kept.items():
+                    kept[e] = np.concatenate([old, np.full(extra, fill, dtype=old.dtype)])
         self.n = n
+
+    def start_epoch(self, epoch: int) -> None:
+        """Make the per-epoch arrays of ``epoch`` (when kept), before its rows are folded in parallel."""
+        if self.epoch_p is not None and epoch not in self.epoch_p:
+            self.epoch_p[epoch] = np.full(self.n, np.nan, dtype=np.float32)
+            self.epoch_pred[epoch] = np.zeros(self.n, dtype=np.int16)
 
     def update(self, epoch: int, pos: np.ndarray | slice, q: EpochQuantities, *, el2n_epoch: int | None) -> None:
         """Fold one epoch's rows into the running values: ``pos`` holds their distinct positions, as an index
@@ -169,6 +182,9 @@ class _Accumulator:
         self.dq[pos] += q.p_gold * (1.0 - q.p_gold)
         if el2n_epoch == epoch:
             self.el2n_at[pos] = q.el2n
+        if self.epoch_p is not None:
+            self.epoch_p[epoch][pos] = q.p_gold
+            self.epoch_pred[epoch][pos] = q.pred
 
 
 def compute_stats(
@@ -192,14 +208,36 @@ def compute_stats(
 
     The table's schema metadata ``cartography`` (JSON) records the run, E, K, layout and label names.
     """
+    return _score(run, max_epochs, strict, variability_ci, el2n_epoch, keep_epochs=False)[0]
+
+
+@dataclass(frozen=True)
+class EpochMatrix:
+    """Per-epoch values of every example, rows aligned with the statistics table (sorted by id)."""
+
+    epochs: np.ndarray  # (E,) epoch numbers
+    p_gold: np.ndarray  # (E, N) float32 g_e, NaN where the example was not logged in epoch e
+    pred: np.ndarray  # (E, N) int16 argmax z_e (0 where not logged)
+
+
+def compute_stats_and_epochs(
+    run: Run | str | Path, *, max_epochs: int | None = None, strict: bool = False
+) -> tuple[pa.Table, EpochMatrix]:
+    """:func:`compute_stats` and, from the same single read of the logs, the per-epoch gold probability and
+    prediction of every example: 6 bytes per example and epoch (the dashboard's trajectories)."""
+    return _score(run, max_epochs, strict, False, None, keep_epochs=True)
+
+
+def _score(run, max_epochs, strict, variability_ci, el2n_epoch, *, keep_epochs: bool):
     run = run if isinstance(run, Run) else open_run(run)
     reader = DynamicsReader(run, max_epochs=max_epochs, strict=strict)
     if el2n_epoch is not None and not 0 <= el2n_epoch < len(reader.epochs):
         raise LogError(f"el2n_epoch {el2n_epoch} is outside the run's epochs 0..{len(reader.epochs) - 1}")
-    acc = _Accumulator()
+    acc = _Accumulator(keep_epochs)
     with ThreadPoolExecutor(max_workers=THREADS) as pool:
         for b in reader:
             acc.grow(reader.n)
+            acc.start_epoch(b.epoch)
             n = b.pos.size
             order = None
             if n == acc.n:  # the batch holds every example once: visit it in position order
@@ -218,14 +256,26 @@ def compute_stats(
             # Chunks touch disjoint positions, so they fold in parallel (numpy releases the GIL); small chunks
             # also keep temporaries in cache, reused rather than faulted in.
             list(pool.map(fold, range(0, n, CHUNK)))
-    return _table(run, reader, acc, variability_ci=variability_ci, el2n_epoch=el2n_epoch)
+    table = _table(run, reader, acc, variability_ci=variability_ci, el2n_epoch=el2n_epoch)
+    if not keep_epochs:
+        return table, None
+    order = _row_order(reader.ids)
+    epochs = np.array(sorted(acc.epoch_p), dtype=np.int64)
+    p_gold = np.stack([acc.epoch_p[e][order] for e in epochs])  # a run has at least one epoch (ingest)
+    pred = np.stack([acc.epoch_pred[e][order] for e in epochs])
+    return table, EpochMatrix(epochs, p_gold, pred)
+
+
+def _row_order(ids: np.ndarray) -> slice | np.ndarray:
+    """The table's rows sorted by id: positions are usually in id order already (ingest sorts new ids), then
+    no gather at all."""
+    in_order = len(ids) < 2 or bool(np.all(ids[1:] > ids[:-1]))
+    return slice(None) if in_order else np.argsort(ids, kind="stable")
 
 
 def _table(run: Run, reader: DynamicsReader, acc: _Accumulator, *, variability_ci: bool, el2n_epoch) -> pa.Table:
     ids = reader.ids
-    # (N,) rows sorted by id; positions are usually in id order already (ingest sorts new ids), then no gather
-    in_order = len(ids) < 2 or bool(np.all(ids[1:] > ids[:-1]))
-    order = slice(None) if in_order else np.argsort(ids, kind="stable")
+    order = _row_order(ids)  # (N,) rows sorted by id
     count = acc.count[order].astype(np.float64)
     conf = acc.mean_g[order]
     var = acc.m2_g[order] / count  # population variance

@@ -124,6 +124,29 @@ def test_trajectories_read_once_equal_the_per_example_read(tmp_path):
         index.of(5)
 
 
+def test_trajectories_kept_by_the_cache_equal_the_per_example_read(tmp_path):
+    """Scoring into the disk cache keeps every example's epochs (one read of the logs); they come back
+    memory-mapped and equal the per-example scan, including an id missing from one epoch."""
+    from cartography_core.dashboard import cache as disk
+    from cartography_core.dashboard.datamap import Trajectories
+
+    e0 = [{"id": 7, "label": 1, "logits": [0.0, 0.0]}, {"id": 3, "label": 0, "logits": [2.0, 1.0]}]
+    e1 = [{"id": 3, "label": 0, "logits": [0.0, np.log(3.0)]}]
+    e2 = [{"id": 7, "label": 1, "logits": [0.0, 1.0]}, {"id": 3, "label": 0, "logits": [1.0, 1.0]}]
+    run = open_run(write_log(tmp_path / "r", [e0, e1, e2], "parquet"))
+    assert disk.cached_epochs(run, tmp_path / "cache") is None  # nothing scored yet
+    table = disk.cached_stats(run, tmp_path / "cache")
+    matrix = disk.cached_epochs(run, tmp_path / "cache")
+    assert isinstance(matrix.p_gold, np.memmap) and matrix.p_gold.shape == (3, 2)
+    index = Trajectories.from_matrix(matrix, table["id"].to_numpy(), table["label"].to_numpy())
+    for example in (3, 7):
+        got, want = index.of(example).to_pydict(), trajectory(run, example).to_pydict()
+        assert got["p_gold"] == pytest.approx(want["p_gold"], abs=1e-7)
+        assert [got[k] for k in ("epoch", "correct", "pred")] == [want[k] for k in ("epoch", "correct", "pred")]
+    assert index.of(7).to_pydict()["epoch"] == [0, 2]
+    assert disk.cached_epochs(run, None) is None
+
+
 def test_run_ids_pool_folders_of_several_runs_and_refuse_others(tmp_path):
     rows = [{"id": 1, "label": 0, "logits": [1.0, 0.0]}, {"id": 2, "label": 1, "logits": [0.0, 1.0]}]
     for name in ("a/seed-0", "a/seed-1", "b/only", "c"):
@@ -226,7 +249,7 @@ def test_cached_stats_are_reused_until_a_log_file_changes(tmp_path, monkeypatch)
     def no_recompute(run):
         raise AssertionError("recomputed")
 
-    monkeypatch.setattr(catalog, "compute_stats", no_recompute)
+    monkeypatch.setattr(catalog, "compute_stats_and_epochs", no_recompute)
     again = catalog.cached_stats(open_run(run_dir), cache)
     assert again.equals(first) and again.schema.metadata == first.schema.metadata
     monkeypatch.undo()

@@ -11,14 +11,15 @@ import hashlib
 import os
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import ingest as ingest_module
 from .. import stats as stats_module
 from ..ingest import EXAMPLES_NAMES, Run
-from ..io import atomic_write_parquet
-from ..stats import compute_stats
+from ..io import atomic_write, atomic_write_parquet
+from ..stats import EpochMatrix, compute_stats, compute_stats_and_epochs
 
 
 def signature(paths: list[Path]) -> str:
@@ -46,22 +47,48 @@ def _code_version() -> str:
     return h.hexdigest()[:16]
 
 
+def _entry(run: Run, cache: Path) -> Path:
+    """The cache entry's path stem for ``run`` (key: code version, resolved path, :func:`signature`)."""
+    key = hashlib.sha256(f"{_code_version()}|{run.path.resolve()}|{signature([run.path])}".encode()).hexdigest()
+    return cache / f"stats-{key[:32]}"
+
+
+EPOCH_ARRAYS = ("epochs", "p_gold", "pred")  # EpochMatrix fields, one .npy file each beside the table
+
+
 def cached_stats(run: Run, cache: Path | None) -> pa.Table:
     """:func:`stats.compute_stats` of ``run``, read back from ``cache`` when the run's files and the code are
-    unchanged (key: resolved path, :func:`signature`, code version). Nothing is written into the run."""
+    unchanged. A miss scores the run once and keeps, beside the table, its per-epoch gold probabilities and
+    predictions (``stats.EpochMatrix``, 6 bytes per example and epoch) for :func:`cached_epochs`. Nothing is
+    written into the run."""
     if cache is None:
         return compute_stats(run)
-    key = hashlib.sha256(f"{_code_version()}|{run.path.resolve()}|{signature([run.path])}".encode()).hexdigest()
-    path = cache / f"stats-{key[:32]}.parquet"
+    stem = _entry(run, cache)
+    path = stem.with_suffix(".parquet")
     if path.exists():
         try:
             return pq.read_table(path)
         except (pa.ArrowException, OSError):
             pass  # a damaged cache file is recomputed and replaced
-    table = compute_stats(run)
+    table, matrix = compute_stats_and_epochs(run)
     try:
         cache.mkdir(parents=True, exist_ok=True)
+        for name in EPOCH_ARRAYS:  # the arrays first: a table in the cache means its arrays are there too
+            atomic_write(Path(f"{stem}.{name}.npy"), lambda tmp, a=getattr(matrix, name): np.save(tmp, a))
         atomic_write_parquet(table, path)
     except OSError:
         pass  # a read-only or full cache folder only costs the recomputation next time
     return table
+
+
+def cached_epochs(run: Run, cache: Path | None) -> EpochMatrix | None:
+    """The per-epoch arrays :func:`cached_stats` kept for ``run``, memory-mapped (one example's trajectory
+    reads E values, not the logs), or None when they are not in the cache."""
+    if cache is None:
+        return None
+    stem = _entry(run, cache)
+    try:
+        arrays = {name: np.load(f"{stem}.{name}.npy", mmap_mode="r") for name in EPOCH_ARRAYS}
+    except (OSError, ValueError):  # absent (an older entry, no cache yet) or damaged
+        return None
+    return EpochMatrix(**arrays)

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from ..errors import LogError
 from ..ingest import Run, read_epoch
 from ..scores import CONFIDENCE_MAX, VARIABILITY_MAX
-from ..stats import epoch_quantities
+from ..stats import EpochMatrix, epoch_quantities
 
 MAX_POINTS = 20_000
 SAMPLE_POINTS = 5_000
@@ -147,6 +147,12 @@ class Trajectories:
     p_gold: np.ndarray  # (E, N) float32, NaN where the example was not logged in that epoch
     pred: np.ndarray  # (E, N) int16
     label: np.ndarray  # (N,) int64
+
+    @classmethod
+    def from_matrix(cls, matrix: EpochMatrix, ids, labels: np.ndarray) -> Trajectories:
+        """From the arrays scored with the statistics (``stats.compute_stats_and_epochs``; memory-mapped from
+        the dashboard's cache), rows aligned with ``ids`` and ``labels``: nothing is read from the logs."""
+        return cls(np.asarray(matrix.epochs), pd.Index(ids), matrix.p_gold, matrix.pred, np.asarray(labels))
 
     @classmethod
     def read(cls, run: Run, ids, labels: np.ndarray) -> Trajectories:
