@@ -143,7 +143,7 @@ class Trajectories:
     7 bytes per cell: kept only for N x E up to ``TRAJECTORY_INDEX_CELLS`` (350 MB)."""
 
     epochs: np.ndarray  # (E,) epoch numbers
-    ids: pd.Index  # (N,)
+    ids: pd.Index  # (N,) sorted, as a statistics table's ids are
     p_gold: np.ndarray  # (E, N) float32, NaN where the example was not logged in that epoch
     pred: np.ndarray  # (E, N) int16
     label: np.ndarray  # (N,) int64
@@ -169,9 +169,14 @@ class Trajectories:
         return cls(np.array([ef.epoch for ef in run.epochs]), index, p_gold, pred, np.asarray(labels))
 
     def of(self, example_id) -> pa.Table:
-        """:func:`trajectory`'s table for one example, from memory."""
-        at = self.ids.get_indexer([example_id])[0]
-        if at < 0:
+        """:func:`trajectory`'s table for one example, from memory: a binary search of the sorted ids (no hash
+        table over N ids to build on the first click)."""
+        try:
+            at = int(self.ids.searchsorted(example_id))
+            found = at < len(self.ids) and self.ids[at] == example_id
+        except TypeError:  # an id of the other type (a string for integer ids): not in this run
+            found = False
+        if not found:
             raise LogError(f"no example with id {example_id!r}")
         logged = ~np.isnan(self.p_gold[:, at])
         pred = self.pred[logged, at].astype(np.int64)
