@@ -115,11 +115,13 @@ class _Accumulator:
     _INT = ("count", "n_correct", "forgets", "prev_correct", "first_learned", "streak_start", "last_pred")  # int32
     _MISSING_IS_MINUS_ONE = ("prev_correct", "first_learned", "streak_start", "last_pred")
 
-    def __init__(self, keep_epochs: bool = False) -> None:
+    def __init__(self, epochs: list[int] | None = None) -> None:
+        """``epochs``: the run's epoch numbers, to keep every example's per-epoch gold probability and
+        prediction as (E, N) arrays (``epoch_p`` float32, NaN where not logged; ``epoch_pred`` int16)."""
         self.n = 0
-        # epoch -> (N,) float32 gold probability (NaN: not logged) and int16 prediction, when keep_epochs
-        self.epoch_p: dict[int, np.ndarray] | None = {} if keep_epochs else None
-        self.epoch_pred: dict[int, np.ndarray] = {}
+        self.epoch_row = {e: i for i, e in enumerate(epochs)} if epochs is not None else None
+        self.epoch_p = np.empty((len(epochs) if epochs is not None else 0, 0), dtype=np.float32)
+        self.epoch_pred = np.empty(self.epoch_p.shape, dtype=np.int16)
         for name in self._FLOAT:
             setattr(self, name, np.empty(0))
         for name in self._INT:
@@ -135,17 +137,12 @@ class _Accumulator:
             new = np.full(n, fill, dtype=old.dtype)
             new[: self.n] = old
             setattr(self, name, new)
-        if self.epoch_p is not None:
-            for kept, fill in ((self.epoch_p, np.nan), (self.epoch_pred, 0)):
-                for e, old in kept.items():
-                    kept[e] = np.concatenate([old, np.full(extra, fill, dtype=old.dtype)])
+        if self.epoch_row is not None:  # usually once: the reader knows N from the first epoch
+            p = np.full((len(self.epoch_row), n), np.nan, dtype=np.float32)
+            pred = np.zeros(p.shape, dtype=np.int16)
+            p[:, : self.n], pred[:, : self.n] = self.epoch_p, self.epoch_pred
+            self.epoch_p, self.epoch_pred = p, pred
         self.n = n
-
-    def start_epoch(self, epoch: int) -> None:
-        """Make the per-epoch arrays of ``epoch`` (when kept), before its rows are folded in parallel."""
-        if self.epoch_p is not None and epoch not in self.epoch_p:
-            self.epoch_p[epoch] = np.full(self.n, np.nan, dtype=np.float32)
-            self.epoch_pred[epoch] = np.zeros(self.n, dtype=np.int16)
 
     def update(self, epoch: int, pos: np.ndarray | slice, q: EpochQuantities, *, el2n_epoch: int | None) -> None:
         """Fold one epoch's rows into the running values: ``pos`` holds their distinct positions, as an index
@@ -182,9 +179,10 @@ class _Accumulator:
         self.dq[pos] += q.p_gold * (1.0 - q.p_gold)
         if el2n_epoch == epoch:
             self.el2n_at[pos] = q.el2n
-        if self.epoch_p is not None:
-            self.epoch_p[epoch][pos] = q.p_gold
-            self.epoch_pred[epoch][pos] = q.pred
+        if self.epoch_row is not None:
+            row = self.epoch_row[epoch]
+            self.epoch_p[row, pos] = q.p_gold
+            self.epoch_pred[row, pos] = q.pred
 
 
 def compute_stats(
@@ -233,11 +231,10 @@ def _score(run, max_epochs, strict, variability_ci, el2n_epoch, *, keep_epochs: 
     reader = DynamicsReader(run, max_epochs=max_epochs, strict=strict)
     if el2n_epoch is not None and not 0 <= el2n_epoch < len(reader.epochs):
         raise LogError(f"el2n_epoch {el2n_epoch} is outside the run's epochs 0..{len(reader.epochs) - 1}")
-    acc = _Accumulator(keep_epochs)
+    acc = _Accumulator([ef.epoch for ef in reader.epochs] if keep_epochs else None)
     with ThreadPoolExecutor(max_workers=THREADS) as pool:
         for b in reader:
             acc.grow(reader.n)
-            acc.start_epoch(b.epoch)
             n = b.pos.size
             order = None
             if n == acc.n:  # the batch holds every example once: visit it in position order
@@ -259,11 +256,9 @@ def _score(run, max_epochs, strict, variability_ci, el2n_epoch, *, keep_epochs: 
     table = _table(run, reader, acc, variability_ci=variability_ci, el2n_epoch=el2n_epoch)
     if not keep_epochs:
         return table, None
-    order = _row_order(reader.ids)
-    epochs = np.array(sorted(acc.epoch_p), dtype=np.int64)
-    p_gold = np.stack([acc.epoch_p[e][order] for e in epochs])  # a run has at least one epoch (ingest)
-    pred = np.stack([acc.epoch_pred[e][order] for e in epochs])
-    return table, EpochMatrix(epochs, p_gold, pred)
+    order = _row_order(reader.ids)  # usually a slice: the arrays are returned as they are, not copied
+    epochs = np.array(list(acc.epoch_row), dtype=np.int64)
+    return table, EpochMatrix(epochs, acc.epoch_p[:, order], acc.epoch_pred[:, order])
 
 
 def _row_order(ids: np.ndarray) -> slice | np.ndarray:
