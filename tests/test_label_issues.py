@@ -1,0 +1,47 @@
+"""The label_issue flag and its counts, on hand-worked logs where aum and margin disagree."""
+
+import numpy as np
+import pytest
+
+from cartography_core import compute_stats, pool_runs
+from cartography_core.label_issues import issue_counts, label_issue_mask
+from tests.logs import write_log
+
+
+def test_the_flag_reads_aum_for_logits_and_margin_for_probabilities(tmp_path):
+    # id 1, gold 0, logits [0, 10], [4, 0], [4, 0]: aum = (-10 + 4 + 4) / 3 = -2/3 < 0 (flagged), but
+    # margin = (tanh(-5) + 2 tanh(2)) / 3 = +0.31 > 0: a mean over logits is not a mean over probabilities
+    z = [[0.0, 10.0], [4.0, 0.0], [4.0, 0.0]]
+    clean = {"id": 2, "label": 1, "logits": [0.0, 1.0]}  # aum 1: never flagged
+    logits = write_log(tmp_path / "z", [[{"id": 1, "label": 0, "logits": v}, clean] for v in z], "jsonl")
+    t = compute_stats(logits)
+    assert t["aum"][0].as_py() == pytest.approx(-2 / 3)
+    assert t["margin"][0].as_py() == pytest.approx((np.tanh(-5) + 2 * np.tanh(2)) / 3)
+    assert t["label_issue"].to_pylist() == [True, False]
+    # the same example logged as probabilities: no aum, so the (positive) margin decides
+    p = [(np.exp(v) / np.exp(v).sum()).tolist() for v in map(np.array, z)]
+    probs = write_log(tmp_path / "p", [[{"id": 1, "label": 0, "probs": v}] for v in p], "jsonl")
+    assert compute_stats(probs)["label_issue"].to_pylist() == [False]
+    mask = label_issue_mask(np.array([np.nan, np.nan, -1.0]), np.array([-0.1, 0.2, 0.5]))
+    assert mask.tolist() == [True, False, True]
+
+
+def test_pooled_runs_flag_from_the_pooled_aum_not_a_vote(tmp_path):
+    run_a = write_log(tmp_path / "a", [[{"id": 1, "label": 0, "logits": [0.0, 1.0]}]], "jsonl")  # aum -1
+    run_b = write_log(tmp_path / "b", [[{"id": 1, "label": 0, "logits": [3.0, 0.0]}]], "jsonl")  # aum +3
+    tables = [compute_stats(run_a), compute_stats(run_b)]
+    assert [t["label_issue"][0].as_py() for t in tables] == [True, False]
+    pooled = pool_runs(tables)
+    assert pooled["aum"][0].as_py() == pytest.approx(1.0) and pooled["label_issue"].to_pylist() == [False]
+
+
+def test_issue_counts_per_class_and_total(tmp_path):
+    rows = [
+        {"id": i, "label": lab, "logits": z}
+        for i, (lab, z) in enumerate([(0, [0.0, 2.0]), (0, [2.0, 0.0]), (0, [2.0, 0.0]), (1, [2.0, 0.0])])
+    ]
+    t = compute_stats(write_log(tmp_path / "r", [rows], "jsonl"))
+    counts = issue_counts(t, ["neg", "pos"]).to_pydict()
+    assert counts["class"] == ["neg", "pos", "total"]
+    assert counts["examples"] == [3, 1, 4] and counts["label_issues"] == [1, 1, 2]
+    assert counts["share"] == pytest.approx([1 / 3, 1.0, 0.5])
