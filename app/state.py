@@ -28,6 +28,9 @@ PAGES = ("map", "review")
 VERDICT_FILTERS = ("any", *OUTCOMES)
 COLORS = ("correctness", "verdict")
 FREE = NOT_SCOPE | {"tab", "color"}
+# Written into every link even at its default: the default run is the first one under the log root, which
+# changes when a dataset is added, and a link must never open other data than the view it was copied from.
+ALWAYS = frozenset({"run"})
 """URL parameters that an invite's view may differ in: who, where, and how the view is drawn."""
 
 
@@ -113,11 +116,11 @@ def _problem(p: Param, values: list[str]) -> str | None:
 
 def share_query(values: Mapping[str, object], spec: Mapping[str, Param]) -> list[tuple[str, str]]:
     """(key, value) pairs of the view's URL, as the widget binding writes them: a value equal to its default
-    is left out, and a range gives its key twice (low, then high)."""
+    is left out (except the keys of :data:`ALWAYS`), and a range gives its key twice (low, then high)."""
     out: list[tuple[str, str]] = []
     for key, p in spec.items():
         v = values.get(key)
-        if v is None or v == "" or _same(v, p.default):
+        if v is None or v == "" or (key not in ALWAYS and _same(v, p.default)):
             continue
         out.extend((key, _fmt(x)) for x in (v if p.pair else [v]))
     return out

@@ -197,3 +197,19 @@ def test_likely_mislabeled_subset_lists_the_examples_whose_gold_class_lost_on_av
     assert issues["examples"].tolist() == [2, 3, 5] and issues["label_issues"].tolist() == [1, 1, 2]
     assert issues.loc["total", "share"] == pytest.approx(2 / 5)
     assert any("Likely label errors: 2 of 5" in shown(h.value) for h in at.subheader)
+
+
+def test_a_share_link_keeps_opening_its_run_after_a_dataset_that_sorts_first_is_added(monkeypatch, tmp_path):
+    from urllib.parse import parse_qsl, urlsplit
+
+    rows = [{"id": i, "label": i % 2, "logits": [float(i), 1.0]} for i in range(6)]
+    write_log(tmp_path / "rt" / "seed-0", [rows, rows], "jsonl")
+    at = run_app(monkeypatch, tmp_path, subset="likely mislabeled")
+    assert shown(at.title[0].value) == "Data map: rt/seed-0"  # the default: the only run
+    view_link, review_link = (c.value for c in at.code[:2])
+    write_log(tmp_path / "aa" / "seed-0", [rows, rows], "jsonl")  # now the first run, the new default
+    for link, heading in [(view_link, "Data map: rt/seed-0"), (review_link, "rt/seed-0")]:
+        query = dict(parse_qsl(urlsplit(link).query))
+        assert query["run"] == "rt/seed-0"
+        at = run_app(monkeypatch, tmp_path, **query)
+        assert heading in shown(at.title[0].value) and not at.warning
