@@ -326,7 +326,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         results = [train_run(data, args.out, seed=args.seed, config=config, overwrite=args.force)]
     for r in results:
         acc = (
-            f"held-out accuracy {r.holdout_accuracy[-1]:.3f} (majority class {r.majority_accuracy:.3f}), "
+            f"{len(r.holdout_accuracy)} epochs (0..{len(r.holdout_accuracy) - 1} in the logs), held-out accuracy "
+            f"{r.holdout_accuracy[-1]:.3f} at the last, best {max(r.holdout_accuracy):.3f} at epoch_"
+            f"{r.best_epoch:03d} (majority class {r.majority_accuracy:.3f}), "
             if r.holdout_accuracy
             else ""
         )

@@ -235,8 +235,8 @@ def train_run(
         if config.patience and result.best_epoch is not None and epoch - result.best_epoch >= config.patience:
             print(
                 f"{out.name}: stopping after epoch {epoch + 1}, no better held-out accuracy for {config.patience} "
-                f"epochs (best {max(result.holdout_accuracy):.3f} at epoch {result.best_epoch + 1}, "
-                f"dynamics/epoch_{result.best_epoch:03d})",
+                f"epochs (best {max(result.holdout_accuracy):.3f} at epoch {result.best_epoch + 1} of this count, "
+                f"dynamics/epoch_{result.best_epoch:03d} in the logs and the dashboard)",
                 file=sys.stderr,
             )
             break
