@@ -26,12 +26,6 @@ def label_issue_mask(aum: np.ndarray, margin: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(aum), margin < 0, aum < 0)
 
 
-def flag_column(table: pa.Table) -> np.ndarray:
-    """The ``label_issue`` mask of a statistics table (computed from its aum and margin)."""
-    aum = table["aum"].to_numpy(zero_copy_only=False).astype(np.float64)  # null (probability log) -> NaN
-    return label_issue_mask(aum, table["margin"].to_numpy(zero_copy_only=False).astype(np.float64))
-
-
 def issue_counts(table: pa.Table, names: list[str]) -> pa.Table:
     """Per class: ``class``, ``examples``, ``label_issues`` (the estimated number of wrong labels) and
     ``share`` (label_issues / examples), then a ``total`` row."""
@@ -41,6 +35,5 @@ def issue_counts(table: pa.Table, names: list[str]) -> pa.Table:
     n = np.bincount(labels, minlength=k)
     bad = np.bincount(labels[flags], minlength=k)
     n, bad = np.append(n, n.sum()), np.append(bad, bad.sum())
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.where(n > 0, bad / np.maximum(n, 1), 0.0)
+    share = bad / np.maximum(n, 1)  # 0 for a class without examples (it has no flags either)
     return pa.table({"class": [*names, "total"], "examples": n, "label_issues": bad, "share": share})

@@ -24,6 +24,9 @@ def test_the_flag_reads_aum_for_logits_and_margin_for_probabilities(tmp_path):
     assert compute_stats(probs)["label_issue"].to_pylist() == [False]
     mask = label_issue_mask(np.array([np.nan, np.nan, -1.0]), np.array([-0.1, 0.2, 0.5]))
     assert mask.tolist() == [True, False, True]
+    # a tie (0) is not a loss, on either scale; a small positive aum is not flagged
+    zero = label_issue_mask(np.array([0.0, np.nan, 0.5]), np.array([-0.3, 0.0, -0.2]))
+    assert zero.tolist() == [False, False, False]
 
 
 def test_pooled_runs_flag_from_the_pooled_aum_not_a_vote(tmp_path):
@@ -45,3 +48,8 @@ def test_issue_counts_per_class_and_total(tmp_path):
     assert counts["class"] == ["neg", "pos", "total"]
     assert counts["examples"] == [3, 1, 4] and counts["label_issues"] == [1, 1, 2]
     assert counts["share"] == pytest.approx([1 / 3, 1.0, 0.5])
+    # a named class that no example has (e.g. a run logged on part of the data): a row of zeros, not a shift
+    counts = issue_counts(t, ["neg", "pos", "unused"]).to_pydict()
+    assert counts["class"] == ["neg", "pos", "unused", "total"]
+    assert counts["examples"] == [3, 1, 0, 4] and counts["label_issues"] == [1, 1, 0, 2]
+    assert counts["share"] == pytest.approx([1 / 3, 1.0, 0.0, 0.5])

@@ -10,7 +10,7 @@ import pytest
 
 from cartography_core import LogError, compute_stats, open_run
 from cartography_core.cli import main
-from cartography_core.evaluate import detection_scores, flag_quality, flip_labels, nearest_classes
+from cartography_core.evaluate import detection_scores, flag_quality, flip_labels
 from cartography_core.train.config import auto_batch_size
 from cartography_core.train.trainer import LabeledData, TrainConfig, read_labeled, still_rising, train_run
 
@@ -126,58 +126,6 @@ def test_still_rising_by_hand(acc, epochs, rising):
 @pytest.mark.parametrize("n, batch", [(100, 16), (4842, 16), (11527, 32), (30_000, 128), (10_000_000, 512)])
 def test_auto_batch_size_aims_at_300_steps_an_epoch(n, batch):
     assert auto_batch_size(n) == batch  # 2 ** round(log2(n / 300)) within [16, 512]
-
-
-def test_flip_labels_moves_exactly_the_rate_to_other_classes():
-    labels = np.arange(1000) % 3
-    noisy, flipped = flip_labels(labels, 3, 0.1, seed=1)
-    assert flipped.sum() == 100
-    assert (noisy[flipped] != labels[flipped]).all() and (noisy[~flipped] == labels[~flipped]).all()
-    assert set(noisy[flipped]) == {0, 1, 2}
-
-
-def test_detection_scores_by_hand():
-    flipped = np.array([True, False, True, False])
-    d = detection_scores(flipped, np.array([0.9, 0.8, 0.1, 0.2]))
-    assert d.auroc == pytest.approx(0.5)  # pairs (flip, clean): (0.9>0.8) (0.9>0.2) (0.1<0.8) (0.1<0.2)
-    assert d.precision_at_k == 0.5 and d.false_negative_rate_at_k == 0.5
-    # ranking: flip(0.9), clean(0.8), clean(0.2), flip(0.1): precision 1 at recall 1/2, 1/2 at recall 1
-    assert d.average_precision == pytest.approx(0.5 * 1 + 0.5 * 0.5)
-
-
-def test_detection_scores_known_ranks_give_known_auroc_ap_and_top_shares():
-    # 20 rows, flips at ranks 1, 2, 4 and 11 (1 = most suspect); suspicion = 20 - rank (no ties)
-    flipped = np.zeros(20, dtype=bool)
-    flipped[[0, 1, 3, 10]] = True
-    d = detection_scores(flipped, 20.0 - np.arange(20))
-    # AUROC: each flip outranks the clean rows below it: (16 + 16 + 15 + 9) / (4 * 16) = 56 / 64
-    assert d.auroc == pytest.approx(56 / 64)
-    # AP: mean over flips of precision at its rank: (1/1 + 2/2 + 3/4 + 4/11) / 4
-    assert d.average_precision == pytest.approx((1 + 1 + 3 / 4 + 4 / 11) / 4)
-    assert d.precision_at_k == pytest.approx(3 / 4)  # k = 4: ranks 1, 2, 4 among the top 4
-    # hardest 1% of 20 = 0 rows, 5% = 1 row (1 flip of 4), 10% = 2 rows (2 of 4)
-    assert d.found_in_top == {0.01: 0.0, 0.05: pytest.approx(0.25), 0.10: pytest.approx(0.5)}
-
-
-def test_flag_quality_by_hand():
-    flipped = np.array([True, True, False, False, True])
-    q = flag_quality(flipped, np.array([True, False, True, False, True]))
-    assert (q.flagged, q.flipped, q.precision, q.recall) == (3, 3, pytest.approx(2 / 3), pytest.approx(2 / 3))
-    assert flag_quality(flipped, np.zeros(5, dtype=bool)).precision == 0.0
-
-
-def test_confusable_noise_moves_each_class_to_its_nearest_class():
-    texts = np.array(
-        ["cheap pills buy now", "buy cheap pills", "win cash prize now", "win a cash prize",
-         "see you at lunch", "lunch at noon then", "meeting at noon", "see you at the meeting"]
-    )  # fmt: skip
-    labels = np.array([0, 0, 1, 1, 2, 2, 3, 3])
-    near = nearest_classes(texts, labels, 4)
-    # classes 0 and 1 share "now"; 2 and 3 share "see you", "at" and "noon"; 0/1 share nothing with 2/3
-    assert near.tolist() == [1, 0, 3, 2]
-    noisy, flipped = flip_labels(labels, 4, 0.5, seed=3, targets=near)
-    assert flipped.sum() == 4 and (noisy[flipped] == near[labels[flipped]]).all()
-    assert (noisy[~flipped] == labels[~flipped]).all()
 
 
 def test_cli_train_on_a_csv(tmp_path, capsys):
