@@ -25,7 +25,7 @@ from .label_issues import issue_counts
 from .regions import REGIONS, RegionThresholds, region_codes, region_counts, region_names
 from .reliability import compare_groups, pool_runs, split_half_reliability
 from .scores import SCORES
-from .select import select_fraction, select_random, select_region
+from .select import select_fraction, select_label_issues, select_random, select_region
 from .stats import class_names, compute_stats, name_classes, table_meta
 from .train.config import FEATURES, MODELS, TrainConfig
 
@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--region", choices=REGIONS, help="every example of this region")
     how.add_argument("--metric", choices=list(SCORES), help="rank by this score (with --fraction)")
+    how.add_argument(
+        "--label-issues", action="store_true", help="every example flagged label_issue (aum < 0), lowest aum first"
+    )
     p.add_argument("--fraction", type=float, metavar="F", help="select floor(F * N) examples (0 < F <= 1)")
     end = p.add_mutually_exclusive_group()
     end.add_argument("--hardest", dest="hardest", action="store_true", default=True, help="the hard end (default)")
@@ -255,13 +258,15 @@ def cmd_stats(args: argparse.Namespace) -> None:
 def cmd_select(args: argparse.Namespace) -> None:
     if args.metric and args.fraction is None:
         raise LogError("--metric needs --fraction F (0 < F <= 1)")
-    if args.region and (args.fraction is not None or args.both_ends):
-        raise LogError("--fraction and --both-ends go with --metric, not --region")
+    if (args.region or args.label_issues) and (args.fraction is not None or args.both_ends):
+        raise LogError("--fraction and --both-ends go with --metric, not --region or --label-issues")
     _check_out(args)
     stats, examples = _load(args)
     t = _thresholds(args)
     if args.region:
         rows, what = select_region(stats, args.region, t), f"region {args.region}"
+    elif args.label_issues:
+        rows, what = select_label_issues(stats), "likely label errors, lowest aum first"
     else:
         rows = select_fraction(stats, args.metric, args.fraction, hardest=args.hardest, both_ends=args.both_ends)
         end = "both ends" if args.both_ends else "hardest" if args.hardest else "easiest"

@@ -79,6 +79,14 @@ def select_region(table: pa.Table, region: str, thresholds: RegionThresholds = R
     return np.flatnonzero(codes == REGIONS.index(region))
 
 
+def select_label_issues(table: pa.Table) -> np.ndarray:
+    """Row indices of the examples flagged ``label_issue``, likeliest first: by aum (margin for a log of
+    probabilities, which has no aum), lowest first, ties by id."""
+    metric = "aum" if table["aum"].null_count < table.num_rows else "margin"
+    order = rank_order(table, metric)
+    return order[table["label_issue"].to_numpy(zero_copy_only=False)[order]]
+
+
 def select_random(n_total: int, n: int, seed: int) -> np.ndarray:
     """``n`` distinct row indices out of ``n_total``, sorted, from ``numpy.random.default_rng(seed)``."""
     return np.sort(np.random.default_rng(seed).choice(n_total, size=n, replace=False))

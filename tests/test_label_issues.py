@@ -53,3 +53,18 @@ def test_issue_counts_per_class_and_total(tmp_path):
     assert counts["class"] == ["neg", "pos", "unused", "total"]
     assert counts["examples"] == [3, 1, 0, 4] and counts["label_issues"] == [1, 1, 0, 2]
     assert counts["share"] == pytest.approx([1 / 3, 1.0, 0.0, 0.5])
+
+
+def test_select_label_issues_writes_the_flagged_examples_likeliest_first(tmp_path, capsys):
+    import pandas as pd
+
+    from cartography_core.cli import main
+
+    z = {1: [0.0, 1.5], 2: [0.0, 3.0], 3: [1.0, 0.0], 4: [0.0, 1.5]}  # gold 0: aum -1.5, -3, +1, -1.5
+    run = write_log(tmp_path / "r", [[{"id": i, "label": 0, "logits": v} for i, v in z.items()]], "jsonl")
+    assert main(["select", str(run), "--label-issues", "--out", str(tmp_path / "issues.csv")]) == 0
+    out = pd.read_csv(tmp_path / "issues.csv")
+    assert out["id"].tolist() == [2, 1, 4] and out["rank"].tolist() == [1, 2, 3]  # the tie -1.5: id order
+    assert "wrote 3 of 4 examples (likely label errors" in capsys.readouterr().out
+    bad = ["select", str(run), "--label-issues", "--fraction", "0.5", "--out", str(tmp_path / "x.csv")]
+    assert main(bad) == 2 and "--fraction and --both-ends go with --metric" in capsys.readouterr().err
