@@ -33,7 +33,11 @@ def nearest_classes(texts: np.ndarray, labels: np.ndarray, n_classes: int) -> np
     """(K,) for each class the other class whose TF-IDF centroid (word 1-2 grams) is most cosine-similar."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    x = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=20_000).fit_transform(texts)
+    from .train.config import TrainConfig  # the built-in trainer's TF-IDF settings (no torch import)
+
+    d = TrainConfig()
+    x = TfidfVectorizer(ngram_range=(1, 2), min_df=d.min_df, sublinear_tf=True, max_features=d.max_features)
+    x = x.fit_transform(texts)
     onehot = np.zeros((n_classes, len(labels)))
     onehot[labels, np.arange(len(labels))] = 1.0
     centroids = np.asarray(onehot @ x)  # (K, V) class sums

@@ -20,7 +20,15 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from .errors import LogError
-from .evaluate import Detection, FlagQuality, detection_scores, flag_quality, flip_labels, nearest_classes
+from .evaluate import (
+    TOP_FRACTIONS,
+    Detection,
+    FlagQuality,
+    detection_scores,
+    flag_quality,
+    flip_labels,
+    nearest_classes,
+)
 from .io import atomic_write, write_json
 from .label_issues import FLAG
 from .scores import SCORES
@@ -155,14 +163,15 @@ def format_table(report: SelftestReport) -> str:
         f"{report.data}: {report.noise:.0%} {report.kind} flips, {n} seed{'s' * (n > 1)}, "
         f"{report.seeds[0].rows} rows scored, {report.seeds[0].flipped} flipped (seed {report.seeds[0].seed})\n"
     )
+    summary = report.to_json()  # the means the JSON file holds, printed as they are written
     lines = [f"{'score':28} {'AUROC':>6} {'AP':>6} {'P@k':>6} {'top1%':>6} {'top5%':>6} {'top10%':>6}"]
-    for name in report.ranked_scores():
-        tops = [np.mean([s.scores[name].found_in_top[q] for s in report.seeds]) for q in (0.01, 0.05, 0.10)]
+    for name, m in summary["mean_over_seeds"].items():  # best average precision first
+        tops = [m[f"found_in_top_{q:.0%}"] for q in TOP_FRACTIONS]
         lines.append(
-            f"{name:28} {report.mean(name, 'auroc'):6.3f} {report.mean(name, 'average_precision'):6.3f} "
-            f"{report.mean(name, 'precision_at_k'):6.3f} " + " ".join(f"{t:6.3f}" for t in tops)
+            f"{name:28} {m['auroc']:6.3f} {m['average_precision']:6.3f} {m['precision_at_k']:6.3f} "
+            + " ".join(f"{t:6.3f}" for t in tops)
         )
-    flag = report.to_json()["label_issue_flag"]
+    flag = summary["label_issue_flag"]
     lines.append(
         f"\nlabel_issue flag (aum < 0): {flag['flagged']:.0f} flagged for {flag['flipped']:.0f} flipped: "
         f"precision {flag['precision']:.3f}, recall {flag['recall']:.3f}"
@@ -173,7 +182,7 @@ def format_table(report: SelftestReport) -> str:
         "flips found among the hardest q of the rows (recall).\n"
         "Labels that were already wrong before the flips count here as false positives: on noisy data the "
         "flag's precision is a lower bound, and 'flagged' estimates flips plus the labels already wrong.\n"
-        f"Highest average precision on this data: {report.ranked_scores()[0]} (the label_issue flag uses aum)."
+        f"Highest average precision on this data: {summary['recommended_score']} (the label_issue flag uses aum)."
     )
     return head + "\n".join(lines)
 
