@@ -179,3 +179,9 @@ def test_texts_without_shared_words_are_a_clear_error(tmp_path, capsys):
     assert main(args + ["--holdout", "0"]) == 2
     assert "d.csv: no words to build TF-IDF features from" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()  # a failed start leaves nothing that would block the next try
+
+
+def test_without_heldout_rows_every_epoch_runs_and_the_user_is_told(tmp_path, capsys):
+    r = train_run(load("trec", 300), tmp_path / "run", seed=0, config=TrainConfig(holdout=0, epochs=3), progress=False)
+    assert len(r.seconds_per_epoch) == 3 and r.holdout_accuracy == [] and r.warning == ""
+    assert "no held-out rows (holdout 0): nothing to stop early on, so all 3 epochs run" in capsys.readouterr().err

@@ -170,6 +170,12 @@ def train_run(
     progress = sys.stderr.isatty() if progress is None else progress
     train_rows, test_rows = split(data, config)
     config = replace(config, batch_size=config.batch_size or auto_batch_size(train_rows.size))
+    if not test_rows.size and config.patience:
+        print(
+            f"{Path(out).name}: no held-out rows (holdout 0): nothing to stop early on, so all {config.epochs} "
+            "epochs run and no underfitting warning is possible; choose --epochs yourself",
+            file=sys.stderr,
+        )
     out = Path(out)
     if not overwrite:
         refuse_existing_run(out)  # before any work; the recorder creates the run only once features exist
