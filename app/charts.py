@@ -28,73 +28,113 @@ VERDICT_COLORS = {  # the reviews' outcomes (cartography_core.reviews.OUTCOMES)
 }
 
 
-def data_map(points: pd.DataFrame, bins: pd.DataFrame | None, *, title: str, height: int = 430) -> alt.LayerChart:
+def _field(name: str, kind: str, **extra) -> dict:
+    return {"field": name, "type": kind, **extra}
+
+
+X_SPEC = _field("variability", "quantitative", title="variability", scale={"domain": [0, VAR_MAX]})
+Y_SPEC = _field("confidence", "quantitative", title="confidence", scale={"domain": [0, CONF_MAX]})
+TOOLTIP_SPEC = [
+    _field(t.split(":")[0], "nominal" if t.endswith(":N") else "quantitative") for t in TOOLTIP
+]  # fmt: skip
+
+
+def data_map(points: pd.DataFrame, bins: pd.DataFrame | None, *, title: str, height: int = 430) -> dict:
     """Variability (x) against confidence (y), points coloured by correctness (or, when ``points`` has a
     ``verdict`` column, by the reviews' verdict, reviewed examples drawn on top), with a brush.
 
     ``bins`` (``datamap.density`` output) draws a grey density under the sampled points when the run has
-    more examples than are drawn as points."""
+    more examples than are drawn as points. A Vega-Lite spec as a plain dict with named datasets (for
+    ``st.vega_lite_chart``): built on every rerun of every session, so it skips Altair's schema validation
+    (~0.3 s of server time a page)."""
     if "verdict" in points.columns:
         reviewed = (points["verdict"] != "unreviewed").to_numpy()
         points = pd.concat([points[~reviewed], points[reviewed]])  # reviewed ones drawn last, on top
-        color = alt.Color(
-            "verdict:N", scale=alt.Scale(domain=list(VERDICT_COLORS), range=list(VERDICT_COLORS.values()))
-        )
-        size = alt.condition("datum.verdict != 'unreviewed'", alt.value(60), alt.value(12))
-        extra = {"size": size, "shape": alt.Shape("verdict:N", legend=None)}
+        extra = {
+            "color": _field(
+                "verdict", "nominal", scale={"domain": list(VERDICT_COLORS), "range": list(VERDICT_COLORS.values())}
+            ),
+            "size": {"condition": {"test": "datum.verdict != 'unreviewed'", "value": 60}, "value": 12},
+            "shape": _field("verdict", "nominal", legend=None),
+        }
     else:
-        color = alt.Color("correctness:Q", scale=alt.Scale(scheme="plasma", domain=[0, 1]), title="correctness")
-        extra = {"size": alt.value(18)}
-    points_layer = (
-        alt.Chart(points)
-        .mark_circle(opacity=0.75)
-        .encode(
-            x=X,
-            y=Y,
-            color=color,
-            tooltip=[t for t in TOOLTIP if t.split(":")[0] in points.columns],
-            **extra,
-        )
-        .add_params(alt.selection_interval(name=BRUSH, encodings=["x", "y"]))
-    )
-    labels = (
-        alt.Chart(REGION_LABELS)
-        .mark_text(fontSize=13, fontWeight="bold", align="left", opacity=0.6)
-        .encode(x="variability:Q", y="confidence:Q", text="name:N")
-    )
-    layers = [points_layer, labels]
+        extra = {
+            "color": _field(
+                "correctness", "quantitative", title="correctness", scale={"scheme": "plasma", "domain": [0, 1]}
+            ),
+            "size": {"value": 18},
+        }
+    layers = [
+        {
+            "name": "points",
+            "data": {"name": "points"},
+            "mark": {"type": "circle", "opacity": 0.75},
+            "encoding": {
+                "x": X_SPEC,
+                "y": Y_SPEC,
+                "tooltip": [t for t in TOOLTIP_SPEC if t["field"] in points.columns],
+                **extra,
+            },
+        },
+        {
+            "data": {"name": "labels"},
+            "mark": {"type": "text", "fontSize": 13, "fontWeight": "bold", "align": "left", "opacity": 0.6},
+            "encoding": {"x": X_SPEC, "y": Y_SPEC, "text": _field("name", "nominal")},
+        },
+    ]
+    datasets = {"points": points, "labels": REGION_LABELS}
     if bins is not None and len(bins):
-        density = (
-            alt.Chart(bins)
-            .mark_rect(opacity=0.55)
-            .encode(
-                x=alt.X("var_lo:Q", scale=alt.Scale(domain=[0, VAR_MAX]), title="variability"),
-                x2="var_hi:Q",
-                y=alt.Y("conf_lo:Q", scale=alt.Scale(domain=[0, CONF_MAX]), title="confidence"),
-                y2="conf_hi:Q",
-                color=alt.Color(
-                    "count:Q", scale=alt.Scale(type="log", scheme="greys"), legend=alt.Legend(title="examples per bin")
-                ),
-                tooltip=["count:Q"],
-            )
+        datasets["bins"] = bins
+        layers.insert(
+            0,
+            {
+                "data": {"name": "bins"},
+                "mark": {"type": "rect", "opacity": 0.55},
+                "encoding": {
+                    "x": _field("var_lo", "quantitative", title="variability", scale={"domain": [0, VAR_MAX]}),
+                    "x2": {"field": "var_hi"},
+                    "y": _field("conf_lo", "quantitative", title="confidence", scale={"domain": [0, CONF_MAX]}),
+                    "y2": {"field": "conf_hi"},
+                    "color": _field(
+                        "count",
+                        "quantitative",
+                        scale={"type": "log", "scheme": "greys"},
+                        legend={"title": "examples per bin"},
+                    ),
+                    "tooltip": [_field("count", "quantitative")],
+                },
+            },
         )
-        layers.insert(0, density)
-    return alt.layer(*layers).resolve_scale(color="independent").properties(title=title, height=height)
+    return {
+        "title": title,
+        "height": height,
+        "datasets": datasets,
+        "params": [{"name": BRUSH, "select": {"type": "interval", "encodings": ["x", "y"]}, "views": ["points"]}],
+        "layer": layers,
+        "resolve": {"scale": {"color": "independent"}},
+    }
 
 
-def histogram(hist: pd.DataFrame, title: str) -> alt.Chart:
-    """Bars of a ``datamap.histogram`` table."""
-    return (
-        alt.Chart(hist)
-        .mark_bar()
-        .encode(
-            x=alt.X("lo:Q", title=title, bin="binned"),
-            x2="hi:Q",
-            y=alt.Y("count:Q", title=None),
-            tooltip=["lo:Q", "hi:Q", "count:Q"],
-        )
-        .properties(height=110)
-    )
+def histograms(hists: dict[str, pd.DataFrame]) -> dict:
+    """Bars of ``datamap.histogram`` tables, one above the other in one chart (one Vega view for all: each
+    view costs every browser that opens the page its own set-up). A plain Vega-Lite spec, like ``data_map``."""
+    return {
+        "datasets": dict(hists),
+        "vconcat": [
+            {
+                "data": {"name": name},
+                "height": 110,
+                "mark": {"type": "bar"},
+                "encoding": {
+                    "x": _field("lo", "quantitative", title=name, bin="binned"),
+                    "x2": {"field": "hi"},
+                    "y": _field("count", "quantitative", title=None),
+                    "tooltip": [_field(c, "quantitative") for c in ("lo", "hi", "count")],
+                },
+            }
+            for name in hists
+        ],
+    }
 
 
 def class_panels(points: pd.DataFrame, columns: int = 3) -> alt.FacetChart:

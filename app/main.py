@@ -193,6 +193,21 @@ def membership(root: str, run_id: str, sig: str, thresholds: RegionThresholds | 
     return top_fraction_members(t, q / 100)
 
 
+@st.cache_resource(max_entries=32)
+def region_table(root: str, run_id: str, sig: str, thresholds: RegionThresholds | None, q: int) -> pd.DataFrame:
+    """Examples per class and region under one rule, shared like ``membership``."""
+    run = load(root, run_id, sig)
+    members = membership(root, run_id, sig, thresholds, q)
+    return region_counts(members, run.table["label"].to_numpy(), run.label_names).to_pandas()
+
+
+@st.cache_resource(max_entries=8)
+def issue_table(root: str, run_id: str, sig: str) -> pd.DataFrame:
+    """Likely label errors per class (``label_issues.issue_counts``), shared by every session."""
+    run = load(root, run_id, sig)
+    return issue_counts(run.table, run.label_names).to_pandas()
+
+
 @st.cache_resource
 def review_store(path: str) -> ReviewStore:
     """One connection to the verdicts database for every session (the store serialises its use)."""
@@ -414,7 +429,8 @@ def on_brush() -> None:
 # The subset the sidebar describes: the table's rows, the downloads and the review queue
 
 table = run.table
-members = membership(str(root), run_id, sig, view_state.thresholds if view_state.by_threshold else None, view_state.q)
+rule = view_state.thresholds if view_state.by_threshold else None  # None: the top-q% subsets
+members = membership(str(root), run_id, sig, rule, view_state.q)
 store, store_problem = open_reviews()
 dataset = dataset_name(listing.paths(run_id)[0])  # the folder holding the run: its runs share verdicts
 latest = store.latest(dataset) if store is not None else None
@@ -537,12 +553,11 @@ with tab_map:
             chart = charts.data_map(
                 points, bins, title=f"{view_state.cls_name} ({len(points):,} of {n_class:,} examples as points)"
             )
-            st.altair_chart(chart, key="map", on_select=on_brush, selection_mode=charts.BRUSH, width="stretch")
+            st.vega_lite_chart(chart, key="map", on_select=on_brush, selection_mode=charts.BRUSH, width="stretch")
         with right:
-            for name, hist in hists.items():
-                st.altair_chart(charts.histogram(hist, name), width="stretch")
+            st.vega_lite_chart(charts.histograms(hists), width="stretch")
 
-        counts = region_counts(members, table["label"].to_numpy(), run.label_names).to_pandas()
+        counts = region_table(str(root), run_id, sig, rule, view_state.q)
         rule_text = (
             f"variability >= {view_state.thresholds.ambiguous_min_variability} ambiguous; else confidence >= "
             f"{view_state.thresholds.easy_min_confidence} easy, < {view_state.thresholds.hard_max_confidence} hard"
@@ -559,15 +574,15 @@ with tab_map:
         )
         st.dataframe(counts, hide_index=True, key="counts")
 
-        issues = issue_counts(table, run.label_names)
-        total = issues["label_issues"][-1].as_py()
+        issues = issue_table(str(root), run_id, sig)
+        total = int(issues["label_issues"].iloc[-1])
         st.subheader(f"Likely label errors: {total:,} of {run.n:,} examples")
         st.caption(
             "Estimated count of wrong labels: examples whose gold class lost, on average over training, to another "
             "class (aum < 0; margin < 0 for a log of probabilities). Choose the subset 'likely mislabeled' to list, "
             "review or download them. `python -m cartography_core selftest` measures how precise this is on your data."
         )
-        st.dataframe(issues.to_pandas(), hide_index=True)
+        st.dataframe(issues, hide_index=True)
 
         st.subheader("Examples")
         rows, n_match = subset_rows[:TABLE_ROWS], len(subset_rows)
