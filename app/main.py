@@ -4,6 +4,7 @@
     streamlit run app/main.py -- --logs DIR        # or CARTOGRAPHY_LOGS=DIR streamlit run app/main.py
     streamlit run app/main.py -- --reviews-db FILE # annotators' verdicts (else CARTOGRAPHY_REVIEWS_DB, or
                                                    # reviews.sqlite3 in the user's data folder)
+    streamlit run app/main.py -- --max-runs R      # runs held in memory at once (else CARTOGRAPHY_MAX_RUNS, 4)
 
 Reads top to bottom: page set-up, cached loaders (all numbers come from ``cartography_core``), sidebar
 controls and the subset they describe, then either the review page (``page=review``, ``app/review.py``) or
@@ -95,31 +96,40 @@ PANEL_POINTS = 3_000
 st.set_page_config(page_title="Dataset cartography", page_icon=str(ROOT_DIR / "app" / "icon.png"), layout="wide")
 
 
-def server_options() -> tuple[Path, bool, Path]:
-    """(log root, whether links out of it are followed, reviews database): ``--logs DIR`` /
-    ``CARTOGRAPHY_LOGS``, ``--follow-links`` / ``CARTOGRAPHY_FOLLOW_LINKS=1``, ``--reviews-db FILE`` /
-    ``CARTOGRAPHY_REVIEWS_DB``, set by whoever starts the server."""
+def server_options() -> tuple[Path, bool, Path, int]:
+    """(log root, whether links out of it are followed, reviews database, runs kept in memory): ``--logs DIR``
+    / ``CARTOGRAPHY_LOGS``, ``--follow-links`` / ``CARTOGRAPHY_FOLLOW_LINKS=1``, ``--reviews-db FILE`` /
+    ``CARTOGRAPHY_REVIEWS_DB``, ``--max-runs R`` / ``CARTOGRAPHY_MAX_RUNS`` (default 4), set by whoever starts
+    the server."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--logs")
     parser.add_argument("--follow-links", action="store_true")
     parser.add_argument("--reviews-db")
+    parser.add_argument("--max-runs", type=int, default=int(os.environ.get("CARTOGRAPHY_MAX_RUNS") or 4))
     args, _ = parser.parse_known_args(sys.argv[1:])
     root = Path(args.logs or os.environ.get("CARTOGRAPHY_LOGS") or ROOT_DIR / "sample_logs").resolve()
     db = Path(args.reviews_db).expanduser() if args.reviews_db else default_db_path()
-    return root, args.follow_links or os.environ.get("CARTOGRAPHY_FOLLOW_LINKS") == "1", db
+    follow = args.follow_links or os.environ.get("CARTOGRAPHY_FOLLOW_LINKS") == "1"
+    return root, follow, db, max(1, args.max_runs)
+
+
+root, FOLLOW_LINKS, REVIEWS_DB, MAX_RUNS = server_options()
+VIEW_TTL = 3600  # seconds: a view's shared results (rankings, regions, map layers) are dropped an hour after made
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Cached loaders: keyed by (root, run id, signature of the files) strings; results are shared, read-only.
+# Cached loaders: keyed by (root, run id, signature of the files) strings; results are shared, read-only, by
+# every session. Server memory is bounded by MAX_RUNS: at most MAX_RUNS runs are held, each with at most a few
+# views' O(N) results (rankings, region memberships); results a view needs are dropped after VIEW_TTL.
 
 
-@st.cache_resource(show_spinner="Reading the run and computing its scores...", max_entries=8)
+@st.cache_resource(show_spinner="Reading the run and computing its scores...", max_entries=MAX_RUNS)
 def load(root: str, run_id: str, sig: str) -> LoadedRun:
     paths = listing.paths(run_id)  # the listing of this rerun: the root is walked once per rerun
     return load_run(root, run_id, cache=cache_dir(), follow_links=FOLLOW_LINKS, paths=paths)
 
 
-@st.cache_resource(max_entries=64)
+@st.cache_resource(max_entries=16 * MAX_RUNS, ttl=VIEW_TTL)
 def map_layers(root: str, run_id: str, sig: str, cls: int | None) -> tuple[pd.DataFrame, pd.DataFrame | None, dict]:
     """(points to draw, density bins or None, histograms) of one class (None: all classes)."""
     run = load(root, run_id, sig)
@@ -157,7 +167,7 @@ def points_frame(run: LoadedRun, rows: np.ndarray) -> pd.DataFrame:
     return frame
 
 
-@st.cache_resource(max_entries=16)
+@st.cache_resource(max_entries=MAX_RUNS, ttl=VIEW_TTL)
 def class_points(root: str, run_id: str, sig: str) -> pd.DataFrame:
     """Points of every class for the per-class panels, at most PANEL_POINTS a class."""
     run = load(root, run_id, sig)
@@ -170,12 +180,12 @@ def class_points(root: str, run_id: str, sig: str) -> pd.DataFrame:
     return points_frame(run, np.concatenate(rows))
 
 
-@st.cache_resource(max_entries=64)
+@st.cache_resource(max_entries=4 * MAX_RUNS, ttl=VIEW_TTL)
 def ranking(root: str, run_id: str, sig: str, metric: str, hardest: bool) -> np.ndarray:
     return rank_order(load(root, run_id, sig).table, metric, hardest=hardest)
 
 
-@st.cache_resource(max_entries=8)
+@st.cache_resource(max_entries=MAX_RUNS)
 def id_index(root: str, run_id: str, sig: str) -> pd.Index:
     """The run's ids as an index (id -> table row), its hash table built once and shared by every session."""
     index = pd.Index(load(root, run_id, sig).table["id"].to_numpy(zero_copy_only=False))
@@ -183,7 +193,7 @@ def id_index(root: str, run_id: str, sig: str) -> pd.Index:
     return index
 
 
-@st.cache_resource(max_entries=32)
+@st.cache_resource(max_entries=4 * MAX_RUNS, ttl=VIEW_TTL)
 def membership(root: str, run_id: str, sig: str, thresholds: RegionThresholds | None, q: int) -> np.ndarray:
     """(len(REGIONS), N) bool, shared by every session showing the same run and rule: one region per example
     under ``thresholds``, else the top-q% subsets, which may overlap."""
@@ -193,7 +203,7 @@ def membership(root: str, run_id: str, sig: str, thresholds: RegionThresholds | 
     return top_fraction_members(t, q / 100)
 
 
-@st.cache_resource(max_entries=32)
+@st.cache_resource(max_entries=16 * MAX_RUNS, ttl=VIEW_TTL)
 def region_table(root: str, run_id: str, sig: str, thresholds: RegionThresholds | None, q: int) -> pd.DataFrame:
     """Examples per class and region under one rule, shared like ``membership``."""
     run = load(root, run_id, sig)
@@ -201,7 +211,7 @@ def region_table(root: str, run_id: str, sig: str, thresholds: RegionThresholds 
     return region_counts(members, run.table["label"].to_numpy(), run.label_names).to_pandas()
 
 
-@st.cache_resource(max_entries=8)
+@st.cache_resource(max_entries=MAX_RUNS)
 def issue_table(root: str, run_id: str, sig: str) -> pd.DataFrame:
     """Likely label errors per class (``label_issues.issue_counts``), shared by every session."""
     run = load(root, run_id, sig)
@@ -223,7 +233,7 @@ def open_reviews() -> tuple[ReviewStore | None, str | None]:
         return None, public_message(exc if isinstance(exc, LogError) else LogError(str(exc)), root)
 
 
-@st.cache_resource(max_entries=4, show_spinner="Reading every epoch once, for the examples' trajectories...")
+@st.cache_resource(max_entries=8 * MAX_RUNS, show_spinner="Reading every epoch once, for the examples' trajectories...")
 def trajectory_index(root: str, run_id: str, sig: str, k: int) -> Trajectories | None:
     """The ``k``-th run's trajectories of every example, shared by every session (see ``Trajectories``):
     memory-mapped from the disk cache, where scoring kept them; else read from the logs when N x E is at most
@@ -264,7 +274,6 @@ def trajectories(root: str, run_id: str, sig: str, example_id: int | str) -> pd.
 # Empty and error states
 
 
-root, FOLLOW_LINKS, REVIEWS_DB = server_options()
 if "raw_query" not in st.session_state:  # the link as opened, before bound widgets drop values they refuse
     st.session_state.raw_query = {k: st.query_params.get_all(k) for k in st.query_params}
 listing: RunListing = list_runs(root, follow_links=FOLLOW_LINKS)  # once per rerun
@@ -676,14 +685,18 @@ with tab_map:
         if st.query_params.get("example") is not None and shown_row is not None:
             pairs.append(("example", st.query_params["example"]))
         base = (st.context.url or "").split("?")[0]
-        st.caption("The link opens this run, class, regions, brush, subset, sort, search and tab.")
-        st.code(base + (f"?{urlencode(pairs)}" if pairs else ""), language=None)
-        st.caption(
-            "For annotators: this link opens the review page over the same examples, one at a time (each is asked "
-            "for a name once; with an invite secret set, send `python -m cartography_core invite NAME` links)."
-        )
         review_pairs = [(k, v) for k, v in pairs if k not in ("page", "tab")] + [("page", "review")]
-        st.code(base + "?" + urlencode(review_pairs), language=None)
+        # in a popover: its links are drawn (and the code block's highlighter loaded) only when it is opened,
+        # not by every annotator's browser that opens the page
+        with st.popover("Links to this view", width="stretch"):
+            st.caption("The link opens this run, class, regions, brush, subset, sort, search and tab.")
+            st.code(base + (f"?{urlencode(pairs)}" if pairs else ""), language=None)
+            st.caption(
+                "For annotators: this link opens the review page over the same examples, one at a time (each is "
+                "asked for a name once; with an invite secret set, send `python -m cartography_core invite NAME` "
+                "links)."
+            )
+            st.code(base + "?" + urlencode(review_pairs), language=None)
 
 # ---------------------------------------------------------------------------------------------------------
 # Per-class panels

@@ -213,3 +213,27 @@ def test_a_share_link_keeps_opening_its_run_after_a_dataset_that_sorts_first_is_
         assert query["run"] == "rt/seed-0"
         at = run_app(monkeypatch, tmp_path, **query)
         assert heading in shown(at.title[0].value) and not at.warning
+
+
+@pytest.mark.parametrize("max_runs, reads", [(1, 3), (2, 2)])
+def test_max_runs_bounds_the_runs_the_server_holds(monkeypatch, tmp_path, max_runs, reads):
+    """Opening runs a, b, then a again: with --max-runs 1 the server dropped a to hold b, and reads it again;
+    with 2 it still holds both. Every session shares the same held runs."""
+    import streamlit as st
+
+    from cartography_core.dashboard import catalog
+
+    rows = [{"id": i, "label": i % 2, "logits": [0.1 * i, -0.1 * i]} for i in range(6)]
+    for name in ("a", "b"):
+        write_log(tmp_path / "d" / name, [rows, rows])
+    calls = []
+    real = catalog.load_run
+    monkeypatch.setattr(catalog, "load_run", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    monkeypatch.setenv("CARTOGRAPHY_MAX_RUNS", str(max_runs))
+    st.cache_resource.clear()
+    try:
+        for run in ("d/a", "d/b", "d/a"):
+            run_app(monkeypatch, tmp_path, run=run)
+    finally:
+        st.cache_resource.clear()  # the next tests decorate the loaders with the default again
+    assert calls == ["d/a", "d/b", "d/a"][:reads]

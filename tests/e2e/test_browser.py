@@ -46,7 +46,9 @@ def test_slider_changes_url_and_counts_and_the_link_reopens_the_view(server, pag
         time.sleep(0.3)
     assert matches(page) == n_hard(0.25) != n_hard(0.2)
 
-    shared = page.url
+    page.get_by_role("button", name="Links to this view").click()  # what a user copies and sends
+    shared = page.get_by_test_id("stCode").first.inner_text().strip()
+    assert "amb_var=0.25" in shared and shared.startswith(server)
     fresh = browser.new_context(viewport={"width": 1500, "height": 1800}).new_page()
     fresh.goto(shared)
     wait_idle(fresh)
