@@ -82,7 +82,11 @@ async def measure(root: Path, selector: str, counts: list[int]) -> list[dict]:
     try:
         async with async_playwright() as p:
             browser = await p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
-            pid = next(c.pid for c in psutil.Process().children(recursive=True) if "chrom" in c.name())
+            pid = next(  # the browser process itself (its renderers, GPU and network processes are its children)
+                c.pid
+                for c in psutil.Process().children(recursive=True)
+                if "chrom" in c.name() and not any(a.startswith("--type=") for a in c.cmdline())
+            )
             await together(browser, url + LINK, selector, 1, server, pid)  # computes the scores once
             results = [{"sessions": s, **await together(browser, url + LINK, selector, s, server, pid)} for s in counts]
             await browser.close()
