@@ -237,3 +237,49 @@ def test_max_runs_bounds_the_runs_the_server_holds(monkeypatch, tmp_path, max_ru
     finally:
         st.cache_resource.clear()  # the next tests decorate the loaders with the default again
     assert calls == ["d/a", "d/b", "d/a"][:reads]
+
+
+def test_sessions_opening_one_link_share_the_work(monkeypatch):
+    """Eight annotators open the same link: the scores' rankings, region memberships, map layers and counts are
+    computed by the first session only; the others read them from the shared caches."""
+    import streamlit as st
+
+    import cartography_core
+    from cartography_core import label_issues, select
+    from cartography_core.dashboard import datamap
+
+    calls: dict[str, int] = {}
+
+    def counted(module, name):
+        real = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            calls[name] = calls.get(name, 0) + 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    for module, name in [
+        (datamap, "sample_points"),
+        (datamap, "density"),
+        (datamap, "histogram"),
+        (cartography_core, "rank_order"),
+        (cartography_core, "region_counts"),
+        (select, "top_fraction_members"),
+        (label_issues, "issue_counts"),
+    ]:
+        counted(module, name)
+    st.cache_resource.clear()
+    link = {"run": "trec/seed-0", "rule": "top q%", "q": "10", "subset": "hard-to-learn"}
+    for _ in range(8):
+        at = run_app(monkeypatch, **link)
+    assert table(at)["region"].str.contains("hard-to-learn").all()
+    # one map: a point sample; three histograms; one ranking, one top-q% membership, one count of each
+    assert calls == {
+        "sample_points": 1,
+        "histogram": 3,
+        "rank_order": 1,
+        "top_fraction_members": 1,
+        "region_counts": 1,
+        "issue_counts": 1,
+    }
