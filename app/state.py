@@ -28,10 +28,10 @@ PAGES = ("map", "review")
 VERDICT_FILTERS = ("any", *OUTCOMES)
 COLORS = ("correctness", "verdict")
 FREE = NOT_SCOPE | {"tab", "color"}
-# Written into every link even at its default: the default run is the first one under the log root, which
-# changes when a dataset is added, and a link must never open other data than the view it was copied from.
-ALWAYS = frozenset({"run"})
 """URL parameters that an invite's view may differ in: who, where, and how the view is drawn."""
+ALWAYS = frozenset({"run"})
+"""Written into every link even at its default: the default run is the first one under the log root, which
+changes when a dataset is added, and a link must never open other data than the view it was copied from."""
 
 
 @dataclass(frozen=True)

@@ -282,6 +282,8 @@ def _table(run: Run, reader: DynamicsReader, acc: _Accumulator, *, variability_c
         a = a[order]
         return pa.array(a, type=pa.int32(), mask=a < 0)
 
+    aum, margin = mean(acc.aum), mean(acc.margin)
+
     cols: dict[str, pa.Array] = {
         "id": pa.array(ids[order], type=pa.string() if ids.dtype == object else pa.int64()),
         "label": pa.array(reader.labels[order]),
@@ -295,14 +297,14 @@ def _table(run: Run, reader: DynamicsReader, acc: _Accumulator, *, variability_c
         "never_learned": pa.array(acc.n_correct[order] == 0),
         "first_learned_epoch": maybe_null(acc.first_learned),
         "consistently_learned_epoch": maybe_null(acc.streak_start),
-        "aum": pa.array(mean(acc.aum), from_pandas=True),  # NaN -> null for a probability log
-        "margin": pa.array(mean(acc.margin)),
+        "aum": pa.array(aum, from_pandas=True),  # NaN -> null for a probability log
+        "margin": pa.array(margin),
         "el2n": pa.array(mean(acc.el2n)),
         "entropy": pa.array(mean(acc.entropy)),
         "loss": pa.array(mean(acc.loss)),
         "data_iq_aleatoric": pa.array(mean(acc.dq)),
         "pred_label": pa.array(acc.last_pred[order]),
-        "label_issue": pa.array(label_issue_mask(mean(acc.aum), mean(acc.margin))),
+        "label_issue": pa.array(label_issue_mask(aum, margin)),
     }
     names = run.label_names
     if names is not None and len(names) != reader.k:
