@@ -105,12 +105,16 @@ def server_options() -> tuple[Path, bool, Path, int]:
     parser.add_argument("--logs")
     parser.add_argument("--follow-links", action="store_true")
     parser.add_argument("--reviews-db")
-    parser.add_argument("--max-runs", type=int, default=int(os.environ.get("CARTOGRAPHY_MAX_RUNS") or 4))
+    parser.add_argument("--max-runs")
     args, _ = parser.parse_known_args(sys.argv[1:])
     root = Path(args.logs or os.environ.get("CARTOGRAPHY_LOGS") or ROOT_DIR / "sample_logs").resolve()
     db = Path(args.reviews_db).expanduser() if args.reviews_db else default_db_path()
     follow = args.follow_links or os.environ.get("CARTOGRAPHY_FOLLOW_LINKS") == "1"
-    return root, follow, db, max(1, args.max_runs)
+    raw = args.max_runs or os.environ.get("CARTOGRAPHY_MAX_RUNS") or "4"
+    if not raw.isdigit() or int(raw) < 1:
+        st.error(f"--max-runs / CARTOGRAPHY_MAX_RUNS must be a whole number of runs, at least 1; got {raw!r}.")
+        st.stop()
+    return root, follow, db, int(raw)
 
 
 root, FOLLOW_LINKS, REVIEWS_DB, MAX_RUNS = server_options()

@@ -283,3 +283,13 @@ def test_sessions_opening_one_link_share_the_work(monkeypatch):
         "region_counts": 1,
         "issue_counts": 1,
     }
+
+
+@pytest.mark.parametrize("bad", ["four", "0", "-2"])
+def test_a_bad_max_runs_setting_is_named_not_a_traceback(monkeypatch, bad):
+    monkeypatch.setenv("CARTOGRAPHY_MAX_RUNS", bad)
+    at = run_app(monkeypatch)
+    assert [e.value for e in at.error] == [
+        f"--max-runs / CARTOGRAPHY_MAX_RUNS must be a whole number of runs, at least 1; got {bad!r}."
+    ]
+    assert not at.title  # nothing else is drawn
