@@ -16,6 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import storage
+from .cluster import PART_ROWS
 from .errors import LogError
 from .evaluate import NOISE_KINDS
 from .examples import check_examples, with_examples
@@ -33,7 +35,11 @@ LOG_FOLDERS = ("dynamics", "training_dynamics")
 
 
 def _add_log_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("logdir", type=Path, help="a run directory (or, with --pool, a folder of runs)")
+    p.add_argument(
+        "logdir",
+        type=storage.location,
+        help="a run directory (or, with --pool, a folder of runs): a local path or an fsspec URL (s3://, gs://, ...)",
+    )
     p.add_argument("--max-epochs", type=int, metavar="N", help="use only epochs 0..N-1")
     p.add_argument("--strict", action="store_true", help="an example missing from some epoch is an error")
     p.add_argument("--pool", action="store_true", help="LOGDIR holds several runs: mean (and _se) over them")
@@ -61,10 +67,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("stats", help="write the per-example statistics table")
     _add_log_options(p)
-    p.add_argument("--out", type=Path, required=True, help=f"output file ({', '.join(FORMATS)})")
+    p.add_argument(
+        "--out",
+        type=storage.location,
+        required=True,
+        help=f"output file ({', '.join(FORMATS)}); with --engine dask a folder (path or URL) for the parquet parts",
+    )
     p.add_argument("--variability-ci", action="store_true", help="add variability_ci (Active Bias correction)")
     p.add_argument("--el2n-epoch", type=int, metavar="E", help="add el2n_epoch_E, the EL2N score of epoch E")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.add_argument(
+        "--engine",
+        choices=("local", "dask"),
+        default="local",
+        help="local: this process (default); dask: a Dask cluster, writing a partitioned dataset (docs/scale.md)",
+    )
+    p.add_argument("--scheduler", metavar="ADDRESS", help="with --engine dask: the scheduler (else a LocalCluster)")
+    p.add_argument(
+        "--partition-rows",
+        type=int,
+        default=PART_ROWS,
+        metavar="N",
+        help=f"with --engine dask: examples per partition, what bounds a worker's memory (default {PART_ROWS})",
+    )
 
     p = sub.add_parser("select", help="write a subset: a region, or the top fraction by a score")
     _add_log_options(p)
@@ -211,10 +236,16 @@ def _thresholds(args: argparse.Namespace) -> RegionThresholds:
 def _runs_below(folder: Path, *, max_epochs=None, strict=False, need: str = "this", at_least: int = 1):
     """(relative names, statistics tables) of the runs below ``folder``, which must all sit in one folder
     (the runs of one dataset, as the dashboard's ``<dataset>/*`` pools them); too few runs is an error."""
+    rel = _runs_of_one_dataset(folder, need, at_least)
+    return rel, [compute_stats(storage.join(folder, r), max_epochs=max_epochs, strict=strict) for r in rel]
+
+
+def _runs_of_one_dataset(folder, need: str, at_least: int) -> list[str]:
+    """The relative names of the runs below ``folder`` (a path or URL), which must all sit in one folder."""
     rel = find_runs(folder)
     folders = sorted({run_folder(r) for r in rel})
     if len(folders) > 1:
-        shown = ", ".join(str(folder / f) if f else str(folder) for f in folders[:5])
+        shown = ", ".join(str(storage.join(folder, f)) if f else str(folder) for f in folders[:5])
         raise LogError(
             f"{folder}: {need} averages the runs of one dataset folder, but the runs below it sit in "
             f"{len(folders)} folders ({shown}); give one of them"
@@ -223,7 +254,7 @@ def _runs_below(folder: Path, *, max_epochs=None, strict=False, need: str = "thi
         raise LogError(
             f"{folder}: {need} needs at least {at_least} run{'s' if at_least > 1 else ''} below it, found {len(rel)}"
         )
-    return rel, [compute_stats(folder / r, max_epochs=max_epochs, strict=strict) for r in rel]
+    return rel
 
 
 def _load(args: argparse.Namespace, **kw) -> tuple[pa.Table, pa.Table | None]:
@@ -233,7 +264,7 @@ def _load(args: argparse.Namespace, **kw) -> tuple[pa.Table, pa.Table | None]:
         stats, examples = compute_stats(run, max_epochs=args.max_epochs, strict=args.strict, **kw), read_examples(run)
     else:
         rel, tables = _runs_below(args.logdir, max_epochs=args.max_epochs, strict=args.strict, need="--pool")
-        stats, examples = pool_runs(tables, rel), read_examples(open_run(args.logdir / rel[0]))
+        stats, examples = pool_runs(tables, rel), read_examples(open_run(storage.join(args.logdir, rel[0])))
     if args.label_names:
         stats = name_classes(stats, args.label_names)
     return check_examples(stats, examples), examples  # the whole table: a subset may hide a mismatched file
@@ -247,12 +278,57 @@ def _with_regions(stats: pa.Table, t: RegionThresholds) -> pa.Table:
 def cmd_stats(args: argparse.Namespace) -> None:
     if args.pool and (args.variability_ci or args.el2n_epoch is not None):
         raise LogError("--variability-ci and --el2n-epoch apply to one run; --pool averages the standard columns")
+    if args.engine == "dask":
+        return _stats_on_cluster(args)
+    if args.scheduler:
+        raise LogError("--scheduler needs --engine dask")
+    if not isinstance(args.out, Path):
+        raise LogError(f"{args.out}: the local engine writes a local file; --engine dask writes to a URL")
     _check_out(args)  # before the work, not after it
     stats, _ = _load(
         args, **({} if args.pool else {"variability_ci": args.variability_ci, "el2n_epoch": args.el2n_epoch})
     )
     write_table(stats, args.out, overwrite=args.force)
     print(f"wrote {stats.num_rows} examples to {args.out}")
+
+
+def _stats_on_cluster(args: argparse.Namespace) -> None:
+    """``stats --engine dask``: the statistics dataset (one run, or with --pool the pool of a folder's runs)."""
+    from .cluster import compute_stats_dask, pool_runs_dask
+
+    if args.variability_ci or args.el2n_epoch is not None or args.label_names:
+        raise LogError("--variability-ci, --el2n-epoch and --label-names apply to --engine local only")
+    if isinstance(args.out, Path):
+        if args.out.suffix in FORMATS:
+            raise LogError(f"{args.out}: --engine dask writes a folder of parquet parts; give a folder name")
+        if _run_holding(args.out) is not None:
+            raise LogError(f"{args.out}: is inside a run folder; write outputs elsewhere (logs are never overwritten)")
+    opts = dict(max_epochs=args.max_epochs, strict=args.strict, partition_rows=args.partition_rows)
+    with _dask_client(args.scheduler) as client:
+        if args.pool:
+            rel = _runs_of_one_dataset(args.logdir, "--pool", 1)
+            runs = [storage.join(args.logdir, r) for r in rel]
+            result = pool_runs_dask(runs, args.out, names=rel, client=client, overwrite=args.force, **opts)
+        else:
+            result = compute_stats_dask(args.logdir, args.out, client=client, overwrite=args.force, **opts)
+    print(
+        f"wrote {result.n_examples} examples in {result.n_partitions} partitions to {args.out} "
+        f"({result.rows_read} logged rows read, {result.bytes_shuffled / 1e6:.1f} MB shuffled)"
+    )
+
+
+def _dask_client(address: str | None):
+    """A client of the scheduler at ``address``; None: a new LocalCluster (closed after)."""
+    from contextlib import nullcontext
+
+    if address is None:
+        return nullcontext(None)  # compute_stats_dask starts (and closes) a LocalCluster
+    from dask.distributed import Client
+
+    try:
+        return Client(address)  # waits distributed.comm.timeouts.connect (dask's configuration) at most
+    except (OSError, TimeoutError) as exc:
+        raise LogError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
 
 
 def cmd_select(args: argparse.Namespace) -> None:

@@ -9,6 +9,9 @@ Layouts, chosen automatically by :func:`open_run` (details in ``docs/formats.md`
   ``logits_epoch_<e>``, ``gold``;
 - several runs: a directory whose subdirectories are runs (:func:`find_runs`).
 
+A run may also live behind an fsspec URL (``s3://bucket/logs/run``; :mod:`cartography_core.storage`): the
+same layouts, read through that filesystem.
+
 Symbols used throughout the package: N examples, E epochs, K classes, R runs.
 
 Everything a log can get wrong is checked here, once, so that ``stats`` can assume valid arrays: missing
@@ -21,13 +24,14 @@ while one is processed, so at most two epochs are in memory at once.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -36,8 +40,9 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from . import storage
 from .errors import LogError, short, show_id
-from .io import check_regular_file, file_kind, read_table_file
+from .io import check_file_kind, file_kind, read_table_file
 
 BATCH_ROWS = 1 << 20
 MAX_EPOCH_DIGITS = 6  # an epoch number of more digits is refused (a name like epoch_99999999999999999999)
@@ -64,11 +69,17 @@ class EpochFiles:
 class Run:
     """One training run found on disk (nothing is read but ``run.json``)."""
 
-    path: Path
+    path: Path  # a PurePosixPath inside ``fs`` for a run behind a URL
     layout: str  # OURS or ALLENAI
     epochs: tuple[EpochFiles, ...]
     meta: dict = field(default_factory=dict)  # run.json, {} when absent
     examples_path: Path | None = None
+    fs: object | None = field(default=None, compare=False)  # the fsspec filesystem of a URL; None: local
+
+    @property
+    def location(self) -> str:
+        """The run's local path or URL, as the user gives it to the command line."""
+        return str(self.path) if self.fs is None else storage.url(self.fs, self.path)
 
     @property
     def n_epochs(self) -> int:
@@ -98,7 +109,9 @@ def find_runs(
     valid UTF-8 is skipped alone, never the folders beside it; ``skipped`` (if given) receives one sentence
     for each, with its path relative to ``root``.
     """
-    root = Path(root)
+    fs, root = storage.locate(root)
+    if fs is not None:
+        return _find_remote_runs(fs, root, max_depth)
     real_root = root.resolve()
     found: list[str] = []
 
@@ -139,6 +152,25 @@ def find_runs(
     return found
 
 
+def _find_remote_runs(fs, root: PurePosixPath, max_depth: int) -> list[str]:
+    """:func:`find_runs` in an fsspec filesystem (no links there to follow)."""
+    found: list[str] = []
+
+    def walk(d: PurePosixPath, depth: int) -> None:
+        listed = storage.entries(fs, d)
+        if any(name in ("dynamics", "training_dynamics") and k == "directory" for name, k in listed):
+            found.append(d.relative_to(root).as_posix() if d != root else ".")
+            return
+        if depth < max_depth:
+            for name, k in listed:
+                if k == "directory" and not name.startswith("."):
+                    walk(d / name, depth + 1)
+
+    if storage.kind(fs, root) == "directory":
+        walk(root, 0)
+    return found
+
+
 def run_folder(rel: str) -> str:
     """The folder that holds a run (``find_runs``' relative path): ``"trec"`` for ``"trec/seed-0"``. The runs
     of one folder are the runs of one dataset: what pooling averages over, in the CLI and the dashboard."""
@@ -165,29 +197,31 @@ def open_run(path: str | Path, *, confine_to: str | Path | None = None) -> Run:
     or folder of the run that a symbolic link places outside that folder is refused (the dashboard's
     log root).
     """
-    path = Path(path)
-    if not path.exists():
-        raise LogError(f"{path}: no such directory")
-    if not path.is_dir():
-        raise LogError(f"{path}: not a directory; give the run directory that holds dynamics/")
-    if (path / "dynamics").is_dir():
+    fs, path = storage.locate(path)
+    shown = path if fs is None else storage.url(fs, path)
+    what = file_kind(path) if fs is None else storage.kind(fs, path)
+    if what == "missing":
+        raise LogError(f"{shown}: no such directory")
+    if what != "directory":
+        raise LogError(f"{shown}: not a directory; give the run directory that holds dynamics/")
+    if _kind(fs, path / "dynamics") == "directory":
         layout, dyn = OURS, path / "dynamics"
-    elif (path / "training_dynamics").is_dir():
+    elif _kind(fs, path / "training_dynamics") == "directory":
         layout, dyn = ALLENAI, path / "training_dynamics"
     else:
-        runs = find_runs(path)
+        runs = find_runs(path if fs is None else shown)
         if runs:
             shown = ", ".join(runs[:5]) + (", ..." if len(runs) > 5 else "")
             raise LogError(f"{path} holds {len(runs)} runs ({shown}); give one run directory, e.g. {path / runs[0]}")
         raise LogError(
-            f"{path}: no training-dynamics log found; expected dynamics/epoch_<e>.parquet or .jsonl "
+            f"{shown}: no training-dynamics log found; expected dynamics/epoch_<e>.parquet or .jsonl "
             "(this project's layout) or training_dynamics/dynamics_epoch_<e>.jsonl (allenai/cartography)"
         )
-    epochs = _list_epochs(dyn, layout)
-    examples = _find_examples(path)
-    if confine_to is not None:
+    epochs = _list_epochs(fs, dyn, layout)
+    examples = _find_examples(fs, path)
+    if confine_to is not None and fs is None:
         _check_confined(path, epochs, examples, Path(confine_to).resolve())
-    meta = _read_run_json(path / "run.json")
+    meta = _read_run_json(fs, path / "run.json")
     world = meta.get("world_size", 1)
     if type(world) is not int or world < 1:  # bool is an int subclass: true is not a world size
         raise LogError(f"{path / 'run.json'}: world_size must be a whole number >= 1, found {world!r}")
@@ -197,38 +231,56 @@ def open_run(path: str | Path, *, confine_to: str | Path | None = None) -> Run:
                 f"{ef.paths[0].parent}: epoch {ef.epoch} has {len(ef.paths)} part files but run.json says "
                 f"world_size {world}: a rank's write did not finish"
             )
-    return Run(path=path, layout=layout, epochs=epochs, meta=meta, examples_path=examples)
+    return Run(path=path, layout=layout, epochs=epochs, meta=meta, examples_path=examples, fs=fs)
 
 
-def _list_epochs(dyn: Path, layout: str) -> tuple[EpochFiles, ...]:
+def _kind(fs, path) -> str:
+    """'file', 'directory', 'missing' or what else a local path is (links followed; never opens it)."""
+    return file_kind(path) if fs is None else storage.kind(fs, path)
+
+
+def _entries(fs, folder, keep) -> list[tuple[str, str]]:
+    """``(name, kind)`` of the entries of a folder whose name ``keep(name)`` accepts, sorted by name; kinds as
+    :func:`_kind` names them (a local entry is examined only when kept)."""
+    if fs is not None:
+        return [(name, k) for name, k in storage.entries(fs, folder) if keep(name)]
+    names = sorted(e.name for e in os.scandir(folder))
+    return [(name, file_kind(folder / name)) for name in names if keep(name)]
+
+
+def _check_file(fs, path, shown: str) -> None:
+    """:func:`check_regular_file` for a local path or a path in an fsspec filesystem."""
+    check_file_kind(_kind(fs, path), shown)
+
+
+def _list_epochs(fs, dyn: Path, layout: str) -> tuple[EpochFiles, ...]:
     found: dict[int, EpochFiles] = {}
     file_re = _ALLENAI_FILE if layout == ALLENAI else _OURS_FILE
-    for entry in sorted(os.scandir(dyn), key=lambda e: e.name):
-        m_file = file_re.match(entry.name)
-        m_dir = _OURS_DIR.match(entry.name) if layout == OURS else None
-        if not (m_file or m_dir):
-            continue  # not an epoch file: README, checkpoints, temporary files of a writer, ...
-        path = Path(entry.path)
+    dir_re = _OURS_DIR if layout == OURS else None
+    # anything else is not an epoch file: README, checkpoints, temporary files of a writer, ...
+    for name, kind in _entries(fs, dyn, lambda n: bool(file_re.match(n) or (dir_re and dir_re.match(n)))):
+        m_file = file_re.match(name)
+        m_dir = dir_re.match(name) if dir_re else None
+        path = dyn / name
         if m_file:
-            check_regular_file(path, f"{dyn.name}/{entry.name}")
+            check_file_kind(kind, f"{dyn.name}/{name}")
             files = (path,)
         else:
-            kind = file_kind(path)
             if kind != "directory":
-                raise LogError(f"{dyn.name}/{entry.name}: an epoch folder name, but {kind}; expected a folder of parts")
-            parts = sorted(Path(p.path) for p in os.scandir(entry.path) if _PART_FILE.match(p.name))
+                raise LogError(f"{dyn.name}/{name}: an epoch folder name, but {kind}; expected a folder of parts")
+            parts = _entries(fs, path, lambda n: bool(_PART_FILE.match(n)))
             if not parts:
-                raise LogError(f"{dyn.name}/{entry.name}: epoch folder holds no part-*.parquet or part-*.jsonl files")
-            for part in parts:
-                check_regular_file(part, f"{dyn.name}/{entry.name}/{part.name}")
-            files = tuple(parts)
+                raise LogError(f"{dyn.name}/{name}: epoch folder holds no part-*.parquet or part-*.jsonl files")
+            for part, part_kind in parts:
+                check_file_kind(part_kind, f"{dyn.name}/{name}/{part}")
+            files = tuple(path / part for part, _ in parts)
         digits = (m_file or m_dir).group(1)
         if len(digits.lstrip("0")) > MAX_EPOCH_DIGITS:
-            raise LogError(f"{dyn.name}/{entry.name}: epoch number {digits} is too large; epochs are numbered from 0")
+            raise LogError(f"{dyn.name}/{name}: epoch number {digits} is too large; epochs are numbered from 0")
         e = int(digits)
         if e in found:
             a, b = found[e].paths[0], files[0]
-            raise LogError(f"{dyn}: epoch {e} is given twice ({a.name} and {Path(b).parent.name}/{Path(b).name})")
+            raise LogError(f"{dyn}: epoch {e} is given twice ({a.name} and {b.parent.name}/{b.name})")
         found[e] = EpochFiles(e, files)
     if not found:
         pattern = (
@@ -270,13 +322,14 @@ def _ranges(xs: list[int]) -> str:
     return ", ".join(out)
 
 
-def _read_run_json(p: Path) -> dict:
-    if not (p.exists() or p.is_symlink()):
+def _read_run_json(fs, p: Path) -> dict:
+    kind = _kind(fs, p)
+    if kind == "missing":
         return {}
     shown = f"{p.parent.name}/{p.name}"
-    check_regular_file(p, shown)
+    check_file_kind(kind, shown)
     try:
-        meta = json.loads(p.read_text(encoding="utf-8"))
+        meta = json.loads(_read_bytes(fs, p).decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise LogError(f"{shown}: not valid JSON: {exc}") from None
     except RecursionError:
@@ -289,10 +342,17 @@ def _read_run_json(p: Path) -> dict:
     return meta
 
 
-def _find_examples(run: Path) -> Path | None:
+def _read_bytes(fs, p: Path) -> bytes:
+    if fs is None:
+        return p.read_bytes()
+    with storage.open_binary(fs, p) as fh:
+        return fh.read()
+
+
+def _find_examples(fs, run: Path) -> Path | None:
     """The run's examples file, else one in its parent folder shared by several runs of a dataset."""
     for folder in (run, run.parent):
-        present = [folder / n for n in EXAMPLES_NAMES if (folder / n).exists() or (folder / n).is_symlink()]
+        present = [folder / n for n in EXAMPLES_NAMES if _kind(fs, folder / n) != "missing"]
         if len(present) > 1:
             raise LogError(f"{folder}: several examples files ({', '.join(p.name for p in present)}); keep one")
         if present:
@@ -316,9 +376,10 @@ class Batch:
     values: np.ndarray  # (n, K) float32 or float64 as stored: logits, or probabilities when kind == "probs"
     kind: str  # "logits" or "probs"
     jsonl: bool
+    rows: np.ndarray | None = None  # (n,) each row's number within the file, when not row0, row0 + 1, ...
 
     def where(self, i: int) -> str:
-        return _where(self.source, self.jsonl, self.row0 + int(i))
+        return _where(self.source, self.jsonl, int(self.rows[i]) if self.rows is not None else self.row0 + int(i))
 
 
 def _where(source: str, jsonl: bool, row: int) -> str:
@@ -334,25 +395,63 @@ def _columns(layout: str, epoch: int) -> tuple[str, str, str]:
 def read_epoch(run: Run, ef: EpochFiles, k_expected: int | None = None) -> Iterator[Batch]:
     """The validated batches of one epoch's files (checks within a file; ``DynamicsReader`` adds the rest)."""
     for path in ef.paths:
-        source = run.rel(path)
-        check_regular_file(path, source)  # again: the folder may have changed since open_run listed it
-        jsonl = path.suffix == ".jsonl"
-        row0 = 0
-        for table in _read_jsonl(run, path, ef.epoch) if jsonl else _read_parquet(run, path, ef.epoch):
-            batch = _to_batch(table, ef.epoch, source, row0, jsonl, k_expected)
+        for batch in read_file(run, path, ef.epoch, k_expected):
             k_expected = batch.values.shape[1]
-            row0 += table.num_rows
             yield batch
-        if row0 == 0:
-            raise LogError(f"{source}: file holds no rows")
 
 
-def _read_parquet(run: Run, path: Path, epoch: int) -> Iterator[pa.Table]:
+def read_file(
+    run: Run, path: Path, epoch: int, k_expected: int | None = None, row_groups: list[int] | None = None
+) -> Iterator[Batch]:
+    """The validated batches of one epoch file, or of some of a parquet file's ``row_groups`` (their rows keep
+    their numbers within the file, for messages)."""
     source = run.rel(path)
+    _check_file(run.fs, path, source)  # again: the folder may have changed since open_run listed it
+    jsonl = path.suffix == ".jsonl"
+    rows = 0
+    with opened(run.fs, path) as src:
+        if jsonl:
+            tables, row0 = _read_jsonl(run, src, path, epoch), 0
+        else:
+            f = parquet_file(run, src, path)
+            row0 = sum(f.metadata.row_group(g).num_rows for g in range(min(row_groups or [0])))
+            tables = _read_parquet(run, f, path, epoch, row_groups)
+        for table in tables:
+            batch = _to_batch(table, epoch, source, row0 + rows, jsonl, k_expected)
+            k_expected = batch.values.shape[1]
+            rows += table.num_rows
+            yield batch
+    if rows == 0 and not row_groups:
+        raise LogError(f"{source}: file holds no rows")
+
+
+class opened:
+    """A local path as it is (pyarrow opens it), or a file of an fsspec filesystem opened for the block."""
+
+    def __init__(self, fs, path: Path) -> None:
+        self.fs, self.path, self.fh = fs, path, None
+
+    def __enter__(self):
+        if self.fs is None:
+            return self.path
+        self.fh = storage.open_binary(self.fs, self.path)
+        return self.fh
+
+    def __exit__(self, *exc) -> None:
+        if self.fh is not None:
+            self.fh.close()
+
+
+def parquet_file(run: Run, src, path: Path) -> pq.ParquetFile:
+    """``src`` (a local path or an open file) as a :class:`pq.ParquetFile`; a clear error if it is not one."""
     try:
-        f = pq.ParquetFile(path)
+        return pq.ParquetFile(src)
     except (pa.ArrowException, OSError) as exc:
-        raise LogError(f"{source}: not a readable parquet file (empty or truncated?): {short(exc)}") from None
+        raise LogError(f"{run.rel(path)}: not a readable parquet file (empty or truncated?): {short(exc)}") from None
+
+
+def _read_parquet(run: Run, f: pq.ParquetFile, path: Path, epoch: int, row_groups=None) -> Iterator[pa.Table]:
+    source = run.rel(path)
     names = set(f.schema_arrow.names)
     id_col, label_col, logit_col = _columns(run.layout, epoch)
     value_col = logit_col if logit_col in names else "probs" if "probs" in names else None
@@ -360,27 +459,27 @@ def _read_parquet(run: Run, path: Path, epoch: int) -> Iterator[pa.Table]:
     if missing:
         raise LogError(f"{source}: missing column {', '.join(missing)}; found columns {sorted(names)}")
     try:
-        for rb in f.iter_batches(batch_size=BATCH_ROWS, columns=[id_col, label_col, value_col]):
+        for rb in f.iter_batches(batch_size=BATCH_ROWS, row_groups=row_groups, columns=[id_col, label_col, value_col]):
             yield pa.Table.from_batches([rb])
     except (pa.ArrowException, OSError) as exc:
         raise LogError(f"{source}: cannot read parquet data (truncated file?): {short(exc)}") from None
 
 
-def _read_jsonl(run: Run, path: Path, epoch: int) -> Iterator[pa.Table]:
+def _read_jsonl(run: Run, src, path: Path, epoch: int) -> Iterator[pa.Table]:
     source = run.rel(path)
-    if path.stat().st_size == 0:
+    if (path.stat().st_size if run.fs is None else run.fs.size(str(path))) == 0:
         raise LogError(f"{source}: file is empty")
     id_col, label_col, logit_col = _columns(run.layout, epoch)
     schema = pa.schema(
         [(label_col, pa.int64()), (logit_col, pa.list_(pa.float64())), ("probs", pa.list_(pa.float64()))]
     )
     try:
-        table = pajson.read_json(path, parse_options=pajson.ParseOptions(explicit_schema=schema))
+        table = pajson.read_json(src, parse_options=pajson.ParseOptions(explicit_schema=schema))
     except pa.ArrowInvalid as exc:
-        _raise_jsonl_error(path, source, (id_col, label_col, logit_col), exc)
+        _raise_jsonl_error(run.fs, path, source, (id_col, label_col, logit_col), exc)
     names = set(table.column_names)
     if id_col in names and not (pa.types.is_integer(table[id_col].type) or pa.types.is_string(table[id_col].type)):
-        _raise_jsonl_error(path, source, (id_col, label_col, logit_col), None)  # e.g. an id too large for int64
+        _raise_jsonl_error(run.fs, path, source, (id_col, label_col, logit_col), None)  # e.g. an id too large
     value_col = logit_col if logit_col in names and table[logit_col].null_count < table.num_rows else "probs"
     missing = [c for c in (id_col, label_col) if c not in names or table[c].null_count == table.num_rows]
     if value_col not in names or table[value_col].null_count == table.num_rows:
@@ -392,11 +491,12 @@ def _read_jsonl(run: Run, path: Path, epoch: int) -> Iterator[pa.Table]:
         yield table.slice(start, BATCH_ROWS)
 
 
-def _raise_jsonl_error(path: Path, source: str, keys: tuple[str, str, str], exc: Exception | None) -> None:
+def _raise_jsonl_error(fs, path: Path, source: str, keys: tuple[str, str, str], exc: Exception | None) -> None:
     """pyarrow's message has no line number: find the first offending line with a plain scan (error path only)."""
     id_key, label_key, logit_key = keys
     id_type = None
-    with open(path, encoding="utf-8", errors="replace") as fh:
+    raw = open(path, "rb") if fs is None else storage.open_binary(fs, path)
+    with io.TextIOWrapper(raw, encoding="utf-8", errors="replace") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
@@ -503,6 +603,29 @@ def _to_batch(table: pa.Table, epoch: int, source: str, row0: int, jsonl: bool, 
     return Batch(epoch, source, row0, ids, labels, values, kind, jsonl)
 
 
+def check_like(b: Batch, kind: str, id_is_str: bool) -> None:
+    """Raise :class:`LogError` unless batch ``b`` holds ``kind`` (logits or probs) and ids of the same type as
+    the run's first batch."""
+    if b.kind != kind:
+        raise LogError(f"{b.source}: holds {b.kind} but epoch 0 holds {kind}; use one in every epoch")
+    is_str = b.ids.dtype == object
+    if is_str != id_is_str:
+        kinds = ("strings", "integers")
+        raise LogError(f"{b.where(0)}: ids are {kinds[not is_str]} but earlier ids are {kinds[is_str]}; use one type")
+
+
+def check_padding(run: Run, ef: EpochFiles, kept: int, padded: int) -> None:
+    """Raise :class:`LogError` when more rows of an epoch repeat examples of another part (``padded``, besides
+    the ``kept`` rows) than a distributed sampler pads: fewer than one per process, and under 1/world."""
+    world = run.meta.get("world_size", 1)
+    if padded >= max(world, (kept + padded) / world):
+        raise LogError(
+            f"{run.rel(ef.paths[0].parent)}: {padded} rows of epoch {ef.epoch} repeat examples already "
+            f"logged in another part, more than a distributed sampler pads ({world} processes); does every "
+            "rank log every example?"
+        )
+
+
 def _to_int64(arr: pa.Array, col: str, where, problem: str) -> np.ndarray:
     """An integer column as (n,) int64; an unsigned value above the int64 range is a clear error."""
     try:
@@ -583,12 +706,25 @@ class DynamicsReader:
     type, a change of K or of logits/probs between epochs, and (``strict=True``) an id missing from an epoch.
     """
 
-    def __init__(self, run: Run, *, max_epochs: int | None = None, strict: bool = False):
+    def __init__(
+        self,
+        run: Run,
+        *,
+        max_epochs: int | None = None,
+        strict: bool = False,
+        batches: Iterable[tuple[EpochFiles, list[Batch]]] | None = None,
+    ):
+        """``batches``: each epoch's validated batches, in epoch order, when they come from elsewhere than the
+        run's files (the Dask engine's shuffled rows of some of the examples); then the check that an epoch's
+        padding stays within a sampler's is left to the caller (:func:`check_padding` on ``epoch_rows``),
+        which sees every example."""
         if max_epochs is not None and max_epochs < 1:
             raise LogError(f"max_epochs must be at least 1, got {max_epochs}")
         self.run = run
         self.epochs = run.epochs[:max_epochs] if max_epochs else run.epochs
         self.strict = strict
+        self._batches = batches
+        self.epoch_rows: list[tuple[int, int]] = []  # per epoch: (rows kept, padding rows dropped)
         self.k: int | None = None
         self.kind: str | None = None
         self._index = _IdIndex()
@@ -612,7 +748,7 @@ class DynamicsReader:
             raise RuntimeError("a DynamicsReader can be iterated once")
         self._done = True
         world = self.run.meta.get("world_size", 1)
-        for ef, batches in self._prefetched():
+        for ef, batches in self._prefetched() if self._batches is None else self._batches:
             in_epoch = np.zeros(self.n, dtype=bool)
             n_in_epoch = padded = 0
             for b in batches:
@@ -624,16 +760,15 @@ class DynamicsReader:
                 self._check_labels(b, pos)
                 if keep is not None:  # rows repeating an example of an earlier part: sampler padding, read once
                     padded += pos.size - int(keep.sum())
-                    b = Batch(b.epoch, b.source, b.row0, b.ids[keep], b.labels[keep], b.values[keep], b.kind, b.jsonl)
+                    rows = b.rows[keep] if b.rows is not None else None
+                    kept = (b.ids[keep], b.labels[keep], b.values[keep])
+                    b = Batch(b.epoch, b.source, b.row0, *kept, b.kind, b.jsonl, rows)
                     pos = pos[keep]
                 n_in_epoch += pos.size
                 yield IndexedBatch(ef.epoch, pos, b.labels, b.values, b.kind)
-            if padded >= max(world, (n_in_epoch + padded) / world):
-                raise LogError(
-                    f"{self.run.rel(ef.paths[0].parent)}: {padded} rows of epoch {ef.epoch} repeat examples already "
-                    f"logged in another part, more than a distributed sampler pads ({world} processes); does every "
-                    "rank log every example?"
-                )
+            if self._batches is None:
+                check_padding(self.run, ef, n_in_epoch, padded)
+            self.epoch_rows.append((n_in_epoch, padded))
             self.padding_rows += padded
             self.seen += in_epoch  # a sequential pass, not a scatter over random positions
             if self.strict and n_in_epoch < self.n:
@@ -662,17 +797,8 @@ class DynamicsReader:
 
     def _check_kind(self, b: Batch) -> None:
         if self.k is None:
-            self.k, self.kind = b.values.shape[1], b.kind
-        elif b.kind != self.kind:
-            raise LogError(f"{b.source}: holds {b.kind} but epoch 0 holds {self.kind}; use one in every epoch")
-        is_str = b.ids.dtype == object
-        if self._id_is_str is None:
-            self._id_is_str = is_str
-        elif is_str != self._id_is_str:
-            kinds = ("strings", "integers")
-            raise LogError(
-                f"{b.where(0)}: ids are {kinds[not is_str]} but earlier ids are {kinds[is_str]}; use one type"
-            )
+            self.k, self.kind, self._id_is_str = b.values.shape[1], b.kind, b.ids.dtype == object
+        check_like(b, self.kind, self._id_is_str)
 
     def _positions(self, b: Batch) -> np.ndarray:
         pos = self._index.lookup(b.ids)  # (n,) int64, -1 for ids not seen before
@@ -747,7 +873,7 @@ def read_examples(run: Run) -> pa.Table | None:
     if p is None:
         return None
     source = run.rel(p)
-    table = read_table_file(p, source)
+    table = read_table_file(p, source, fs=run.fs)
     if "id" not in table.column_names:
         raise LogError(f"{source}: missing column id (columns found: {table.column_names})")
     ids = table["id"]

@@ -20,6 +20,7 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from . import storage
 from .errors import LogError, short
 
 FORMATS = (".csv", ".jsonl", ".parquet")
@@ -99,43 +100,56 @@ def file_kind(path: Path) -> str:
 def check_regular_file(path: Path, shown: str) -> None:
     """Raise :class:`LogError` unless ``path`` is a regular file, so that reading it cannot block (a FIFO) or
     fail half-way (a directory, a dangling link). ``shown`` is the name the message uses."""
-    kind = file_kind(path)
+    check_file_kind(file_kind(path), shown)
+
+
+def check_file_kind(kind: str, shown: str) -> None:
+    """Raise :class:`LogError` unless ``kind`` (as :func:`file_kind` names it) is 'file'."""
     if kind == "missing":
         raise LogError(f"{shown}: no such file")
     if kind != "file":
         raise LogError(f"{shown}: expected a regular file, found {'a directory' if kind == 'directory' else kind}")
 
 
-def read_table_file(path: Path, shown: str | None = None) -> pa.Table:
-    """A whole ``.parquet``, ``.jsonl`` or ``.csv`` file as a table; a clear error when it cannot be read."""
-    path = Path(path)
+def read_table_file(path: Path, shown: str | None = None, fs=None) -> pa.Table:
+    """A whole ``.parquet``, ``.jsonl`` or ``.csv`` file as a table; a clear error when it cannot be read.
+    ``fs``: the fsspec filesystem ``path`` lies in (:mod:`cartography_core.storage`), None for a local file."""
+    path = Path(path) if fs is None else path
     readers = {".parquet": pq.read_table, ".jsonl": pajson.read_json, ".csv": pacsv.read_csv}
     shown = shown or str(path)
     if path.suffix not in readers:
         raise LogError(f"{shown}: unknown file type {path.suffix!r}; use .parquet, .jsonl or .csv")
-    check_regular_file(path, shown)
+    if fs is None:
+        check_regular_file(path, shown)
+    else:
+        check_file_kind(storage.kind(fs, path), shown)
     try:
-        table = readers[path.suffix](path)
+        if fs is None:
+            table = readers[path.suffix](path)
+        else:
+            with storage.open_binary(fs, path) as fh:
+                table = readers[path.suffix](pa.BufferReader(fh.read()))
     except (pa.ArrowException, OSError) as exc:
         # pyarrow quotes the offending row whole: keep only its start
         what, _, row = str(exc).splitlines()[0].partition(" columns, got ")
         problem = f"{what} columns, got {short(row, 32)}" if row else short(what)
         raise LogError(f"{shown}: cannot read {path.suffix[1:]} file: {problem}") from None
     if path.suffix == ".csv":
-        _check_csv_quotes(path, shown)
+        _check_csv_quotes(path if fs is None else storage.open_binary(fs, path), shown)
     return table
 
 
-def _check_csv_quotes(path: Path, shown: str) -> None:
+def _check_csv_quotes(src, shown: str) -> None:
     """A quoted CSV field that is never closed swallows every later row into one value, and pyarrow reads
     that without complaint: in a well-formed file the double quotes pair up (an escaped quote is ``""``), so
-    an odd count is an error naming the line where the open field starts."""
-    with open(path, "rb") as fh:
+    an odd count is an error naming the line where the open field starts. ``src``: a local path, or a file
+    opened for reading (closed here)."""
+    with open(src, "rb") if isinstance(src, Path) else src as fh:
         count = sum(chunk.count(b'"') for chunk in iter(lambda: fh.read(1 << 24), b""))
-    if count % 2 == 0:
-        return
-    open_at, inside = 0, False
-    with open(path, "rb") as fh:
+        if count % 2 == 0:
+            return
+        fh.seek(0)
+        open_at, inside = 0, False
         for lineno, line in enumerate(fh, 1):
             if line.count(b'"') % 2:
                 inside = not inside

@@ -231,6 +231,17 @@ def _score(run, max_epochs, strict, variability_ci, el2n_epoch, *, keep_epochs: 
     reader = DynamicsReader(run, max_epochs=max_epochs, strict=strict)
     if el2n_epoch is not None and not 0 <= el2n_epoch < len(reader.epochs):
         raise LogError(f"el2n_epoch {el2n_epoch} is outside the run's epochs 0..{len(reader.epochs) - 1}")
+    acc = fold(reader, el2n_epoch=el2n_epoch, keep_epochs=keep_epochs)
+    table = table_of(run, reader, acc, variability_ci=variability_ci, el2n_epoch=el2n_epoch)
+    if not keep_epochs:
+        return table, None
+    order = _row_order(reader.ids)  # usually a slice: the arrays are returned as they are, not copied
+    epochs = np.array(list(acc.epoch_row), dtype=np.int64)
+    return table, EpochMatrix(epochs, acc.epoch_p[:, order], acc.epoch_pred[:, order])
+
+
+def fold(reader: DynamicsReader, *, el2n_epoch: int | None = None, keep_epochs: bool = False) -> _Accumulator:
+    """Every batch of ``reader`` folded into a new :class:`_Accumulator`, epoch after epoch."""
     acc = _Accumulator([ef.epoch for ef in reader.epochs] if keep_epochs else None)
     with ThreadPoolExecutor(max_workers=THREADS) as pool:
         for b in reader:
@@ -241,7 +252,7 @@ def _score(run, max_epochs, strict, variability_ci, el2n_epoch, *, keep_epochs: 
                 order = np.empty_like(b.pos)
                 order[b.pos] = np.arange(n)  # order[j] = row holding position j
 
-            def fold(c0: int, b=b, order=order) -> None:
+            def fold_chunk(c0: int, b=b, order=order) -> None:
                 c1 = min(c0 + CHUNK, b.pos.size)
                 if order is not None:
                     rows, sel = order[c0:c1], slice(c0, c1)
@@ -252,13 +263,8 @@ def _score(run, max_epochs, strict, variability_ci, el2n_epoch, *, keep_epochs: 
 
             # Chunks touch disjoint positions, so they fold in parallel (numpy releases the GIL); small chunks
             # also keep temporaries in cache, reused rather than faulted in.
-            list(pool.map(fold, range(0, n, CHUNK)))
-    table = _table(run, reader, acc, variability_ci=variability_ci, el2n_epoch=el2n_epoch)
-    if not keep_epochs:
-        return table, None
-    order = _row_order(reader.ids)  # usually a slice: the arrays are returned as they are, not copied
-    epochs = np.array(list(acc.epoch_row), dtype=np.int64)
-    return table, EpochMatrix(epochs, acc.epoch_p[:, order], acc.epoch_pred[:, order])
+            list(pool.map(fold_chunk, range(0, n, CHUNK)))
+    return acc
 
 
 def _row_order(ids: np.ndarray) -> slice | np.ndarray:
@@ -268,7 +274,7 @@ def _row_order(ids: np.ndarray) -> slice | np.ndarray:
     return slice(None) if in_order else np.argsort(ids, kind="stable")
 
 
-def _table(run: Run, reader: DynamicsReader, acc: _Accumulator, *, variability_ci: bool, el2n_epoch) -> pa.Table:
+def table_of(run: Run, reader: DynamicsReader, acc: _Accumulator, *, variability_ci=False, el2n_epoch=None) -> pa.Table:
     ids = reader.ids
     order = _row_order(ids)  # (N,) rows sorted by id
     count = acc.count[order].astype(np.float64)

@@ -54,7 +54,7 @@ def env(workdir):
 
 def test_the_readme_has_the_blocks_this_module_runs():
     assert [kind for kind, _ in BLOCKS] == [
-        "bash", "bash", "python", "python", "python", "bash", "bash", "bash", "python", "bash",
+        "bash", "bash", "python", "python", "python", "bash", "bash", "bash", "python", "bash", "bash",
     ]  # fmt: skip
 
 
@@ -217,3 +217,23 @@ def test_review_loop_block(workdir, env):
     ids = retrained.table["id"].to_numpy()
     assert (labels == corrected.loc[ids, "label_reviewed"].to_numpy()).all()  # trained on the corrected labels
     assert "region,before,after" in done.stdout and "epoch,held_out_accuracy_before" in done.stdout
+
+
+def test_cluster_block_gives_the_in_process_tables(workdir, env):
+    from cartography_core.cluster import read_stats
+    from cartography_core.reliability import pool_runs
+    from cartography_core.stats import compute_stats
+
+    run_bash_block(blocks("bash")[6], workdir, env)
+    sample = REPO / "sample_logs" / "trec"
+    one, want = read_stats(workdir / "trec-stats"), compute_stats(sample / "seed-0")
+    assert one.column_names == want.column_names and all(one[c].equals(want[c]) for c in want.column_names)
+    names = sorted(p.name for p in sample.iterdir() if p.is_dir())
+    pooled, want = read_stats(workdir / "trec-pooled"), pool_runs([compute_stats(sample / n) for n in names], names)
+    assert pooled.num_rows == want.num_rows
+    for c in want.column_names:
+        a, b = pooled[c].to_numpy(zero_copy_only=False), want[c].to_numpy(zero_copy_only=False)
+        if a.dtype.kind == "f":
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-9, err_msg=c)
+        else:
+            assert (a == b).all(), c

@@ -1,0 +1,419 @@
+"""Statistics on a Dask cluster: the same columns as :func:`~cartography_core.stats.compute_stats`, for runs
+too large for one process, written as a partitioned parquet dataset.
+
+The fold over epochs needs every epoch of an example together, and a log holds one epoch per file. So:
+
+1. **Read** (one task per unit: a parquet file's row groups up to ``unit_rows`` rows, or a whole JSONL file):
+   the rows are validated as :mod:`~cartography_core.ingest` validates them (K, kind and id type against the
+   run's first batch), and become a frame of ``id, label, epoch, at`` (the file and the row, for messages
+   and the in-process order) and ``v0..v{K-1}`` (float64: exact for float32 logs too).
+2. **Shuffle** the frame by ``id`` (Dask's hash partitioning, peer-to-peer shuffle) into P partitions of about
+   ``partition_rows`` examples each: every row of an example lands in one partition.
+3. **Fold** each partition exactly as the in-process engine does (a :class:`~cartography_core.ingest.
+   DynamicsReader` over its rows in file order, then :func:`~cartography_core.stats.fold`), and write
+   ``part-<p>.parquet`` (rows sorted by id). Only small counts travel back to the client.
+
+Bytes shuffled: ``24 + 8 K`` per logged row (an int64 id; ``docs/scale.md`` has the arithmetic); memory per
+worker task grows with ``partition_rows`` x E, never with N. ``cartography.json`` beside the parts holds the
+table's metadata (the in-process table's schema metadata), written last: a folder without it is not a result.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from . import storage
+from .errors import LogError
+from .ingest import (
+    Batch,
+    DynamicsReader,
+    Run,
+    check_like,
+    check_padding,
+    open_run,
+    opened,
+    parquet_file,
+    read_file,
+)
+from .io import atomic_write, atomic_write_parquet
+from .stats import fold, name_classes, table_of
+
+META_FILE = "cartography.json"
+PART_ROWS = 1 << 19  # examples per shuffled partition: the setting that bounds a worker's memory
+UNIT_ROWS = 1 << 20  # rows per read task (whole row groups; a JSONL file is one task)
+_FILE_BITS = 40  # ``at`` = file index << 40 | row within the file
+
+
+@dataclass(frozen=True)
+class ClusterResult:
+    """What :func:`compute_stats_dask` wrote and read."""
+
+    out: str  # the dataset folder (a path or URL)
+    n_examples: int
+    n_partitions: int
+    rows_read: int  # logged rows over all epochs, padding included
+    bytes_shuffled: int  # rows_read x the bytes of one shuffled row
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One read task: some row groups of a parquet file (None: all), or a whole JSONL file."""
+
+    epoch: int
+    file: int  # index into the run's files, in reading order
+    path: Path
+    row_groups: tuple[int, ...] | None
+
+
+@dataclass(frozen=True)
+class _First:
+    """The run's first batch, which every other batch must match."""
+
+    k: int
+    kind: str
+    id_is_str: bool
+
+
+def compute_stats_dask(
+    run: Run | str | Path,
+    out: str | Path,
+    *,
+    client=None,
+    max_epochs: int | None = None,
+    strict: bool = False,
+    partition_rows: int = PART_ROWS,
+    unit_rows: int = UNIT_ROWS,
+    overwrite: bool = False,
+) -> ClusterResult:
+    """Score ``run`` on the Dask cluster of ``client`` (None: the current client, else a new ``LocalCluster``)
+    and write its statistics table to the folder ``out`` as ``part-<p>.parquet`` files plus ``cartography.json``.
+
+    The columns and values are those of ``compute_stats(run, max_epochs=..., strict=...)``; the rows are
+    spread over the parts by a hash of the id (read them back, sorted, with :func:`read_stats`).
+    """
+    if partition_rows < 1 or unit_rows < 1:
+        raise LogError(f"partition_rows and unit_rows must be at least 1, got {partition_rows} and {unit_rows}")
+    run = run if isinstance(run, Run) else open_run(run)
+    out_fs, out_path = storage.locate(out)
+    _prepare_out(out_fs, out_path, overwrite)
+    epochs = run.epochs[:max_epochs] if max_epochs else run.epochs
+    if max_epochs is not None and max_epochs < 1:
+        raise LogError(f"max_epochs must be at least 1, got {max_epochs}")
+    with _connected(client) as client:
+        return _run(client, run, epochs, out_fs, out_path, str(out), strict, partition_rows, unit_rows)
+
+
+@contextmanager
+def _connected(client):
+    """``client``; else the current Dask client; else a new ``LocalCluster`` (workers and threads by the
+    machine's cores), closed on leaving."""
+    from dask.distributed import Client, LocalCluster, get_client
+
+    if client is not None:
+        yield client
+        return
+    try:
+        current = get_client()
+    except ValueError:
+        current = None
+    if current is not None:
+        yield current
+        return
+    with LocalCluster() as cluster, Client(cluster) as own:
+        yield own
+
+
+def _run(client, run, epochs, out_fs, out_path, out, strict, partition_rows, unit_rows) -> ClusterResult:
+    import dask
+    import dask.dataframe as dd
+
+    files = [(ef.epoch, path) for ef in epochs for path in ef.paths]
+    plans = client.gather(client.map(_plan_file, [run] * len(files), files, [unit_rows] * len(files), pure=False))
+    first = plans[0][2]
+    units = [
+        _Unit(epoch, i, path, rg)
+        for i, ((epoch, path), (_, groups, _)) in enumerate(zip(files, plans))
+        for rg in groups
+    ]
+    rows_epoch = [sum(p[0] for (e, _), p in zip(files, plans) if e == ef.epoch) for ef in epochs]
+    n_parts = max(1, math.ceil(max(rows_epoch) / partition_rows))
+    frames = dd.from_map(_read_unit, units, run=run, first=first, meta=_frame_meta(first), enforce_metadata=False)
+    with dask.config.set({"dataframe.shuffle.method": "p2p"}):
+        shuffled = frames.shuffle(on="id", npartitions=n_parts)
+        parts = shuffled.to_delayed()
+    folds = [
+        dask.delayed(_fold_part, pure=False)(part, p, run, epochs, strict, first, out_fs, out_path)
+        for p, part in enumerate(parts)
+    ]
+    counts = dask.compute(*folds)
+    per_epoch = np.sum([c[1] for c in counts], axis=0)  # (E, 2): rows kept, padding rows
+    for ef, (kept, padded) in zip(epochs, per_epoch):
+        check_padding(run, ef, int(kept), int(padded))
+    n = int(sum(c[0] for c in counts))
+    meta = {
+        "run": run.path.name,
+        "layout": run.layout,
+        "n_epochs": len(epochs),
+        "n_classes": first.k,
+        "kind": first.kind,
+        "label_names": run.label_names,
+        "padding_rows": int(per_epoch[:, 1].sum()),
+        "n_examples": n,
+        "partitions": n_parts,
+        "engine": "dask",
+    }
+    _write_bytes(out_fs, out_path / META_FILE, (json.dumps(meta, indent=2) + "\n").encode())
+    rows_read = int(per_epoch.sum())
+    row_bytes = 24 + 8 * first.k  # id (int64; a string id: its length), label, epoch, at, values
+    return ClusterResult(out, n, n_parts, rows_read, rows_read * row_bytes)
+
+
+def _plan_file(run: Run, file: tuple[int, Path], unit_rows: int):
+    """(rows, read units as row-group tuples, the first batch's :class:`_First` for the run's first file)."""
+    epoch, path = file
+    first = None
+    if path == run.epochs[0].paths[0]:
+        b = next(read_file(run, path, epoch))
+        first = _First(b.values.shape[1], b.kind, b.ids.dtype == object)
+    if path.suffix == ".jsonl":  # no row count without parsing: an upper bound (no log line is under 32 bytes)
+        size = path.stat().st_size if run.fs is None else run.fs.size(str(path))
+        return size // 32, [None], first
+    with opened(run.fs, path) as src:
+        meta = parquet_file(run, src, path).metadata
+    groups, unit, size = [], [], 0
+    for g in range(meta.num_row_groups):
+        rows = meta.row_group(g).num_rows
+        if unit and size + rows > unit_rows:
+            groups.append(tuple(unit))
+            unit, size = [], 0
+        unit.append(g)
+        size += rows
+    groups.append(tuple(unit) if unit else None)  # a file without row groups: read whole, to name its emptiness
+    return meta.num_rows, groups, first
+
+
+def _frame_meta(first: _First) -> pd.DataFrame:
+    cols = {
+        "id": pd.Series([], dtype="str" if first.id_is_str else "int64"),
+        "label": pd.Series([], dtype="int32"),
+        "epoch": pd.Series([], dtype="int32"),
+        "at": pd.Series([], dtype="int64"),
+    }
+    cols.update({f"v{j}": pd.Series([], dtype="float64") for j in range(first.k)})
+    return pd.DataFrame(cols)
+
+
+def _read_unit(unit: _Unit, run: Run, first: _First) -> pd.DataFrame:
+    """The validated rows of one read unit as a frame (see the module docstring)."""
+    frames = []
+    groups = list(unit.row_groups) if unit.row_groups is not None else None
+    for b in read_file(run, unit.path, unit.epoch, first.k, groups):
+        check_like(b, first.kind, first.id_is_str)
+        rows = b.rows if b.rows is not None else b.row0 + np.arange(len(b.ids), dtype=np.int64)
+        cols = {
+            "id": pd.Series(b.ids, dtype="str" if first.id_is_str else "int64"),
+            "label": b.labels.astype(np.int32),  # checked to lie in [0, K)
+            "epoch": np.full(len(b.ids), unit.epoch, dtype=np.int32),
+            "at": (np.int64(unit.file) << _FILE_BITS) | rows,
+        }
+        values = b.values.astype(np.float64, copy=False)
+        cols.update({f"v{j}": values[:, j] for j in range(first.k)})
+        frames.append(pd.DataFrame(cols))
+    return pd.concat(frames, ignore_index=True) if frames else _frame_meta(first)
+
+
+def _fold_part(frame: pd.DataFrame, p: int, run: Run, epochs, strict, first: _First, out_fs, out_path):
+    """Fold one partition's rows and write its ``part-<p>.parquet``; returns (examples, (E, 2) row counts)."""
+    frame = frame.sort_values(["epoch", "at"], kind="stable")  # the order the in-process engine reads rows in
+    files = [path for ef in epochs for path in ef.paths]
+    ids = frame["id"].to_numpy(dtype=object if first.id_is_str else np.int64)
+    labels = frame["label"].to_numpy(np.int64)
+    values = frame[[f"v{j}" for j in range(first.k)]].to_numpy(np.float64)
+    epoch = frame["epoch"].to_numpy()
+    at = frame["at"].to_numpy()
+    file = at >> _FILE_BITS
+
+    def batches():
+        for ef in epochs:
+            lo, hi = np.searchsorted(epoch, [ef.epoch, ef.epoch + 1])
+            out = []
+            cuts = np.flatnonzero(np.diff(file[lo:hi])) + lo + 1
+            for a, b in zip([lo, *cuts], [*cuts, hi]):
+                f = files[int(file[a])]
+                rows = at[a:b] & ((1 << _FILE_BITS) - 1)
+                source = run.rel(f)
+                out.append(
+                    Batch(
+                        ef.epoch, source, 0, ids[a:b], labels[a:b], values[a:b], first.kind, f.suffix == ".jsonl", rows
+                    )
+                )
+            yield ef, out
+
+    reader = DynamicsReader(run, strict=strict, batches=batches(), max_epochs=len(epochs))
+    acc = fold(reader)
+    counts = np.array(reader.epoch_rows, dtype=np.int64).reshape(len(epochs), 2)
+    if reader.n:
+        table = table_of(run, reader, acc)
+        _write_table(out_fs, out_path / f"part-{p:05d}.parquet", table)
+    return reader.n, counts
+
+
+def pool_runs_dask(
+    runs: list[Run | str | Path],
+    out: str | Path,
+    *,
+    names: list[str] | None = None,
+    client=None,
+    max_epochs: int | None = None,
+    strict: bool = False,
+    partition_rows: int = PART_ROWS,
+    overwrite: bool = False,
+) -> ClusterResult:
+    """Score each of ``runs`` on the cluster into ``out/runs/<name>/``, then pool them (R runs x N examples,
+    :func:`~cartography_core.reliability.pool_runs`' columns and numbers) into ``out``'s own parts: the runs'
+    statistics are shuffled by id once more, so each partition holds every run's rows of its examples."""
+    import dask
+    import dask.dataframe as dd
+
+    runs = [r if isinstance(r, Run) else open_run(r) for r in runs]
+    names = names or [r.path.name for r in runs]
+    if len(set(names)) != len(names):
+        raise LogError(f"runs to pool need distinct names, got {names}")
+    out_fs, out_path = storage.locate(out)
+    _prepare_out(out_fs, out_path, overwrite)
+    if out_fs is None:
+        run_dirs = [out_path / "runs" / n for n in names]
+    else:
+        run_dirs = [storage.url(out_fs, out_path / "runs" / n) for n in names]
+    with _connected(client) as client:
+        results = [
+            compute_stats_dask(
+                r, d, client=client, max_epochs=max_epochs, strict=strict, partition_rows=partition_rows, overwrite=True
+            )
+            for r, d in zip(runs, run_dirs)
+        ]
+        metas = [json.loads(_read_bytes(*storage.locate(d), META_FILE)) for d in run_dirs]
+        frames = [
+            dd.read_parquet(_part_files(*storage.locate(d)), dtype_backend="pyarrow").assign(_run=np.int32(r))
+            for r, d in enumerate(run_dirs)
+        ]
+        n_parts = max(1, math.ceil(max(res.n_examples for res in results) / partition_rows))
+        with dask.config.set({"dataframe.shuffle.method": "p2p"}):
+            parts = dd.concat(frames).shuffle(on="id", npartitions=n_parts).to_delayed()
+        pool = dask.delayed(_pool_part, pure=False)
+        counts = dask.compute(*(pool(part, p, names, metas, out_fs, out_path) for p, part in enumerate(parts)))
+    n = int(sum(counts))
+    meta = {**_table_meta(metas[0]), "run": None, "runs": names, "n_examples": n, "partitions": n_parts}
+    _write_bytes(out_fs, out_path / META_FILE, (json.dumps({**meta, "engine": "dask"}, indent=2) + "\n").encode())
+    read, shuffled = sum(r.rows_read for r in results), sum(r.bytes_shuffled for r in results)
+    return ClusterResult(str(out), n, n_parts, read, shuffled)
+
+
+def _pool_part(frame: pd.DataFrame, p: int, names: list[str], metas: list[dict], out_fs, out_path) -> int:
+    """Pool one partition's rows of every run and write its ``part-<p>.parquet``; returns its examples."""
+    from .reliability import pool_runs
+
+    present = sorted(int(r) for r in frame["_run"].unique())
+    if not present:
+        return 0
+    tables = []
+    for r in present:
+        rows = frame[frame["_run"] == r].drop(columns="_run")
+        t = pa.Table.from_pandas(rows, preserve_index=False)
+        tables.append(t.replace_schema_metadata({"cartography": json.dumps(_table_meta(metas[r]))}))
+    table = pool_runs(tables, [names[r] for r in present])
+    _write_table(out_fs, out_path / f"part-{p:05d}.parquet", table)
+    return table.num_rows
+
+
+def _part_names(fs, path) -> list[str]:
+    """The names of the ``part-*.parquet`` files of a statistics dataset folder, sorted."""
+    names = sorted(p.name for p in Path(path).iterdir()) if fs is None else [n for n, _ in storage.entries(fs, path)]
+    return [n for n in names if n.startswith("part-") and n.endswith(".parquet")]
+
+
+def _part_files(fs, path) -> list[str]:
+    """The ``part-*.parquet`` files of a statistics dataset folder as local paths or URLs."""
+    return [str(path / n) if fs is None else storage.url(fs, path / n) for n in _part_names(fs, path)]
+
+
+def _read_bytes(fs, path, name: str) -> bytes:
+    return (path / name).read_bytes() if fs is None else fs.cat_file(str(path / name))
+
+
+def _prepare_out(fs, path, overwrite: bool) -> None:
+    """Create the output folder; one holding files is refused unless ``overwrite``, then only its parts and
+    ``cartography.json`` are removed (nothing else a user put there)."""
+    shown = path if fs is None else storage.url(fs, path)
+    if fs is None:
+        if path.exists() and not path.is_dir():
+            raise LogError(f"{shown}: exists and is not a folder; --out names a folder for the dataset")
+        present = sorted(path.iterdir()) if path.exists() else []
+        if present and not overwrite:
+            raise LogError(f"{shown}: folder is not empty; choose another or pass --force to replace its statistics")
+        for p in present:
+            if p.name == META_FILE or (p.name.startswith("part-") and p.suffix == ".parquet"):
+                p.unlink()
+        path.mkdir(parents=True, exist_ok=True)
+        return
+    present = [name for name, _ in storage.entries(fs, path)] if storage.kind(fs, path) == "directory" else []
+    if present and not overwrite:
+        raise LogError(f"{shown}: folder is not empty; choose another or pass --force to replace its statistics")
+    for name in present:
+        if name == META_FILE or (name.startswith("part-") and name.endswith(".parquet")):
+            fs.rm(str(path / name))
+    fs.makedirs(str(path), exist_ok=True)
+
+
+def _write_table(fs, path, table: pa.Table) -> None:
+    if fs is None:
+        atomic_write_parquet(table, path)
+    else:  # an object store's upload appears whole when closed
+        with fs.open(str(path), "wb") as fh:
+            pq.write_table(table, fh, compression="zstd", use_dictionary=False)
+
+
+def _write_bytes(fs, path, data: bytes) -> None:
+    if fs is None:
+        atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    else:
+        with fs.open(str(path), "wb") as fh:
+            fh.write(data)
+
+
+def read_stats(location: str | Path) -> pa.Table:
+    """A statistics dataset written by :func:`compute_stats_dask`, whole and sorted by id, with the metadata
+    of :func:`~cartography_core.stats.compute_stats`'s table."""
+    fs, path = storage.locate(location)
+    shown = location
+    kind = (Path(path).is_file() and "file") if fs is None else storage.kind(fs, path)
+    try:
+        raw = _read_bytes(fs, path, META_FILE)
+    except (FileNotFoundError, NotADirectoryError):
+        raise LogError(
+            f"{shown}: no {META_FILE}; not a statistics dataset, or its scoring did not finish"
+            + (" (a file, not a folder)" if kind == "file" else "")
+        ) from None
+    meta = json.loads(raw)
+    parts = [str(path / n) for n in _part_names(fs, path)]
+    table = pads.dataset(parts, format="parquet", filesystem=fs).to_table()
+    if table.num_rows != meta["n_examples"]:
+        raise LogError(f"{shown}: holds {table.num_rows} examples but {META_FILE} says {meta['n_examples']}")
+    table = table.sort_by("id").replace_schema_metadata({"cartography": json.dumps(_table_meta(meta))})
+    return table if not meta.get("label_names") else name_classes(table, meta["label_names"])
+
+
+def _table_meta(meta: dict) -> dict:
+    """The in-process table's metadata keys of a dataset's ``cartography.json``."""
+    keep = ("run", "layout", "n_epochs", "n_classes", "kind", "label_names", "padding_rows", "runs")
+    return {k: meta[k] for k in keep if k in meta}

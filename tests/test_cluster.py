@@ -1,0 +1,301 @@
+"""The Dask engine against the in-process engine, on a real LocalCluster of two worker processes; logs
+behind fsspec URLs for both engines."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import distributed  # noqa: E402  (a requirement: no skip)
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from cartography_core.cli import main
+from cartography_core.cluster import compute_stats_dask, pool_runs_dask, read_stats
+from cartography_core.errors import LogError
+from cartography_core.ingest import find_runs, open_run, read_examples
+from cartography_core.reliability import pool_runs
+from cartography_core.stats import compute_stats, table_meta
+from tests.logs import write_log
+
+
+@pytest.fixture(scope="module")
+def client():
+    """Two worker processes, one thread each: rows really travel between processes in the shuffle."""
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    with distributed.Client(cluster) as c:
+        yield c
+    cluster.close()
+
+
+def messy_epochs(n=300, epochs=4, k=3, seed=0, string_ids=False, probs=False):
+    """Rows of ``epochs`` epochs: argmax ties (equal logits), examples missing from some epochs, rows in random
+    order per epoch, ids not contiguous; string ids or probabilities on request."""
+    examples = np.random.default_rng(n)  # the same examples for every seed: the runs of one dataset
+    ids = examples.choice(10 * n, size=n, replace=False)
+    labels = examples.integers(0, k, size=n)
+    rng = np.random.default_rng(seed)
+    out = []
+    for e in range(epochs):
+        z = rng.normal(size=(n, k)).round(1)  # rounding makes ties common
+        z[::7] = 0.5  # all classes tied: argmax goes to class 0
+        keep = rng.random(n) > 0.15 if e else np.ones(n, dtype=bool)  # some examples miss later epochs
+        order = rng.permutation(np.flatnonzero(keep))
+        rows = []
+        for i in order:
+            row = {"id": f"ex-{ids[i]}" if string_ids else int(ids[i]), "label": int(labels[i])}
+            if probs:
+                p = np.exp(z[i]) / np.exp(z[i]).sum()
+                row["probs"] = p.tolist()
+            else:
+                row["logits"] = z[i].tolist()
+            rows.append(row)
+        out.append(rows)
+    return out
+
+
+def assert_same_table(got: pa.Table, want: pa.Table) -> None:
+    """Identical columns; integers, booleans and strings equal, floats within 1e-9, nulls in the same rows."""
+    assert got.column_names == want.column_names
+    assert got.num_rows == want.num_rows
+    for name in want.column_names:
+        a, b = got[name], want[name]
+        assert a.type == b.type, name
+        assert a.null_count == b.null_count, name
+        if pa.types.is_floating(b.type):
+            np.testing.assert_allclose(
+                a.to_numpy(zero_copy_only=False), b.to_numpy(zero_copy_only=False), rtol=0, atol=1e-9, err_msg=name
+            )
+        else:
+            assert a.to_pylist() == b.to_pylist(), name
+
+
+def write_probs_log(root, epochs):
+    """The JSONL layout with a ``probs`` key instead of ``logits``."""
+    d = root / "dynamics"
+    d.mkdir(parents=True)
+    for e, rows in enumerate(epochs):
+        (d / f"epoch_{e}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+CASES = {
+    "parquet, int ids": dict(layout="parquet"),
+    "parts, string ids": dict(layout="parts", string_ids=True),
+    "jsonl": dict(layout="jsonl"),
+    "allenai": dict(layout="allenai"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_dask_engine_gives_the_in_process_numbers(tmp_path, client, case):
+    opts = dict(CASES[case])
+    layout = opts.pop("layout")
+    run = write_log(tmp_path / "run", messy_epochs(**opts), layout, meta={"label_names": ["a", "b", "c"]})
+    want = compute_stats(run)
+    # partitions of ~40 examples and read units of one row group: many partitions, several tasks per file
+    result = compute_stats_dask(run, tmp_path / "out", client=client, partition_rows=40)
+    assert result.n_examples == want.num_rows == 300
+    # parquet footers give the rows of epoch 0 (300: ceil(300 / 40) partitions); JSONL an upper bound of them
+    assert result.n_partitions == 8 if layout in ("parquet", "parts") else result.n_partitions > 8
+    got = read_stats(tmp_path / "out")
+    assert_same_table(got, want)
+    assert table_meta(got) == table_meta(want)
+    assert 1 < len(list((tmp_path / "out").glob("part-*.parquet"))) <= result.n_partitions
+
+
+def test_probability_logs_and_several_row_groups_per_file(tmp_path, client):
+    epochs = messy_epochs(n=500, probs=True, seed=3)
+    run = write_probs_log(tmp_path / "run", epochs)
+    want = compute_stats(run)
+    assert want["aum"].null_count == want.num_rows
+    result = compute_stats_dask(run, tmp_path / "out", client=client, partition_rows=100)
+    assert_same_table(read_stats(tmp_path / "out"), want)
+    # the shuffle carries each logged row once: 24 bytes of id, label, epoch and position, 8 per class
+    assert result.rows_read == sum(len(e) for e in epochs)
+    assert result.bytes_shuffled == result.rows_read * (24 + 8 * 3)
+
+    # a parquet file read as several units (row groups of 64 rows, units of 128): row numbers in messages stay
+    # those of the file
+    run2 = tmp_path / "run2"
+    (run2 / "dynamics").mkdir(parents=True)
+    rows = [dict(id=i, label=i % 2, logits=[float(i % 3), 0.0]) for i in range(1000)]
+    for e in range(2):
+        table = pa.table(
+            {"id": [r["id"] for r in rows], "label": [r["label"] for r in rows], "logits": [r["logits"] for r in rows]}
+        )
+        pq.write_table(table, run2 / "dynamics" / f"epoch_{e}.parquet", row_group_size=64)
+    assert_same_table(
+        read_stats_of(compute_stats_dask(run2, tmp_path / "o2", client=client, unit_rows=128)), compute_stats(run2)
+    )
+    rows[700]["logits"] = [float("nan"), 0.0]
+    table = pa.table(
+        {"id": [r["id"] for r in rows], "label": [r["label"] for r in rows], "logits": [r["logits"] for r in rows]}
+    )
+    pq.write_table(table, run2 / "dynamics" / "epoch_1.parquet", row_group_size=64)
+    with pytest.raises(LogError, match=r"run2/dynamics/epoch_1.parquet row 700: logits contains NaN"):
+        compute_stats_dask(run2, tmp_path / "o3", client=client, unit_rows=128)
+
+
+def read_stats_of(result):
+    return read_stats(result.out)
+
+
+def test_distributed_sampler_padding_is_read_once_and_judged_over_every_partition(tmp_path, client):
+    # two ranks of a DDP run: the sampler pads rank 1 with example 0 again
+    run = tmp_path / "ddp"
+    for e in range(3):
+        d = run / "dynamics" / f"epoch_{e}"
+        d.mkdir(parents=True)
+        ids = list(range(101))
+        halves = [ids[:51], ids[51:] + [0]]  # 102 rows: 101 examples + 1 padding row
+        for r, part in enumerate(halves):  # the padding row's logits differ: which copy is kept shows
+            z = [[float((i * (e + 1)) % 5) + 10 * r, 1.0] for i in part]
+            pq.write_table(pa.table({"id": part, "label": [i % 2 for i in part], "logits": z}), d / f"part-{r}.parquet")
+    (run / "run.json").write_text(json.dumps({"world_size": 2}))
+    want = compute_stats(run)
+    compute_stats_dask(run, tmp_path / "out", client=client, partition_rows=10)
+    got = read_stats(tmp_path / "out")
+    assert_same_table(got, want)
+    assert table_meta(got)["padding_rows"] == 3
+    # rank 1 logs rank 0's examples again: 51 of 102 rows repeat, more than a sampler pads (under 1/world),
+    # though each partition alone sees only a few of them
+    for e in range(3):
+        d = run / "dynamics" / f"epoch_{e}"
+        part = list(range(51))
+        pq.write_table(
+            pa.table({"id": part, "label": [i % 2 for i in part], "logits": [[0.0, 1.0]] * 51}), d / "part-1.parquet"
+        )
+    for score in (compute_stats, lambda r: compute_stats_dask(r, tmp_path / "o2", client=client, partition_rows=10)):
+        with pytest.raises(LogError, match="ddp/dynamics/epoch_0: 51 rows of epoch 0 repeat examples"):
+            score(run)
+
+
+def test_bad_rows_are_named_by_file_and_line_from_the_workers(tmp_path, client):
+    epochs = messy_epochs(n=50, epochs=3)
+    epochs[2][10]["label"] = (epochs[2][10]["label"] + 1) % 3  # the gold label changes in epoch 2
+    run = write_log(tmp_path / "run", epochs, "jsonl")
+    with pytest.raises(LogError) as want:
+        compute_stats(run)
+    with pytest.raises(LogError) as got:
+        compute_stats_dask(run, tmp_path / "out", client=client, partition_rows=10)
+    assert str(got.value) == str(want.value)
+    assert "run/dynamics/epoch_2.jsonl line 11: gold label of id" in str(got.value)
+    assert not (tmp_path / "out" / "cartography.json").exists()  # a failed scoring leaves no result
+    with pytest.raises(LogError, match="no cartography.json"):
+        read_stats(tmp_path / "out")
+
+
+def test_strict_and_max_epochs(tmp_path, client):
+    run = write_log(tmp_path / "run", messy_epochs(n=80), "parquet")
+    assert_same_table(
+        read_stats_of(compute_stats_dask(run, tmp_path / "a", client=client, max_epochs=2, partition_rows=20)),
+        compute_stats(run, max_epochs=2),
+    )
+    with pytest.raises(LogError, match="is missing from epoch 1"):
+        compute_stats_dask(run, tmp_path / "b", client=client, strict=True, partition_rows=20)
+
+
+def test_the_output_folder_of_a_user_is_never_clobbered(tmp_path, client):
+    run = write_log(tmp_path / "run", messy_epochs(n=30), "parquet")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(LogError, match="folder is not empty; .* --force"):
+        compute_stats_dask(run, out, client=client)
+    compute_stats_dask(run, out, client=client, overwrite=True, partition_rows=10)
+    compute_stats_dask(run, out, client=client, overwrite=True, partition_rows=20)  # fewer parts than before
+    assert (out / "notes.txt").read_text() == "mine"
+    assert len(list(out.glob("part-*.parquet"))) == 2  # the three parts of the first result are gone
+    assert_same_table(read_stats(out), compute_stats(run))
+
+
+def test_a_run_behind_an_fsspec_url_reads_as_the_local_copy(tmp_path):
+    import fsspec
+
+    local = write_log(tmp_path / "logs" / "ds" / "seed-0", messy_epochs(n=60, string_ids=True), "parts")
+    write_log(tmp_path / "logs" / "ds" / "seed-1", messy_epochs(n=60, seed=1), "jsonl")
+    (tmp_path / "logs" / "ds" / "examples.csv").write_text("id,text\nex-1,one\n")
+    fs = fsspec.filesystem("memory")
+    fs.put(str(tmp_path / "logs"), "/t-url/logs", recursive=True)
+    try:
+        assert find_runs("memory://t-url/logs") == ["ds/seed-0", "ds/seed-1"] == find_runs(tmp_path / "logs")
+        run = open_run("memory://t-url/logs/ds/seed-0")
+        assert run.location == "memory://t-url/logs/ds/seed-0"
+        assert_same_table(compute_stats(run), compute_stats(local))
+        assert read_examples(run).to_pylist() == [{"id": "ex-1", "text": "one"}]
+        with fs.open("/t-url/logs/ds/seed-1/dynamics/epoch_1.jsonl", "ab") as fh:
+            fh.write(b'{"id": 5, "label": 0, "logits": [1, 2]\n')
+        with pytest.raises(LogError, match=r"^seed-1/dynamics/epoch_1.jsonl line \d+: malformed JSON"):
+            compute_stats("memory://t-url/logs/ds/seed-1")
+        with pytest.raises(LogError, match="memory://t-url/logs/nothing: no such directory"):
+            open_run("memory://t-url/logs/nothing")
+    finally:
+        fs.rm("/t-url", recursive=True)
+
+
+def test_file_urls_work_for_both_engines(tmp_path, client):
+    run = write_log(tmp_path / "run", messy_epochs(n=40), "parquet")
+    want = compute_stats(run)
+    assert_same_table(compute_stats(f"file://{run}"), want)
+    compute_stats_dask(f"file://{run}", f"file://{tmp_path / 'out'}", client=client)
+    assert_same_table(read_stats(f"file://{tmp_path / 'out'}"), want)
+    shutil.rmtree(tmp_path / "out")
+
+
+def test_pooling_runs_on_the_cluster_gives_the_in_process_pool(tmp_path, client):
+    # three runs of one dataset that log overlapping examples (ids missing from some runs) and string ids
+    root = tmp_path / "ds"
+    for seed in range(3):
+        epochs = messy_epochs(n=120, epochs=3 + seed, seed=seed, string_ids=True)
+        epochs = [[r for r in e if (int(r["id"][3:]) + seed) % 5] for e in epochs] if seed else epochs
+        write_log(root / f"seed-{seed}", epochs, "parquet", meta={"label_names": ["a", "b", "c"]})
+    names = find_runs(root)
+    want = pool_runs([compute_stats(root / n) for n in names], names)
+    result = pool_runs_dask([root / n for n in names], tmp_path / "out", names=names, client=client, partition_rows=25)
+    got = read_stats(tmp_path / "out")
+    assert result.n_examples == want.num_rows
+    assert_same_table(got, want)
+    assert table_meta(got) == table_meta(want)
+    # each run's own statistics are kept beside the pool
+    assert_same_table(read_stats(tmp_path / "out" / "runs" / "seed-1"), compute_stats(root / "seed-1"))
+
+
+def test_the_command_line_scores_on_a_scheduler_and_pools(tmp_path, client):
+    root = tmp_path / "logs" / "ds"
+    for seed in range(2):
+        write_log(root / f"seed-{seed}", messy_epochs(n=90, seed=seed), "parts")
+    address = client.scheduler.address
+    assert (
+        main(
+            ["stats", str(root / "seed-0"), "--engine", "dask", "--scheduler", address, "--out", str(tmp_path / "one")]
+        )
+        == 0
+    )
+    assert_same_table(read_stats(tmp_path / "one"), compute_stats(root / "seed-0"))
+    argv = ["stats", str(root), "--pool", "--engine", "dask", "--scheduler", address, "--out", str(tmp_path / "pool")]
+    assert main([*argv, "--partition-rows", "30"]) == 0
+    names = ["seed-0", "seed-1"]
+    assert_same_table(read_stats(tmp_path / "pool"), pool_runs([compute_stats(root / n) for n in names], names))
+    assert main(argv) == 2  # the folder now holds a result: kept without --force
+    assert main([*argv, "--force"]) == 0
+
+
+def test_the_command_line_names_what_it_cannot_do(tmp_path, capsys):
+    run = write_log(tmp_path / "run", messy_epochs(n=20), "parquet")
+    cases = {
+        ("--engine", "dask", "--out", str(tmp_path / "s.parquet")): "writes a folder of parquet parts",
+        ("--engine", "dask", "--out", str(tmp_path / "o"), "--el2n-epoch", "1"): "apply to --engine local only",
+        ("--out", str(tmp_path / "s.parquet"), "--scheduler", "tcp://x:1"): "--scheduler needs --engine dask",
+        ("--engine", "dask", "--out", str(run / "dynamics" / "o")): "inside a run folder",
+        ("--engine", "dask", "--scheduler", "tcp://127.0.0.1:9", "--out", str(tmp_path / "o")): "cannot reach the Dask",
+    }
+    import dask
+
+    for extra, message in cases.items():
+        with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+            assert main(["stats", str(run), *extra]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
