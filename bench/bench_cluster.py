@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -109,12 +110,20 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--partition-rows", type=int, nargs="+", default=[1 << 19])
+    ap.add_argument(
+        "--p2p-buffer",
+        default=None,
+        help="the workers' distributed.p2p.comm.buffer (dask's default: 1 GiB), e.g. '256 MiB'",
+    )
     args = ap.parse_args()
+    if args.p2p_buffer:  # spawned workers read dask's configuration from the environment
+        os.environ["DASK_DISTRIBUTED__P2P__COMM__BUFFER"] = args.p2p_buffer
     run = make_parquet_log(DATA / f"traj_{args.n}x{args.epochs}", args.n, args.epochs, 3)
     log_bytes = sum(p.stat().st_size for p in (run / "dynamics").iterdir())
     lines = [
         f"\n## {time.strftime('%Y-%m-%d %H:%M')}: {args.n:,} examples x {args.epochs} epochs x 3 classes "
-        f"({log_bytes / 1e9:.2f} GB of parquet), LocalCluster of {args.workers} workers x 1 thread\n",
+        f"({log_bytes / 1e9:.2f} GB of parquet), LocalCluster of {args.workers} workers x 1 thread, "
+        f"p2p comm buffer {args.p2p_buffer or '1 GiB (default)'}\n",
         "| engine | partition_rows | partitions | wall | peak RSS | bytes shuffled | same table |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]

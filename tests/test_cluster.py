@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
-import distributed  # noqa: E402  (a requirement: no skip)
+import distributed
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
