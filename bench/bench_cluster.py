@@ -57,7 +57,7 @@ def on_cluster(run: Path, out: Path, workers: int, partition_rows: int):
     from cartography_core.cluster import compute_stats_dask
 
     with (
-        LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
         Client(cluster) as client,
     ):
         pids = client.run(lambda: __import__("os").getpid())  # worker address -> pid

@@ -45,8 +45,8 @@ from .ingest import (
     parquet_file,
     read_file,
 )
-from .io import atomic_write, atomic_write_parquet
-from .stats import fold, name_classes, table_of
+from .io import atomic_write
+from .stats import fold, name_classes, row_order, table_of
 
 META_FILE = "cartography.json"
 PART_ROWS = 1 << 19  # examples per shuffled partition: the setting that bounds a worker's memory
@@ -260,11 +260,12 @@ def _fold_part(frame: pd.DataFrame, p: int, run: Run, epochs, strict, first: _Fi
             yield ef, out
 
     reader = DynamicsReader(run, strict=strict, batches=batches(), max_epochs=len(epochs))
-    acc = fold(reader)
+    acc = fold(reader, keep_epochs=True)
     counts = np.array(reader.epoch_rows, dtype=np.int64).reshape(len(epochs), 2)
     if reader.n:
         table = table_of(run, reader, acc)
         _write_table(out_fs, out_path / f"part-{p:05d}.parquet", table)
+        _write_table(out_fs, out_path / f"traj-{p:05d}.parquet", _trajectories(table["id"], reader.ids, acc), 8192)
     return reader.n, counts
 
 
@@ -351,6 +352,57 @@ def _read_bytes(fs, path, name: str) -> bytes:
     return (path / name).read_bytes() if fs is None else fs.cat_file(str(path / name))
 
 
+def _trajectories(sorted_ids: pa.ChunkedArray, ids: np.ndarray, acc) -> pa.Table:
+    """One row per example, in the statistics' order (by id): ``p_gold`` and ``pred``, one value per epoch
+    (float32 and int16; NaN and 0 where the example was not logged)."""
+    order = row_order(ids)
+    e = acc.epoch_p.shape[0]
+    p_gold = np.ascontiguousarray(acc.epoch_p[:, order].T).ravel()
+    pred = np.ascontiguousarray(acc.epoch_pred[:, order].T).ravel()
+    return pa.table(
+        {
+            "id": sorted_ids,
+            "p_gold": pa.FixedSizeListArray.from_arrays(pa.array(p_gold, type=pa.float32()), e),
+            "pred": pa.FixedSizeListArray.from_arrays(pa.array(pred, type=pa.int16()), e),
+        }
+    )
+
+
+def partition_of(ids, n_partitions: int) -> np.ndarray:
+    """The partition each id is shuffled to: Dask's hash partitioning (numbers hashed as float64, a one-column
+    frame without its index, modulo the partition count). ``tests/test_cluster.py`` checks every part."""
+    frame = pd.Series(np.asarray(ids)).to_frame()
+    if frame.dtypes.iloc[0].kind in "iuf":
+        frame = frame.astype(np.float64)
+    return pd.util.hash_pandas_object(frame, index=False).to_numpy() % n_partitions
+
+
+def read_trajectory(location: str | Path, example_id) -> pa.Table:
+    """The per-epoch gold-class probability and prediction of one example of a dataset written by
+    :func:`compute_stats_dask`: ``epoch``, ``p_gold`` (null where not logged) and ``pred``. Reads one row
+    group of one partition's ``traj-<p>.parquet``, never the logs."""
+    fs, path = storage.locate(location)
+    meta = json.loads(_read_bytes(fs, path, META_FILE))
+    if "runs" in meta:
+        raise LogError(f"{location}: a pool of runs; read a trajectory from one run's folder ({location}/runs/<run>)")
+    p = int(partition_of([example_id], meta["partitions"])[0])
+    name = f"traj-{p:05d}.parquet"
+    with opened(fs, path / name) as src:
+        rows = pq.read_table(src, filters=[("id", "==", example_id)])
+    if rows.num_rows != 1:
+        raise LogError(f"{location}: no example with id {example_id!r}")
+    p_gold = rows["p_gold"][0].values.to_numpy(zero_copy_only=False)
+    pred = rows["pred"][0].values.to_numpy(zero_copy_only=False)
+    logged = ~np.isnan(p_gold)
+    return pa.table(
+        {
+            "epoch": np.arange(len(p_gold)),
+            "p_gold": pa.array(p_gold.astype(np.float64), mask=~logged),
+            "pred": pa.array(pred.astype(np.int64), mask=~logged),
+        }
+    )
+
+
 def _prepare_out(fs, path, overwrite: bool) -> None:
     """Create the output folder; one holding files is refused unless ``overwrite``, then only its parts and
     ``cartography.json`` are removed (nothing else a user put there)."""
@@ -362,7 +414,7 @@ def _prepare_out(fs, path, overwrite: bool) -> None:
         if present and not overwrite:
             raise LogError(f"{shown}: folder is not empty; choose another or pass --force to replace its statistics")
         for p in present:
-            if p.name == META_FILE or (p.name.startswith("part-") and p.suffix == ".parquet"):
+            if _ours(p.name):
                 p.unlink()
         path.mkdir(parents=True, exist_ok=True)
         return
@@ -370,17 +422,27 @@ def _prepare_out(fs, path, overwrite: bool) -> None:
     if present and not overwrite:
         raise LogError(f"{shown}: folder is not empty; choose another or pass --force to replace its statistics")
     for name in present:
-        if name == META_FILE or (name.startswith("part-") and name.endswith(".parquet")):
+        if _ours(name):
             fs.rm(str(path / name))
     fs.makedirs(str(path), exist_ok=True)
 
 
-def _write_table(fs, path, table: pa.Table) -> None:
+def _ours(name: str) -> bool:
+    """Whether a file name is one this module writes in a dataset folder."""
+    return name == META_FILE or (name.startswith(("part-", "traj-")) and name.endswith(".parquet"))
+
+
+def _write_table(fs, path, table: pa.Table, row_group_size: int | None = None) -> None:
+    """``table`` as zstd parquet; a local file atomically (an object store's upload appears whole when closed)."""
+
+    def write(dest) -> None:
+        pq.write_table(table, dest, compression="zstd", use_dictionary=False, row_group_size=row_group_size)
+
     if fs is None:
-        atomic_write_parquet(table, path)
-    else:  # an object store's upload appears whole when closed
+        atomic_write(path, write)
+    else:
         with fs.open(str(path), "wb") as fh:
-            pq.write_table(table, fh, compression="zstd", use_dictionary=False)
+            write(fh)
 
 
 def _write_bytes(fs, path, data: bytes) -> None:

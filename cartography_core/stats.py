@@ -235,7 +235,7 @@ def _score(run, max_epochs, strict, variability_ci, el2n_epoch, *, keep_epochs: 
     table = table_of(run, reader, acc, variability_ci=variability_ci, el2n_epoch=el2n_epoch)
     if not keep_epochs:
         return table, None
-    order = _row_order(reader.ids)  # usually a slice: the arrays are returned as they are, not copied
+    order = row_order(reader.ids)  # usually a slice: the arrays are returned as they are, not copied
     epochs = np.array(list(acc.epoch_row), dtype=np.int64)
     return table, EpochMatrix(epochs, acc.epoch_p[:, order], acc.epoch_pred[:, order])
 
@@ -267,7 +267,7 @@ def fold(reader: DynamicsReader, *, el2n_epoch: int | None = None, keep_epochs: 
     return acc
 
 
-def _row_order(ids: np.ndarray) -> slice | np.ndarray:
+def row_order(ids: np.ndarray) -> slice | np.ndarray:
     """The table's rows sorted by id: positions are usually in id order already (ingest sorts new ids), then
     no gather at all."""
     in_order = len(ids) < 2 or bool(np.all(ids[1:] > ids[:-1]))
@@ -276,7 +276,7 @@ def _row_order(ids: np.ndarray) -> slice | np.ndarray:
 
 def table_of(run: Run, reader: DynamicsReader, acc: _Accumulator, *, variability_ci=False, el2n_epoch=None) -> pa.Table:
     ids = reader.ids
-    order = _row_order(ids)  # (N,) rows sorted by id
+    order = row_order(ids)  # (N,) rows sorted by id
     count = acc.count[order].astype(np.float64)
     conf = acc.mean_g[order]
     var = acc.m2_g[order] / count  # population variance

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from cartography_core.cli import main
-from cartography_core.cluster import compute_stats_dask, pool_runs_dask, read_stats
+from cartography_core.cluster import compute_stats_dask, partition_of, pool_runs_dask, read_stats, read_trajectory
 from cartography_core.errors import LogError
 from cartography_core.ingest import find_runs, open_run, read_examples
 from cartography_core.reliability import pool_runs
@@ -24,7 +24,7 @@ from tests.logs import write_log
 @pytest.fixture(scope="module")
 def client():
     """Two worker processes, one thread each: rows really travel between processes in the shuffle."""
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
     with distributed.Client(cluster) as c:
         yield c
     cluster.close()
@@ -299,3 +299,35 @@ def test_the_command_line_names_what_it_cannot_do(tmp_path, capsys):
             assert main(["stats", str(run), *extra]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("string_ids", [False, True])
+def test_each_example_sits_in_the_partition_its_id_hashes_to_and_its_trajectory_is_one_read(
+    tmp_path, client, monkeypatch, string_ids
+):
+    import cartography_core.cluster as cluster
+    from cartography_core.stats import compute_stats_and_epochs
+
+    run = write_log(tmp_path / "run", messy_epochs(n=200, string_ids=string_ids), "parts")
+    compute_stats_dask(run, tmp_path / "out", client=client, partition_rows=30)
+    n_parts = json.loads((tmp_path / "out" / "cartography.json").read_text())["partitions"]
+    for part in (tmp_path / "out").glob("part-*.parquet"):
+        ids = pq.read_table(part)["id"].to_pylist()
+        assert set(partition_of(ids, n_parts)) == {int(part.stem.split("-")[1])}, part.name
+
+    table, epochs = compute_stats_and_epochs(run)
+    ids = table["id"].to_pylist()
+    missing = int(np.flatnonzero(np.isnan(epochs.p_gold).any(axis=0))[0])  # missing from some epoch
+    opened = []
+    real = pq.read_table
+    monkeypatch.setattr(cluster.pq, "read_table", lambda src, **kw: opened.append(src) or real(src, **kw))
+    for i in (0, missing, len(ids) - 1):
+        traj = read_trajectory(tmp_path / "out", ids[i])
+        want = epochs.p_gold[:, i].astype(np.float64)
+        assert traj["epoch"].to_pylist() == list(range(4))
+        assert traj["p_gold"].to_pylist() == [None if np.isnan(v) else v for v in want]
+        got_pred = traj["pred"].to_pylist()
+        assert got_pred == [None if np.isnan(v) else int(p) for v, p in zip(want, epochs.pred[:, i])]
+    assert len(opened) == 3  # one partition file per lookup
+    with pytest.raises(LogError, match="no example with id"):
+        read_trajectory(tmp_path / "out", "nope" if string_ids else 10**9)
