@@ -103,12 +103,12 @@ def compute_stats_dask(
     """
     if partition_rows < 1 or unit_rows < 1:
         raise LogError(f"partition_rows and unit_rows must be at least 1, got {partition_rows} and {unit_rows}")
+    if max_epochs is not None and max_epochs < 1:
+        raise LogError(f"max_epochs must be at least 1, got {max_epochs}")
     run = run if isinstance(run, Run) else open_run(run)
     out_fs, out_path = storage.locate(out)
     _prepare_out(out_fs, out_path, overwrite)
     epochs = run.epochs[:max_epochs] if max_epochs else run.epochs
-    if max_epochs is not None and max_epochs < 1:
-        raise LogError(f"max_epochs must be at least 1, got {max_epochs}")
     with _connected(client) as client:
         return _run(client, run, epochs, out_fs, out_path, str(out), strict, partition_rows, unit_rows)
 
@@ -404,32 +404,34 @@ def read_trajectory(location: str | Path, example_id) -> pa.Table:
 
 
 def _prepare_out(fs, path, overwrite: bool) -> None:
-    """Create the output folder; one holding files is refused unless ``overwrite``, then only its parts and
-    ``cartography.json`` are removed (nothing else a user put there)."""
+    """Create the output folder. A finished result there (``cartography.json``) or files this module did not
+    write are refused unless ``overwrite``; an unfinished result (parts without ``cartography.json``: a
+    scoring that failed) is replaced. Only this module's files are ever removed, nothing else a user put there."""
     shown = path if fs is None else storage.url(fs, path)
+    if fs is None and path.exists() and not path.is_dir():
+        raise LogError(f"{shown}: exists and is not a folder; --out names a folder for the dataset")
     if fs is None:
-        if path.exists() and not path.is_dir():
-            raise LogError(f"{shown}: exists and is not a folder; --out names a folder for the dataset")
-        present = sorted(path.iterdir()) if path.exists() else []
-        if present and not overwrite:
-            raise LogError(f"{shown}: folder is not empty; choose another or pass --force to replace its statistics")
-        for p in present:
-            if _ours(p.name):
-                p.unlink()
+        present = sorted(p.name for p in path.iterdir()) if path.exists() else []
+    else:
+        present = [name for name, _ in storage.entries(fs, path)] if storage.kind(fs, path) == "directory" else []
+    foreign = [name for name in present if not _ours(name)]
+    if (foreign or META_FILE in present) and not overwrite:
+        what = f"holds {', '.join(foreign[:3])}" if foreign else "holds a finished result"
+        raise LogError(f"{shown}: folder {what}; choose another or pass --force to replace its statistics")
+    gone = [name for name in present if _ours(name) and name != "runs"]  # a pool's runs/ are replaced run by run
+    if fs is None:
+        for name in gone:
+            (path / name).unlink()
         path.mkdir(parents=True, exist_ok=True)
-        return
-    present = [name for name, _ in storage.entries(fs, path)] if storage.kind(fs, path) == "directory" else []
-    if present and not overwrite:
-        raise LogError(f"{shown}: folder is not empty; choose another or pass --force to replace its statistics")
-    for name in present:
-        if _ours(name):
+    else:
+        for name in gone:
             fs.rm(str(path / name))
-    fs.makedirs(str(path), exist_ok=True)
+        fs.makedirs(str(path), exist_ok=True)
 
 
 def _ours(name: str) -> bool:
     """Whether a file name is one this module writes in a dataset folder."""
-    return name == META_FILE or (name.startswith(("part-", "traj-")) and name.endswith(".parquet"))
+    return name in (META_FILE, "runs") or (name.startswith(("part-", "traj-")) and name.endswith(".parquet"))
 
 
 def _write_table(fs, path, table: pa.Table, row_group_size: int | None = None) -> None:

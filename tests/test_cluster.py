@@ -203,13 +203,22 @@ def test_the_output_folder_of_a_user_is_never_clobbered(tmp_path, client):
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(LogError, match="folder is not empty; .* --force"):
+    with pytest.raises(LogError, match="folder holds notes.txt; .* --force"):
         compute_stats_dask(run, out, client=client)
     compute_stats_dask(run, out, client=client, overwrite=True, partition_rows=10)
     compute_stats_dask(run, out, client=client, overwrite=True, partition_rows=20)  # fewer parts than before
     assert (out / "notes.txt").read_text() == "mine"
     assert len(list(out.glob("part-*.parquet"))) == 2  # the three parts of the first result are gone
     assert_same_table(read_stats(out), compute_stats(run))
+    # a finished result is kept without --force; an unfinished one (a scoring that failed) is replaced
+    fresh = tmp_path / "fresh"
+    compute_stats_dask(run, fresh, client=client, partition_rows=10)
+    with pytest.raises(LogError, match="folder holds a finished result; .* --force"):
+        compute_stats_dask(run, fresh, client=client)
+    (fresh / "cartography.json").unlink()
+    compute_stats_dask(run, fresh, client=client, partition_rows=30)
+    assert len(list(fresh.glob("part-*.parquet"))) == len(list(fresh.glob("traj-*.parquet"))) == 1
+    assert_same_table(read_stats(fresh), compute_stats(run))
 
 
 def test_a_run_behind_an_fsspec_url_reads_as_the_local_copy(tmp_path):
