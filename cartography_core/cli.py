@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         type=storage.location,
         required=True,
-        help=f"output file ({', '.join(FORMATS)}); with --engine dask a folder (path or URL) for the parquet parts",
+        help=f"output file ({', '.join(FORMATS)}); with --engine dask a folder (path or URL) for the parquet parts"
+        " (created if missing)",
     )
     p.add_argument("--variability-ci", action="store_true", help="add variability_ci (Active Bias correction)")
     p.add_argument("--el2n-epoch", type=int, metavar="E", help="add el2n_epoch_E, the EL2N score of epoch E")
@@ -80,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine",
         choices=("local", "dask"),
         default="local",
-        help="local: this process (default); dask: a Dask cluster, writing a partitioned dataset (docs/scale.md)",
+        help="local: this process (default); dask: a Dask cluster, writing a partitioned dataset of the standard "
+        "columns (no --variability-ci, --el2n-epoch, --label-names; docs/scale.md)",
     )
     p.add_argument("--scheduler", metavar="ADDRESS", help="with --engine dask: the scheduler (else a LocalCluster)")
     p.add_argument(
@@ -243,6 +245,8 @@ def _runs_below(folder: Path, *, max_epochs=None, strict=False, need: str = "thi
 def _runs_of_one_dataset(folder, need: str, at_least: int) -> list[str]:
     """The relative names of the runs below ``folder`` (a path or URL), which must all sit in one folder."""
     rel = find_runs(folder)
+    if not rel:
+        open_run(folder)  # names what is wrong: no such directory, or no log found
     folders = sorted({run_folder(r) for r in rel})
     if len(folders) > 1:
         shown = ", ".join(str(storage.join(folder, f)) if f else str(folder) for f in folders[:5])
@@ -305,12 +309,21 @@ def _stats_on_cluster(args: argparse.Namespace) -> None:
             raise LogError(f"{args.out}: is inside a run folder; write outputs elsewhere (logs are never overwritten)")
     opts = dict(max_epochs=args.max_epochs, strict=args.strict, partition_rows=args.partition_rows)
     with _dask_client(args.scheduler) as client:
-        if args.pool:
-            rel = _runs_of_one_dataset(args.logdir, "--pool", 1)
-            runs = [storage.join(args.logdir, r) for r in rel]
-            result = pool_runs_dask(runs, args.out, names=rel, client=client, overwrite=args.force, **opts)
-        else:
-            result = compute_stats_dask(args.logdir, args.out, client=client, overwrite=args.force, **opts)
+        try:
+            if args.pool:
+                rel = _runs_of_one_dataset(args.logdir, "--pool", 1)
+                runs = [storage.join(args.logdir, r) for r in rel]
+                names = [str(args.logdir).rstrip("/").rsplit("/", 1)[-1] if r == "." else r for r in rel]
+                result = pool_runs_dask(runs, args.out, names=names, client=client, overwrite=args.force, **opts)
+            else:
+                result = compute_stats_dask(args.logdir, args.out, client=client, overwrite=args.force, **opts)
+        except RuntimeError as exc:
+            if "deserializ" not in str(exc):
+                raise
+            raise LogError(
+                f"the Dask cluster at {args.scheduler} cannot run this package's tasks ({exc}); install "
+                "cartography_core (the same version) on the scheduler and on every worker"
+            ) from None
     print(
         f"wrote {result.n_examples} examples in {result.n_partitions} partitions to {args.out} "
         f"({result.rows_read} logged rows read, {result.bytes_shuffled / 1e6:.1f} MB shuffled)"
@@ -327,7 +340,7 @@ def _dask_client(address: str | None):
 
     try:
         return Client(address)  # waits distributed.comm.timeouts.connect (dask's configuration) at most
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, ValueError) as exc:  # ValueError: an unknown scheme, e.g. htp://
         raise LogError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
 
 

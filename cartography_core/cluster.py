@@ -21,6 +21,7 @@ table's metadata (the in-process table's schema metadata), written last: a folde
 from __future__ import annotations
 
 import json
+import logging
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -129,8 +130,26 @@ def _connected(client):
     if current is not None:
         yield current
         return
-    with LocalCluster() as cluster, Client(cluster) as own:
+    # its workers' own logs stay quiet: a bad row reaches the caller as one LogError, not a worker's traceback
+    with (
+        LocalCluster(dashboard_address=":0", silence_logs=logging.CRITICAL) as cluster,
+        Client(cluster) as own,
+        _quiet("distributed.shuffle", "distributed.worker", "distributed.core"),
+    ):
         yield own
+
+
+@contextmanager
+def _quiet(*loggers: str):
+    """These loggers at ERROR and above only, while inside (the shuffle's INFO-like warnings)."""
+    saved = {name: logging.getLogger(name).level for name in loggers}
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def _run(client, run, epochs, out_fs, out_path, out, strict, partition_rows, unit_rows) -> ClusterResult:
@@ -337,10 +356,14 @@ def _pool_part(frame: pd.DataFrame, p: int, names: list[str], metas: list[dict],
     return table.num_rows
 
 
+def _names(fs, path) -> list[str]:
+    """The names in a folder, sorted."""
+    return sorted(p.name for p in Path(path).iterdir()) if fs is None else [n for n, _ in storage.entries(fs, path)]
+
+
 def _part_names(fs, path) -> list[str]:
     """The names of the ``part-*.parquet`` files of a statistics dataset folder, sorted."""
-    names = sorted(p.name for p in Path(path).iterdir()) if fs is None else [n for n, _ in storage.entries(fs, path)]
-    return [n for n in names if n.startswith("part-") and n.endswith(".parquet")]
+    return [n for n in _names(fs, path) if n.startswith("part-") and n.endswith(".parquet")]
 
 
 def _part_files(fs, path) -> list[str]:
@@ -387,8 +410,16 @@ def read_trajectory(location: str | Path, example_id) -> pa.Table:
         raise LogError(f"{location}: a pool of runs; read a trajectory from one run's folder ({location}/runs/<run>)")
     p = int(partition_of([example_id], meta["partitions"])[0])
     name = f"traj-{p:05d}.parquet"
-    with opened(fs, path / name) as src:
-        rows = pq.read_table(src, filters=[("id", "==", example_id)])
+    try:
+        with opened(fs, path / name) as src:
+            rows = pq.read_table(src, filters=[("id", "==", example_id)])
+    except FileNotFoundError:
+        if not any(n.startswith("traj-") for n in _names(fs, path)):
+            raise LogError(
+                f"{location}: holds no trajectories (traj-*.parquet); it was written by an older version: "
+                "score it again with --force"
+            ) from None
+        rows = pa.table({"id": []})  # the example's partition holds no examples
     if rows.num_rows != 1:
         raise LogError(f"{location}: no example with id {example_id!r}")
     p_gold = rows["p_gold"][0].values.to_numpy(zero_copy_only=False)
@@ -410,10 +441,8 @@ def _prepare_out(fs, path, overwrite: bool) -> None:
     shown = path if fs is None else storage.url(fs, path)
     if fs is None and path.exists() and not path.is_dir():
         raise LogError(f"{shown}: exists and is not a folder; --out names a folder for the dataset")
-    if fs is None:
-        present = sorted(p.name for p in path.iterdir()) if path.exists() else []
-    else:
-        present = [name for name, _ in storage.entries(fs, path)] if storage.kind(fs, path) == "directory" else []
+    exists = path.exists() if fs is None else storage.kind(fs, path) == "directory"
+    present = _names(fs, path) if exists else []
     foreign = [name for name in present if not _ours(name)]
     if (foreign or META_FILE in present) and not overwrite:
         what = f"holds {', '.join(foreign[:3])}" if foreign else "holds a finished result"

@@ -300,6 +300,7 @@ def test_the_command_line_names_what_it_cannot_do(tmp_path, capsys):
         ("--out", str(tmp_path / "s.parquet"), "--scheduler", "tcp://x:1"): "--scheduler needs --engine dask",
         ("--engine", "dask", "--out", str(run / "dynamics" / "o")): "inside a run folder",
         ("--engine", "dask", "--scheduler", "tcp://127.0.0.1:9", "--out", str(tmp_path / "o")): "cannot reach the Dask",
+        ("--engine", "dask", "--scheduler", "htp://oops:1", "--out", str(tmp_path / "o")): "unknown address scheme",
     }
     import dask
 
@@ -308,6 +309,8 @@ def test_the_command_line_names_what_it_cannot_do(tmp_path, capsys):
             assert main(["stats", str(run), *extra]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+    assert main(["stats", str(tmp_path / "typo"), "--pool", "--engine", "dask", "--out", str(tmp_path / "o")]) == 2
+    assert "typo: no such directory" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("string_ids", [False, True])
@@ -338,5 +341,10 @@ def test_each_example_sits_in_the_partition_its_id_hashes_to_and_its_trajectory_
         got_pred = traj["pred"].to_pylist()
         assert got_pred == [None if np.isnan(v) else int(p) for v, p in zip(want, epochs.pred[:, i])]
     assert len(opened) == 3  # one partition file per lookup
-    with pytest.raises(LogError, match="no example with id"):
-        read_trajectory(tmp_path / "out", "nope" if string_ids else 10**9)
+    for absent in ("nope", "ex-x1", "zz") if string_ids else (10**9, -5, 7):  # some fall in empty partitions
+        with pytest.raises(LogError, match="no example with id"):
+            read_trajectory(tmp_path / "out", absent)
+    for traj in (tmp_path / "out").glob("traj-*.parquet"):
+        traj.unlink()  # a result written before trajectories were
+    with pytest.raises(LogError, match="holds no trajectories .* score it again"):
+        read_trajectory(tmp_path / "out", ids[0])
