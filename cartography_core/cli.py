@@ -112,7 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_region_options(p)
 
     p = sub.add_parser("reliability", help="how reliable each score is across the runs of a folder (Kwok et al.)")
-    p.add_argument("logdir", type=Path, help="a folder holding two or more runs")
+    p.add_argument(
+        "logdir",
+        type=storage.location,
+        help="a folder holding two or more runs; with --engine dask, the --out folder of stats --pool --engine dask",
+    )
     p.add_argument(
         "--scores",
         default="confidence,variability,correctness,aum,forgetting_events,el2n",
@@ -121,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", type=float, default=0.9, help="reliability to estimate the runs needed for")
     p.add_argument("--splits", type=int, default=20, help="random split-halves to average")
     p.add_argument("--max-epochs", type=int, metavar="N", help="use only epochs 0..N-1")
+    p.add_argument("--engine", choices=("local", "dask"), default="local", help="where to compute (docs/scale.md)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="with --engine dask: the scheduler (else a LocalCluster)")
 
     p = sub.add_parser(
         "compare",
@@ -452,13 +458,39 @@ def cmd_reliability(args: argparse.Namespace) -> None:
         raise LogError(f"unknown score {unknown[0]!r}; choose from: {', '.join(SCORES)}")
     if not 0 < args.target < 1:
         raise LogError(f"--target must lie in (0, 1), got {args.target}")
+    if args.engine == "dask":
+        return _reliability_on_cluster(args, scores)
+    if args.scheduler:
+        raise LogError("--scheduler needs --engine dask")
     rel, tables = _runs_below(args.logdir, max_epochs=args.max_epochs, need="reliability", at_least=2)
+    _print_reliability(rel, args, (split_half_reliability(tables, s, n_splits=args.splits, names=rel) for s in scores))
+
+
+def _print_reliability(rel: list[str], args: argparse.Namespace, figures) -> None:
     print(f"runs: {len(rel)} ({', '.join(rel)}); split-half Spearman rho over {args.splits} random splits")
     print(f"score,split_half_rho,reliability_of_mean_of_{len(rel)},runs_for_{args.target:g}")
-    for score in scores:
-        r = split_half_reliability(tables, score, n_splits=args.splits, names=rel)
+    for r in figures:
         needed = r.runs_needed(args.target) if r.split_half > 0 else "never"
-        print(f"{score},{r.split_half:.4f},{r.full:.4f},{needed}")
+        print(f"{r.score},{r.split_half:.4f},{r.full:.4f},{needed}")
+
+
+def _reliability_on_cluster(args: argparse.Namespace, scores: list[str]) -> None:
+    """``reliability --engine dask``: from the per-run datasets of a ``stats --pool --engine dask`` folder."""
+    from .cluster import dataset_meta, split_half_reliability_dask
+
+    if args.max_epochs is not None:
+        raise LogError("--max-epochs applies to --engine local; give it to stats --pool --engine dask instead")
+    rel = dataset_meta(args.logdir).get("runs")
+    if not rel or len(rel) < 2:
+        raise LogError(
+            f"{args.logdir}: not the folder of a pool of 2 or more runs; write one with "
+            "`stats FOLDER --pool --engine dask --out DIR`, then give DIR"
+        )
+    datasets = [storage.join(args.logdir, "runs", r) for r in rel]
+    with _dask_client(args.scheduler) as client:
+        opts = dict(n_splits=args.splits, names=rel, client=client)
+        figures = [split_half_reliability_dask(datasets, score, **opts) for score in scores]
+    _print_reliability(rel, args, figures)
 
 
 def cmd_compare(args: argparse.Namespace) -> None:

@@ -34,7 +34,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from . import storage
-from .errors import LogError
+from .errors import LogError, show_id
 from .ingest import (
     Batch,
     DynamicsReader,
@@ -47,6 +47,8 @@ from .ingest import (
     read_file,
 )
 from .io import atomic_write
+from .reliability import Reliability, spearman_brown
+from .scores import SCORES
 from .stats import fold, name_classes, row_order, table_of
 
 META_FILE = "cartography.json"
@@ -484,6 +486,15 @@ def _write_bytes(fs, path, data: bytes) -> None:
             fh.write(data)
 
 
+def dataset_meta(location: str | Path) -> dict:
+    """The ``cartography.json`` of a statistics dataset folder; {} when there is none (not a finished result)."""
+    fs, path = storage.locate(location)
+    try:
+        return json.loads(_read_bytes(fs, path, META_FILE))
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+
+
 def read_stats(location: str | Path) -> pa.Table:
     """A statistics dataset written by :func:`compute_stats_dask`, whole and sorted by id, with the metadata
     of :func:`~cartography_core.stats.compute_stats`'s table."""
@@ -510,3 +521,169 @@ def _table_meta(meta: dict) -> dict:
     """The in-process table's metadata keys of a dataset's ``cartography.json``."""
     keep = ("run", "layout", "n_epochs", "n_classes", "kind", "label_names", "padding_rows", "runs")
     return {k: meta[k] for k in keep if k in meta}
+
+
+def split_half_reliability_dask(
+    datasets: list[str | Path],
+    score: str,
+    *,
+    n_splits: int = 20,
+    seed: int = 0,
+    names: list[str] | None = None,
+    client=None,
+    partition_rows: int = PART_ROWS,
+) -> Reliability:
+    """:func:`~cartography_core.reliability.split_half_reliability` of ``score`` over the runs whose statistics
+    datasets are ``datasets`` (written by :func:`compute_stats_dask`), computed on the cluster: the same random
+    splits, the same half means, and Spearman's rho as the Pearson correlation of average ranks (ties share
+    their mean rank, as scipy's), exact.
+
+    Three shuffles: the runs' scores by id (each example's R values together, then every split's two half
+    means), and the half means twice by value bucket, so that each one's rank is its bucket's offset plus its
+    rank inside the bucket (equal values share a bucket). Rows shuffled: ``n_splits`` x N, twice.
+    """
+    import dask
+    import dask.dataframe as dd
+
+    r_total = len(datasets)
+    if r_total < 2:
+        raise LogError(f"split-half reliability needs at least 2 runs, got {r_total}")
+    if score not in SCORES:
+        raise LogError(f"unknown score {score!r}; choose from: {', '.join(SCORES)}")
+    names = names or [f"run {r}" for r in range(r_total)]
+    rng = np.random.default_rng(seed)  # the in-process engine's splits, drawn in its order
+    perms = np.array([rng.permutation(r_total) for _ in range(n_splits)])
+    located = [storage.locate(d) for d in datasets]
+    sizes = [json.loads(_read_bytes(fs, path, META_FILE))["n_examples"] for fs, path in located]
+    if len(set(sizes)) > 1:
+        raise LogError(
+            "split-half reliability needs runs that log the same examples: "
+            + ", ".join(f"{name} ({n} ids)" for name, n in zip(names, sizes))
+        )
+    n = sizes[0]
+    frames = [
+        dd.read_parquet(_part_files(fs, path), columns=["id", score], dtype_backend="pyarrow").assign(_run=np.int32(r))
+        for r, (fs, path) in enumerate(located)
+    ]
+    n_parts = max(1, math.ceil(n / partition_rows))
+    n_buckets = max(1, math.ceil(n / partition_rows))  # per split: the value buckets of the rank shuffles
+    meta_halves = pd.DataFrame(
+        {"split": pd.Series([], dtype="int32"), **dict.fromkeys("ab", pd.Series([], dtype=float))}
+    )
+    with _connected(client) as client, dask.config.set({"dataframe.shuffle.method": "p2p"}):
+        halves = (
+            dd.concat(frames)
+            .shuffle(on="id", npartitions=n_parts)
+            .map_partitions(_half_means, score, perms, names, meta=meta_halves)
+            .persist()
+        )
+        ranked = halves
+        for col in ("a", "b"):
+            # splitters from a sample; exactness does not depend on them, only the buckets' balance
+            splitters = _splitters(ranked.map_partitions(_sample_values, col, n_splits).compute(), n_splits, n_buckets)
+            keyed = ranked.map_partitions(_with_key, col, splitters, meta=ranked._meta.assign(key=np.int64(0)))
+            counts = keyed.map_partitions(_key_counts, n_splits * n_buckets, meta={"c": "int64"}).compute()
+            totals = counts["c"].to_numpy().reshape(-1, n_splits, n_buckets).sum(axis=0)  # (splits, buckets)
+            offsets = (np.cumsum(totals, axis=1) - totals).ravel()  # rows of the same split in lower buckets
+            ranked = (
+                keyed.shuffle(on="key", npartitions=n_splits * n_buckets)
+                .map_partitions(_rank, col, offsets, meta=ranked._meta)
+                .persist()
+            )
+        sums = ranked.map_partitions(_rank_sums, n, n_splits, meta={c: "float64" for c in ("aa", "bb", "ab")}).compute()
+    total = sums.to_numpy().reshape(-1, n_splits, 3).sum(axis=0)  # (splits, 3)
+    rhos = total[:, 2] / np.sqrt(total[:, 0] * total[:, 1])
+    r = float(np.mean(rhos))
+    return Reliability(score, r_total, r, spearman_brown(r, r_total / (r_total // 2)))
+
+
+def _half_means(frame: pd.DataFrame, score: str, perms: np.ndarray, names: list[str]) -> pd.DataFrame:
+    """Each example's score over one half of the runs and over the other, for every split (as in-process)."""
+    r_total = perms.shape[1]
+    half = r_total // 2
+    frame = frame.sort_values(["id", "_run"], kind="stable")
+    ids = frame["id"].to_numpy()
+    runs = frame["_run"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, dtype=np.int64)
+    counts = np.diff(np.r_[starts, len(ids)])
+    bad = np.flatnonzero(counts != r_total)
+    if bad.size:
+        i = starts[bad[0]]
+        have = set(runs[i : i + counts[bad[0]]].tolist())
+        missing = [names[r] for r in range(r_total) if r not in have]
+        raise LogError(
+            f"split-half reliability needs runs that log the same examples: id {show_id(ids[i])} is not in "
+            f"{', '.join(missing)}"
+        )
+    mat = frame[score].to_numpy(dtype=np.float64, na_value=np.nan).reshape(-1, r_total).T  # (R, n) as in-process
+    out = []
+    for s, perm in enumerate(perms):  # a loop over splits, not examples
+        a, b = mat[perm[:half]].mean(axis=0), mat[perm[half : 2 * half]].mean(axis=0)
+        out.append(pd.DataFrame({"split": np.full(len(a), s, dtype=np.int32), "a": a, "b": b}))
+    return pd.concat(out, ignore_index=True)
+
+
+def _sample_values(frame: pd.DataFrame, col: str, n_splits: int, per_split: int = 256) -> pd.DataFrame:
+    """Up to ``per_split`` evenly spaced values of ``col`` of every split (for the bucket splitters)."""
+    out = []
+    for s in range(n_splits):
+        v = np.sort(frame[col].to_numpy()[frame["split"].to_numpy() == s])
+        take = v[np.linspace(0, len(v) - 1, min(per_split, len(v))).astype(int)] if len(v) else v
+        out.append(pd.DataFrame({"split": np.full(len(take), s, dtype=np.int32), "v": take}))
+    return pd.concat(out, ignore_index=True)
+
+
+def _splitters(sample: pd.DataFrame, n_splits: int, n_buckets: int) -> np.ndarray:
+    """(splits, buckets - 1) bucket boundaries per split: quantiles of the sampled values."""
+    q = np.arange(1, n_buckets) / n_buckets
+    values = [sample["v"].to_numpy()[sample["split"].to_numpy() == s] for s in range(n_splits)]
+    return np.stack([np.quantile(v, q) if len(v) else np.zeros(n_buckets - 1) for v in values])
+
+
+def _key_counts(frame: pd.DataFrame, n_keys: int) -> pd.DataFrame:
+    return pd.DataFrame({"c": np.bincount(frame["key"].to_numpy(), minlength=n_keys)})
+
+
+def _with_key(frame: pd.DataFrame, col: str, splitters: np.ndarray) -> pd.DataFrame:
+    """``key = split x buckets + bucket of col``; equal values get the same bucket."""
+    split = frame["split"].to_numpy()
+    v = frame[col].to_numpy()
+    n_buckets = splitters.shape[1] + 1
+    bucket = np.zeros(len(v), dtype=np.int64)
+    for s in range(splitters.shape[0]):  # a loop over splits, not examples
+        rows = split == s
+        bucket[rows] = np.searchsorted(splitters[s], v[rows], side="right")
+    return frame.assign(key=split.astype(np.int64) * n_buckets + bucket)
+
+
+def _rank(frame: pd.DataFrame, col: str, offsets: np.ndarray) -> pd.DataFrame:
+    """``col`` replaced by its average rank (1-based) within its split: the bucket's offset plus its average
+    rank among the bucket's values (ties share the mean of their ranks)."""
+    key = frame["key"].to_numpy()
+    v = frame[col].to_numpy()
+    order = np.lexsort((v, key))
+    k, x = key[order], v[order]
+    new_key = np.r_[True, k[1:] != k[:-1]]
+    group_start = np.maximum.accumulate(np.where(new_key, np.arange(len(k)), 0))
+    tie_start = np.r_[True, new_key[1:] | (x[1:] != x[:-1])]
+    tie_id = np.cumsum(tie_start) - 1
+    first = np.flatnonzero(tie_start)
+    last = np.r_[first[1:], len(k)] - 1
+    avg = (first + last)[tie_id] / 2.0 - group_start + 1.0  # average 1-based rank within the bucket
+    ranks = np.empty(len(k))
+    ranks[order] = avg + offsets[k]
+    return frame.drop(columns="key").assign(**{col: ranks})
+
+
+def _rank_sums(frame: pd.DataFrame, n: int, n_splits: int) -> pd.DataFrame:
+    """Per split: sums of the centred ranks' squares and product (the mean rank is exactly (n + 1) / 2)."""
+    split = frame["split"].to_numpy()
+    ca = frame["a"].to_numpy() - (n + 1) / 2.0
+    cb = frame["b"].to_numpy() - (n + 1) / 2.0
+    return pd.DataFrame(
+        {
+            "aa": np.bincount(split, ca * ca, minlength=n_splits),
+            "bb": np.bincount(split, cb * cb, minlength=n_splits),
+            "ab": np.bincount(split, ca * cb, minlength=n_splits),
+        }
+    )

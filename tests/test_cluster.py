@@ -13,10 +13,17 @@ import pyarrow.parquet as pq
 import pytest
 
 from cartography_core.cli import main
-from cartography_core.cluster import compute_stats_dask, partition_of, pool_runs_dask, read_stats, read_trajectory
+from cartography_core.cluster import (
+    compute_stats_dask,
+    partition_of,
+    pool_runs_dask,
+    read_stats,
+    read_trajectory,
+    split_half_reliability_dask,
+)
 from cartography_core.errors import LogError
 from cartography_core.ingest import find_runs, open_run, read_examples
-from cartography_core.reliability import pool_runs
+from cartography_core.reliability import pool_runs, split_half_reliability
 from cartography_core.stats import compute_stats, table_meta
 from tests.logs import write_log
 
@@ -348,3 +355,58 @@ def test_each_example_sits_in_the_partition_its_id_hashes_to_and_its_trajectory_
         traj.unlink()  # a result written before trajectories were
     with pytest.raises(LogError, match="holds no trajectories .* score it again"):
         read_trajectory(tmp_path / "out", ids[0])
+
+
+@pytest.mark.parametrize("score", ["confidence", "forgetting_events", "correctness"])
+def test_split_half_reliability_on_the_cluster_is_the_in_process_figure(tmp_path, client, score):
+    # 5 runs of the same examples; forgetting_events and correctness take few distinct values: many tied ranks
+    root = tmp_path / "ds"
+    for seed in range(5):
+        write_log(root / f"seed-{seed}", messy_epochs(n=150, epochs=4, seed=seed), "parquet")
+    names = find_runs(root)
+    want = split_half_reliability([compute_stats(root / n) for n in names], score, n_splits=7, seed=3)
+    pool_runs_dask([root / n for n in names], tmp_path / "out", names=names, client=client, partition_rows=40)
+    got = split_half_reliability_dask(
+        [tmp_path / "out" / "runs" / n for n in names], score, n_splits=7, seed=3, client=client, partition_rows=40
+    )
+    assert got.n_runs == want.n_runs == 5
+    assert abs(got.split_half - want.split_half) < 1e-9 and abs(got.full - want.full) < 1e-9
+    assert 0 < got.split_half < 1
+
+
+def test_split_half_reliability_on_the_cluster_needs_the_same_examples(tmp_path, client):
+    root = tmp_path / "ds"
+    for seed in range(2):
+        epochs = messy_epochs(n=60, epochs=2, seed=seed)
+        gone = epochs[0][0]["id"]  # seed-0 never logs this example
+        write_log(
+            root / f"seed-{seed}", epochs if seed else [[r for r in e if r["id"] != gone] for e in epochs], "parquet"
+        )
+    names = find_runs(root)
+    pool_runs_dask([root / n for n in names], tmp_path / "out", names=names, client=client)
+    with pytest.raises(LogError, match=r"the same examples: seed-0 \(59 ids\), seed-1 \(60 ids\)"):
+        split_half_reliability_dask([tmp_path / "out" / "runs" / n for n in names], "confidence", names=names)
+    # as many examples, not the same ones: named by an id that one run lacks
+    for seed in range(2):
+        epochs = messy_epochs(n=60, epochs=2, seed=seed)
+        gone = epochs[0][seed]["id"]
+        write_log(root / f"seed-{seed}", [[r for r in e if r["id"] != gone] for e in epochs], "parquet")
+    pool_runs_dask([root / n for n in names], tmp_path / "out2", names=names, client=client)
+    with pytest.raises(LogError, match=r"the same examples: id \d+ is not in seed-[01]"):
+        split_half_reliability_dask([tmp_path / "out2" / "runs" / n for n in names], "confidence", names=names)
+
+
+def test_the_command_line_gives_reliability_from_a_pool_on_the_cluster(tmp_path, client, capsys):
+    root = tmp_path / "ds"
+    for seed in range(4):
+        write_log(root / f"seed-{seed}", messy_epochs(n=80, epochs=3, seed=seed), "parquet")
+    address = client.scheduler.address
+    assert main(["reliability", str(root), "--scores", "confidence,aum", "--splits", "5"]) == 0
+    local = capsys.readouterr().out
+    argv = ["--engine", "dask", "--scheduler", address]
+    assert main(["stats", str(root), "--pool", *argv, "--out", str(tmp_path / "pool")]) == 0
+    capsys.readouterr()
+    assert main(["reliability", str(tmp_path / "pool"), "--scores", "confidence,aum", "--splits", "5", *argv]) == 0
+    assert capsys.readouterr().out == local  # the same runs, splits and figures, to the 4 printed decimals
+    assert main(["reliability", str(root), *argv]) == 2
+    assert "not the folder of a pool of 2 or more runs" in capsys.readouterr().err
