@@ -255,13 +255,18 @@ def _read_unit(unit: _Unit, run: Run, first: _First) -> pd.DataFrame:
 
 def _fold_part(frame: pd.DataFrame, p: int, run: Run, epochs, strict, first: _First, out_fs, out_path):
     """Fold one partition's rows and write its ``part-<p>.parquet``; returns (examples, (E, 2) row counts)."""
-    frame = frame.sort_values(["epoch", "at"], kind="stable")  # the order the in-process engine reads rows in
     files = [path for ef in epochs for path in ef.paths]
-    ids = frame["id"].to_numpy(dtype=object if first.id_is_str else np.int64)
-    labels = frame["label"].to_numpy(np.int64)
-    values = frame[[f"v{j}" for j in range(first.k)]].to_numpy(np.float64)
     epoch = frame["epoch"].to_numpy()
     at = frame["at"].to_numpy()
+    # the order the in-process engine reads rows in: usually the shuffle's own (it keeps the read units' order),
+    # then the columns are used as they are, with no sorted copy of the partition
+    ahead = (epoch[1:] > epoch[:-1]) | ((epoch[1:] == epoch[:-1]) & (at[1:] > at[:-1]))
+    order = slice(None) if ahead.all() else np.lexsort((at, epoch))
+    epoch, at = epoch[order], at[order]
+    ids = frame["id"].to_numpy(dtype=object if first.id_is_str else np.int64)[order]
+    labels = frame["label"].to_numpy(np.int64)[order]
+    # (K, n) rows of one class each, viewed as (n, K): the kernels work on the (K, n) layout without a copy
+    values = np.stack([frame[f"v{j}"].to_numpy(np.float64)[order] for j in range(first.k)]).T
     file = at >> _FILE_BITS
 
     def batches():

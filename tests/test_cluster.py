@@ -8,6 +8,7 @@ import shutil
 
 import distributed
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -410,3 +411,29 @@ def test_the_command_line_gives_reliability_from_a_pool_on_the_cluster(tmp_path,
     assert capsys.readouterr().out == local  # the same runs, splits and figures, to the 4 printed decimals
     assert main(["reliability", str(root), *argv]) == 2
     assert "not the folder of a pool of 2 or more runs" in capsys.readouterr().err
+
+
+def test_a_partition_whose_rows_arrive_out_of_order_folds_as_in_process(tmp_path):
+    # the shuffle keeps the read units' order today; a partition in any order must give the same table
+    import cartography_core.cluster as cluster
+
+    run_dir = tmp_path / "ddp"
+    for e in range(3):
+        d = run_dir / "dynamics" / f"epoch_{e}"
+        d.mkdir(parents=True)
+        for r, part in enumerate([list(range(0, 40)), list(range(40, 79)) + [0]]):  # id 0 padded on rank 1
+            z = [[float((i * (e + 1)) % 5) + 10 * r, 1.0, 0.5] for i in part]
+            pq.write_table(pa.table({"id": part, "label": [i % 3 for i in part], "logits": z}), d / f"part-{r}.parquet")
+    (run_dir / "run.json").write_text(json.dumps({"world_size": 2}))
+    run = open_run(run_dir)
+    first = cluster._First(3, "logits", False)
+    files = [(ef.epoch, path) for ef in run.epochs for path in ef.paths]
+    units = [cluster._Unit(epoch, i, path, None) for i, (epoch, path) in enumerate(files)]
+    frame = pd.concat([cluster._read_unit(u, run, first) for u in units], ignore_index=True)
+    shuffled = frame.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    n, counts = cluster._fold_part(shuffled, 0, run, run.epochs, False, first, None, out)
+    assert n == 79 and counts[:, 1].tolist() == [1, 1, 1]  # one padding row per epoch, dropped
+    got = pq.read_table(out / "part-00000.parquet")
+    assert_same_table(got.replace_schema_metadata(None), compute_stats(run).replace_schema_metadata(None))
