@@ -294,6 +294,11 @@ def cmd_stats(args: argparse.Namespace) -> None:
         raise LogError("--scheduler needs --engine dask")
     if not isinstance(args.out, Path):
         raise LogError(f"{args.out}: the local engine writes a local file; --engine dask writes to a URL")
+    if args.out.is_dir() or not args.out.suffix:
+        raise LogError(
+            f"{args.out}: the local engine writes one file ({', '.join(FORMATS)}); "
+            "--engine dask writes a folder of parquet parts"
+        )
     _check_out(args)  # before the work, not after it
     stats, _ = _load(
         args, **({} if args.pool else {"variability_ci": args.variability_ci, "el2n_epoch": args.el2n_epoch})

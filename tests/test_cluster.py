@@ -306,6 +306,8 @@ def test_the_command_line_names_what_it_cannot_do(tmp_path, capsys):
         ("--engine", "dask", "--out", str(tmp_path / "s.parquet")): "writes a folder of parquet parts",
         ("--engine", "dask", "--out", str(tmp_path / "o"), "--el2n-epoch", "1"): "apply to --engine local only",
         ("--out", str(tmp_path / "s.parquet"), "--scheduler", "tcp://x:1"): "--scheduler needs --engine dask",
+        ("--out", str(tmp_path), "--force"): "the local engine writes one file (.csv, .jsonl, .parquet)",
+        ("--out", str(tmp_path / "stats")): "--engine dask writes a folder",
         ("--engine", "dask", "--out", str(run / "dynamics" / "o")): "inside a run folder",
         ("--engine", "dask", "--scheduler", "tcp://127.0.0.1:9", "--out", str(tmp_path / "o")): "cannot reach the Dask",
         ("--engine", "dask", "--scheduler", "htp://oops:1", "--out", str(tmp_path / "o")): "unknown address scheme",
