@@ -65,7 +65,7 @@ class ClusterResult:
     n_examples: int
     n_partitions: int
     rows_read: int  # logged rows over all epochs, padding included
-    bytes_shuffled: int  # rows_read x the bytes of one shuffled row
+    bytes_shuffled: int  # the bytes of the rows the partitions received: 24 + 8K a row, plus string ids' lengths
 
 
 @dataclass(frozen=True)
@@ -195,8 +195,7 @@ def _run(client, run, epochs, out_fs, out_path, out, strict, partition_rows, uni
     }
     _write_bytes(out_fs, out_path / META_FILE, (json.dumps(meta, indent=2) + "\n").encode())
     rows_read = int(per_epoch.sum())
-    row_bytes = 24 + 8 * first.k  # id (int64; a string id: its length), label, epoch, at, values
-    return ClusterResult(out, n, n_parts, rows_read, rows_read * row_bytes)
+    return ClusterResult(out, n, n_parts, rows_read, int(sum(c[2] for c in counts)))
 
 
 def _plan_file(run: Run, file: tuple[int, Path], unit_rows: int):
@@ -254,7 +253,8 @@ def _read_unit(unit: _Unit, run: Run, first: _First) -> pd.DataFrame:
 
 
 def _fold_part(frame: pd.DataFrame, p: int, run: Run, epochs, strict, first: _First, out_fs, out_path):
-    """Fold one partition's rows and write its ``part-<p>.parquet``; returns (examples, (E, 2) row counts)."""
+    """Fold one partition's rows and write its ``part-<p>.parquet``; returns (examples, (E, 2) row counts, the
+    bytes of the rows it received)."""
     files = [path for ef in epochs for path in ef.paths]
     epoch = frame["epoch"].to_numpy()
     at = frame["at"].to_numpy()
@@ -292,7 +292,7 @@ def _fold_part(frame: pd.DataFrame, p: int, run: Run, epochs, strict, first: _Fi
         table = table_of(run, reader, acc)
         _write_table(out_fs, out_path / f"part-{p:05d}.parquet", table)
         _write_table(out_fs, out_path / f"traj-{p:05d}.parquet", _trajectories(table["id"], reader.ids, acc), 8192)
-    return reader.n, counts
+    return reader.n, counts, int(frame.memory_usage(index=False, deep=True).sum())
 
 
 def pool_runs_dask(

@@ -106,6 +106,9 @@ def test_the_dask_engine_gives_the_in_process_numbers(tmp_path, client, case):
     # partitions of ~40 examples and read units of one row group: many partitions, several tasks per file
     result = compute_stats_dask(run, tmp_path / "out", client=client, partition_rows=40)
     assert result.n_examples == want.num_rows == 300
+    # 24 bytes of id, label, epoch and position plus 8 per class; a string id adds its length ("ex-123")
+    per_row = result.bytes_shuffled / result.rows_read
+    assert per_row == 24 + 8 * 3 if not opts.get("string_ids") else per_row > 24 + 8 * 3
     # parquet footers give the rows of epoch 0 (300: ceil(300 / 40) partitions); JSONL an upper bound of them
     assert result.n_partitions == 8 if layout in ("parquet", "parts") else result.n_partitions > 8
     got = read_stats(tmp_path / "out")
@@ -435,7 +438,8 @@ def test_a_partition_whose_rows_arrive_out_of_order_folds_as_in_process(tmp_path
     shuffled = frame.sample(frac=1.0, random_state=0).reset_index(drop=True)
     out = tmp_path / "out"
     out.mkdir()
-    n, counts = cluster._fold_part(shuffled, 0, run, run.epochs, False, first, None, out)
+    n, counts, size = cluster._fold_part(shuffled, 0, run, run.epochs, False, first, None, out)
+    assert size == len(shuffled) * (24 + 8 * 3)
     assert n == 79 and counts[:, 1].tolist() == [1, 1, 1]  # one padding row per epoch, dropped
     got = pq.read_table(out / "part-00000.parquet")
     assert_same_table(got.replace_schema_metadata(None), compute_stats(run).replace_schema_metadata(None))
