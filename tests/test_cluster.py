@@ -4,6 +4,7 @@ behind fsspec URLs for both engines."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import distributed
@@ -443,3 +444,72 @@ def test_a_partition_whose_rows_arrive_out_of_order_folds_as_in_process(tmp_path
     assert n == 79 and counts[:, 1].tolist() == [1, 1, 1]  # one padding row per epoch, dropped
     got = pq.read_table(out / "part-00000.parquet")
     assert_same_table(got.replace_schema_metadata(None), compute_stats(run).replace_schema_metadata(None))
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """An S3 endpoint on localhost (moto's server) with test credentials in the environment, as a user's cloud
+    configuration would give them: nothing on the command line."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        for _ in range(100):  # up within ~10 s
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield env
+    finally:
+        server.terminate()
+        server.wait()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def test_runs_in_an_s3_bucket_are_read_by_both_engines_and_the_workers(tmp_path, client, s3):
+    import s3fs
+
+    local = tmp_path / "logs" / "ds"
+    for seed in range(2):  # per-rank part files, string ids, several runs of one dataset
+        write_log(local / f"seed-{seed}", messy_epochs(n=120, seed=seed, string_ids=True), "parts")
+    fs = s3fs.S3FileSystem()
+    fs.mkdir("carto")
+    fs.put(str(tmp_path / "logs"), "carto/logs", recursive=True)
+    client.run(lambda env=s3: os.environ.update(env))  # the workers' own cloud configuration
+    try:
+        assert find_runs("s3://carto/logs") == ["ds/seed-0", "ds/seed-1"]
+        want = compute_stats(local / "seed-0")
+        assert_same_table(compute_stats("s3://carto/logs/ds/seed-0"), want)
+        compute_stats_dask("s3://carto/logs/ds/seed-0", "s3://carto/out/one", client=client, partition_rows=50)
+        assert_same_table(read_stats("s3://carto/out/one"), want)
+        names = ["seed-0", "seed-1"]
+        runs = [f"s3://carto/logs/ds/{n}" for n in names]
+        pool_runs_dask(runs, "s3://carto/out/pool", names=names, client=client, partition_rows=50)
+        assert_same_table(
+            read_stats("s3://carto/out/pool"), pool_runs([compute_stats(local / n) for n in names], names)
+        )
+        with pytest.raises(LogError, match="folder holds a finished result"):
+            compute_stats_dask(runs[0], "s3://carto/out/one", client=client)
+    finally:
+        client.run(lambda keys=tuple(s3): [os.environ.pop(k, None) for k in keys])
