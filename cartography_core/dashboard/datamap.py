@@ -41,10 +41,22 @@ def density(
     [2, 1]
     """
     g = np.zeros(len(variability), dtype=np.int64) if groups is None else np.asarray(groups, dtype=np.int64)
+    n_groups = int(g.max()) + 1 if g.size else 1
+    return density_table(density_counts(variability, confidence, g, n_groups, bins=bins), bins=bins)
+
+
+def density_counts(
+    variability: np.ndarray, confidence: np.ndarray, groups: np.ndarray, n_groups: int, *, bins: int = BINS
+) -> np.ndarray:
+    """(n_groups * bins * bins,) int64 counts per (group, variability bin, confidence bin), flat; counts of
+    several batches add up to the counts of their union."""
     ix = np.minimum((variability * (bins / VAR_MAX)).astype(np.int64), bins - 1)
     iy = np.minimum((confidence * (bins / CONF_MAX)).astype(np.int64), bins - 1)
-    n_groups = int(g.max()) + 1 if g.size else 1
-    counts = np.bincount((g * bins + ix) * bins + iy, minlength=n_groups * bins * bins)
+    return np.bincount((groups * bins + ix) * bins + iy, minlength=n_groups * bins * bins)
+
+
+def density_table(counts: np.ndarray, *, bins: int = BINS) -> pa.Table:
+    """:func:`density_counts`' counts as :func:`density`'s table (non-empty bins only)."""
     nz = np.flatnonzero(counts)
     grp, rest = np.divmod(nz, bins * bins)
     bx, by = np.divmod(rest, bins)

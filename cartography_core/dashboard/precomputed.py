@@ -1,0 +1,208 @@
+"""A statistics dataset (the folder ``cluster.compute_stats_dask`` writes) browsed in bounded memory.
+
+Every figure comes from pyarrow dataset scans of the columns it needs, batch by batch (``SCAN_ROWS`` rows),
+never from one table of all the examples. Memory is one batch plus what a figure keeps: the binned density
+and histograms (fixed sizes), the counts per class and region, a point sample of ``SAMPLE_POINTS`` rows and
+the ``k`` rows of a page. The numbers are those of the in-memory functions of :mod:`.datamap`,
+:mod:`~cartography_core.regions` and :mod:`~cartography_core.select` on the whole table (the tests compare
+them).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+
+from .. import storage
+from ..cluster import META_FILE, dataset_meta, read_trajectory
+from ..errors import LogError
+from ..examples import with_examples
+from ..ingest import EXAMPLES_NAMES
+from ..io import read_table_file
+from ..regions import REGIONS, RegionThresholds, region_codes
+from ..scores import SCORES
+from .datamap import BINS, HARD_SHARE, MAX_POINTS, SAMPLE_POINTS, density_counts, density_table, histogram
+
+SCAN_ROWS = 1 << 20
+HISTOGRAMS = ("confidence", "variability", "correctness")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A statistics dataset folder: its metadata and part files (nothing else is read when it is opened)."""
+
+    location: str | Path
+    meta: dict
+    parts: tuple[str, ...]
+    fs: object | None
+
+    @property
+    def n(self) -> int:
+        return int(self.meta["n_examples"])
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.meta.get("label_names") or [str(k) for k in range(int(self.meta["n_classes"]))]
+
+    def scan(self, columns: list[str], filter: pc.Expression | None = None) -> Iterator[pa.RecordBatch]:
+        """The dataset's rows, ``columns`` only, in batches of at most ``SCAN_ROWS``."""
+        data = pads.dataset(list(self.parts), format="parquet", filesystem=self.fs)
+        yield from data.to_batches(columns=columns, filter=filter, batch_size=SCAN_ROWS)
+
+    def trajectory(self, example_id) -> pa.Table:
+        """One example's per-epoch gold probability and prediction (one row group of one file)."""
+        return read_trajectory(self.location, example_id)
+
+
+def is_dataset(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a finished statistics dataset of one run (not a pool of runs)."""
+    meta = dataset_meta(folder)
+    return bool(meta) and meta.get("engine") == "dask" and "runs" not in meta
+
+
+def open_dataset(location: str | Path) -> Dataset:
+    """The dataset at ``location`` (a path or URL); a clear error when it is not a finished one."""
+    fs, path = storage.locate(location)
+    meta = dataset_meta(location)
+    if not meta:
+        raise LogError(f"{location}: no {META_FILE}; not a statistics dataset, or its scoring did not finish")
+    names = sorted(p.name for p in Path(path).iterdir()) if fs is None else [n for n, _ in storage.entries(fs, path)]
+    parts = tuple(str(path / n) for n in names if n.startswith("part-") and n.endswith(".parquet"))
+    return Dataset(location, meta, parts, fs)
+
+
+@dataclass(frozen=True)
+class Overview:
+    """What the map page draws, for one class or all."""
+
+    density: pa.Table  # datamap.density's columns, group = class
+    histograms: dict[str, pa.Table]  # datamap.histogram of each of HISTOGRAMS
+    region_counts: np.ndarray  # (K, len(REGIONS)) examples per class and region
+    sample: pa.Table  # up to SAMPLE_POINTS rows: id, label, confidence, variability, correctness, label_issue
+
+
+def overview(
+    ds: Dataset,
+    thresholds: RegionThresholds = RegionThresholds(),
+    *,
+    cls: int | None = None,
+    bins: int = BINS,
+    size: int = SAMPLE_POINTS,
+    seed: int = 0,
+) -> Overview:
+    """One scan: the binned density (per class) and the histograms of class ``cls`` (all when None), the counts
+    per class and region of every class, and the points to draw, as ``datamap.sample_points`` picks them: every
+    row of the class when it has at most ``MAX_POINTS``, else ``size`` rows, the ``HARD_SHARE`` with the
+    lowest ``confidence + variability`` and the rest uniformly at random (a seeded random key per row)."""
+    k = len(ds.label_names)
+    dens = np.zeros(k * bins * bins, dtype=np.int64)
+    hist = {name: np.zeros(20, dtype=np.int64) for name in HISTOGRAMS}
+    regions = np.zeros(k * len(REGIONS), dtype=np.int64)
+    n_hard = int(size * HARD_SHARE)
+    every: pa.Table | None = None  # all the class's rows while they are at most MAX_POINTS
+    hard = rand = None  # the n_hard rows of smallest confidence + variability; the size rows of smallest key
+    shown = 0
+    rng = np.random.default_rng(seed)
+    for batch in ds.scan(["id", "label", "confidence", "variability", "correctness", "label_issue"]):
+        label = batch["label"].to_numpy()
+        conf, var = batch["confidence"].to_numpy(), batch["variability"].to_numpy()
+        regions += np.bincount(label * len(REGIONS) + region_codes(conf, var, thresholds), minlength=regions.size)
+        mine = np.ones(len(label), dtype=bool) if cls is None else label == cls
+        dens += density_counts(var[mine], conf[mine], label[mine], k, bins=bins)
+        for name in HISTOGRAMS:
+            hist[name] += histogram(batch[name].to_numpy(zero_copy_only=False)[mine])["count"].to_numpy()
+        rows = pa.Table.from_batches([batch]).filter(pa.array(mine))
+        shown += rows.num_rows
+        if shown <= MAX_POINTS:
+            every = rows if every is None else pa.concat_tables([every, rows])
+        else:
+            every = None
+        rows = rows.append_column("_hard", pa.array(conf[mine] + var[mine]))
+        rows = rows.append_column("_key", pa.array(rng.random(rows.num_rows)))
+        hard, rand = _smallest(hard, rows, "_hard", n_hard), _smallest(rand, rows, "_key", size)
+    if shown <= MAX_POINTS:
+        sample = every if every is not None else pa.table({"id": pa.array([], pa.int64())})
+    else:  # rand holds size rows; at most n_hard of them are among the hard ones
+        others = rand.filter(pc.invert(pc.is_in(rand["id"], hard["id"])))
+        sample = pa.concat_tables([hard, others.slice(0, size - n_hard)]).drop_columns(["_hard", "_key"])
+    edges = np.linspace(0.0, 1.0, 21)
+    return Overview(
+        density=density_table(dens, bins=bins),
+        histograms={name: pa.table({"lo": edges[:-1], "hi": edges[1:], "count": c}) for name, c in hist.items()},
+        region_counts=regions.reshape(k, len(REGIONS)),
+        sample=sample.sort_by("id"),
+    )
+
+
+def _smallest(kept: pa.Table | None, new: pa.Table, key: str, n: int) -> pa.Table:
+    """The ``n`` rows of ``kept`` and ``new`` with the smallest ``key``."""
+    rows = new if kept is None else pa.concat_tables([kept, new])
+    if rows.num_rows <= n:
+        return rows
+    return rows.take(pa.array(np.sort(np.argpartition(rows[key].to_numpy(), n - 1)[:n])))
+
+
+def top_rows(
+    ds: Dataset,
+    metric: str,
+    *,
+    k: int = 100,
+    hardest: bool = True,
+    region: str | None = None,
+    thresholds: RegionThresholds = RegionThresholds(),
+    cls: int | None = None,
+) -> pa.Table:
+    """The ``k`` rows (every column) from the hardest (or easiest) end of ``metric``, ties by id ascending,
+    among the rows of ``region`` and class ``cls`` (all when None): ``select.rank_order``'s first ``k``."""
+    if metric not in SCORES:
+        raise LogError(f"unknown metric {metric!r}; choose one of: {', '.join(SCORES)}")
+    if region is not None and region not in REGIONS:
+        raise LogError(f"unknown region {region!r}; choose one of: {', '.join(REGIONS)}")
+    flip = (SCORES[metric].harder == "lower") != hardest  # sort descending
+    kept: pa.Table | None = None
+    for batch in ds.scan(None):
+        rows = pa.Table.from_batches([batch])
+        mask = np.ones(rows.num_rows, dtype=bool)
+        if region is not None:
+            codes = region_codes(rows["confidence"].to_numpy(), rows["variability"].to_numpy(), thresholds)
+            mask &= codes == REGIONS.index(region)
+        if cls is not None:
+            mask &= rows["label"].to_numpy() == cls
+        rows = rows.filter(pa.array(mask))
+        values = rows[metric].to_numpy(zero_copy_only=False).astype(np.float64)
+        if np.isnan(values).any() and not metric.endswith("_epoch"):
+            raise LogError(f"{metric} is undefined for some examples (a log of probabilities has no aum)")
+        values = np.where(np.isnan(values), np.inf, values)  # never learned: later than any epoch
+        rows = rows.append_column("_v", pa.array(-values if flip else values))
+        both = rows if kept is None else pa.concat_tables([kept, rows])
+        order = pc.sort_indices(both, sort_keys=[("_v", "ascending"), ("id", "ascending")])
+        kept = both.take(order.slice(0, k))
+    if kept is None:
+        return pa.table({})
+    return kept.drop_columns(["_v"])
+
+
+def with_texts(ds: Dataset, rows: pa.Table) -> pa.Table:
+    """``rows`` joined with the examples file beside the dataset (its folder or the folder above), reading only
+    the examples of ``rows``; ``rows`` unchanged when there is none."""
+    fs, path = storage.locate(ds.location)
+    for folder in (path, path.parent):
+        for name in EXAMPLES_NAMES:
+            candidate = folder / name
+            exists = candidate.exists() if fs is None else storage.kind(fs, candidate) == "file"
+            if not exists:
+                continue
+            if name.endswith(".parquet") and rows.num_rows:
+                data = pads.dataset(str(candidate), format="parquet", filesystem=fs)
+                examples = data.to_table(filter=pc.field("id").isin(rows["id"]))
+            else:
+                examples = read_table_file(candidate, name, fs=fs)
+            return with_examples(rows.replace_schema_metadata({"cartography": json.dumps(ds.meta)}), examples)
+    return rows
