@@ -34,7 +34,7 @@ import streamlit as st
 ROOT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT_DIR))  # `streamlit run app/main.py` from a clone, nothing installed
 
-from app import charts, review, state  # noqa: E402
+from app import charts, precomputed, review, state  # noqa: E402
 from cartography_core import (  # noqa: E402
     REGIONS,
     SCORES,
@@ -332,7 +332,20 @@ with st.sidebar:
     run_name = root.name if run_id == "." else run_id
     if listing.skipped:
         st.caption(f"{len(listing.skipped)} folders under the log root could not be read; the server's log names them.")
-    sig, run, failure = open_view(run_id)
+    precomputed_view = run_id in listing.datasets  # statistics scored on a cluster: a page of its own
+    sig, run, failure = ("", None, None) if precomputed_view else open_view(run_id)
+if precomputed_view:
+    if page != state.PAGES[0]:
+        st.info("A precomputed statistics dataset has the map page only; reviews need the run's logs.")
+    try:
+        precomputed.show(str(root / run_id), signature(listing.paths(run_id)), run_name)
+    except Exception as exc:  # the boundary: a notice for the browser, the details for the server's log
+        log.warning("dataset %r under %s cannot be read: %s", run_id, root, exc, exc_info=not isinstance(exc, LogError))
+        st.error(
+            f"Run {state.md_escape(run_id)} cannot be read: {state.md_escape(public_message(exc, root))} "
+            "Choose another run in the sidebar; the server's log has the details."
+        )
+    st.stop()
 if run is None:
     st.title(f"Data map: {state.md_escape(run_name)}")
     for notice in state.url_notices(st.session_state.pop("raw_query", {}), {"run": state.run_param(ids)}):

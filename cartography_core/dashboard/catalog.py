@@ -7,6 +7,7 @@ mean over the runs of a folder that holds two or more (``reliability.pool_runs``
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from ..ingest import Run, find_runs, open_run, read_examples, run_folder
 from ..reliability import pool_runs
 from ..stats import class_names, table_meta
 from .cache import cached_stats
+from .precomputed import is_dataset
 
 POOLED = "*"
 
@@ -31,11 +33,14 @@ class RunListing:
     runs: tuple[str, ...]  # find_runs' relative paths
     ids: tuple[str, ...]  # the runs, and ``<folder>/*`` after the last run of a folder holding two or more
     skipped: tuple[str, ...] = ()  # folders that could not be read, one sentence each (find_runs)
+    datasets: tuple[str, ...] = ()  # statistics datasets (``stats --engine dask``), also in ``ids``
 
     def paths(self, run_id: str) -> list[Path]:
         """The run directories behind ``run_id`` (several for a pooled id); an id not listed is refused."""
         if run_id not in self.ids:
             raise LogError(f"no run {run_id!r} in the log folder")
+        if run_id in self.datasets:
+            return [self.root / run_id]
         if run_id.endswith("/" + POOLED):
             parent = run_folder(run_id)
             return [self.root / r for r in self.runs if run_folder(r) == parent]
@@ -43,9 +48,11 @@ class RunListing:
 
 
 def list_runs(root: str | Path, *, follow_links: bool = False) -> RunListing:
-    """One walk of ``root`` (links to folders outside it skipped unless ``follow_links``)."""
+    """One walk of ``root`` (links to folders outside it skipped unless ``follow_links``) for runs, and one for
+    statistics datasets."""
     skipped: list[str] = []
     runs = find_runs(root, follow_links=follow_links, skipped=skipped)
+    datasets = find_datasets(root, follow_links=follow_links)
     parents = [run_folder(r) for r in runs]
     last = {p: i for i, p in enumerate(parents)}
     ids: list[str] = []
@@ -53,7 +60,40 @@ def list_runs(root: str | Path, *, follow_links: bool = False) -> RunListing:
         ids.append(rel)
         if parent and last[parent] == i and parents.count(parent) >= 2:
             ids.append(f"{parent}/{POOLED}")
-    return RunListing(Path(root), tuple(runs), tuple(ids), tuple(skipped))
+    ids += [d for d in datasets if d not in ids]
+    return RunListing(Path(root), tuple(runs), tuple(ids), tuple(skipped), tuple(datasets))
+
+
+def find_datasets(root: str | Path, *, max_depth: int = 4, follow_links: bool = False) -> list[str]:
+    """Relative paths (sorted) of the statistics datasets of one run (``precomputed.is_dataset``) at or below
+    ``root``; the walk does not enter hidden folders, runs' log folders or a dataset."""
+    root = Path(root)
+    real_root = root.resolve()
+    found: list[str] = []
+
+    def walk(d: Path, depth: int) -> None:
+        if is_dataset(d):
+            found.append(d.relative_to(root).as_posix() or ".")
+            return
+        if depth >= max_depth:
+            return
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError:
+            return  # find_runs names unreadable folders
+        for e in entries:
+            if e.name.startswith(".") or e.name in ("dynamics", "training_dynamics"):
+                continue
+            try:
+                sub = d / e.name
+                if e.is_dir() and (follow_links or sub.resolve() == real_root or real_root in sub.resolve().parents):
+                    walk(sub, depth + 1)
+            except (OSError, RuntimeError):
+                continue
+
+    if root.is_dir():
+        walk(root, 0)
+    return found
 
 
 def run_ids(root: str | Path, *, follow_links: bool = False) -> list[str]:

@@ -27,7 +27,7 @@ from ..examples import with_examples
 from ..ingest import EXAMPLES_NAMES
 from ..io import read_table_file
 from ..regions import REGIONS, RegionThresholds, region_codes
-from ..scores import SCORES
+from ..scores import SCORES, VARIABILITY_MAX
 from .datamap import BINS, HARD_SHARE, MAX_POINTS, SAMPLE_POINTS, density_counts, density_table, histogram
 
 SCAN_ROWS = 1 << 20
@@ -82,8 +82,8 @@ def open_dataset(location: str | Path) -> Dataset:
 class Overview:
     """What the map page draws, for one class or all."""
 
-    density: pa.Table  # datamap.density's columns, group = class
-    histograms: dict[str, pa.Table]  # datamap.histogram of each of HISTOGRAMS
+    density: pa.Table  # datamap.density of the class's rows (group 0)
+    histograms: dict[str, pa.Table]  # datamap.histogram of each of HISTOGRAMS (ranges: histogram_ranges)
     region_counts: np.ndarray  # (K, len(REGIONS)) examples per class and region
     sample: pa.Table  # up to SAMPLE_POINTS rows: id, label, confidence, variability, correctness, label_issue
 
@@ -97,27 +97,30 @@ def overview(
     size: int = SAMPLE_POINTS,
     seed: int = 0,
 ) -> Overview:
-    """One scan: the binned density (per class) and the histograms of class ``cls`` (all when None), the counts
+    """One scan: the binned density and the histograms of class ``cls`` (all when None), the counts
     per class and region of every class, and the points to draw, as ``datamap.sample_points`` picks them: every
     row of the class when it has at most ``MAX_POINTS``, else ``size`` rows, the ``HARD_SHARE`` with the
     lowest ``confidence + variability`` and the rest uniformly at random (a seeded random key per row)."""
     k = len(ds.label_names)
-    dens = np.zeros(k * bins * bins, dtype=np.int64)
-    hist = {name: np.zeros(20, dtype=np.int64) for name in HISTOGRAMS}
+    dens = np.zeros(bins * bins, dtype=np.int64)
+    ranges = histogram_ranges(int(ds.meta["n_epochs"]))
+    hist = {name: np.zeros(ranges[name][0], dtype=np.int64) for name in HISTOGRAMS}
     regions = np.zeros(k * len(REGIONS), dtype=np.int64)
     n_hard = int(size * HARD_SHARE)
     every: pa.Table | None = None  # all the class's rows while they are at most MAX_POINTS
     hard = rand = None  # the n_hard rows of smallest confidence + variability; the size rows of smallest key
     shown = 0
     rng = np.random.default_rng(seed)
-    for batch in ds.scan(["id", "label", "confidence", "variability", "correctness", "label_issue"]):
+    for batch in ds.scan(["id", "label", "pred_label", "confidence", "variability", "correctness", "label_issue"]):
         label = batch["label"].to_numpy()
         conf, var = batch["confidence"].to_numpy(), batch["variability"].to_numpy()
         regions += np.bincount(label * len(REGIONS) + region_codes(conf, var, thresholds), minlength=regions.size)
         mine = np.ones(len(label), dtype=bool) if cls is None else label == cls
-        dens += density_counts(var[mine], conf[mine], label[mine], k, bins=bins)
+        dens += density_counts(var[mine], conf[mine], np.zeros(int(mine.sum()), dtype=np.int64), 1, bins=bins)
         for name in HISTOGRAMS:
-            hist[name] += histogram(batch[name].to_numpy(zero_copy_only=False)[mine])["count"].to_numpy()
+            n_bins, hi = ranges[name]
+            values = batch[name].to_numpy(zero_copy_only=False)[mine]
+            hist[name] += histogram(values, bins=n_bins, hi=hi)["count"].to_numpy()
         rows = pa.Table.from_batches([batch]).filter(pa.array(mine))
         shown += rows.num_rows
         if shown <= MAX_POINTS:
@@ -132,13 +135,25 @@ def overview(
     else:  # rand holds size rows; at most n_hard of them are among the hard ones
         others = rand.filter(pc.invert(pc.is_in(rand["id"], hard["id"])))
         sample = pa.concat_tables([hard, others.slice(0, size - n_hard)]).drop_columns(["_hard", "_key"])
-    edges = np.linspace(0.0, 1.0, 21)
+    edges = {name: np.linspace(0.0, hi, n_bins + 1) for name, (n_bins, hi) in ranges.items()}
     return Overview(
         density=density_table(dens, bins=bins),
-        histograms={name: pa.table({"lo": edges[:-1], "hi": edges[1:], "count": c}) for name, c in hist.items()},
+        histograms={
+            name: pa.table({"lo": edges[name][:-1], "hi": edges[name][1:], "count": c}) for name, c in hist.items()
+        },
         region_counts=regions.reshape(k, len(REGIONS)),
         sample=sample.sort_by("id"),
     )
+
+
+def histogram_ranges(n_epochs: int) -> dict[str, tuple[int, float]]:
+    """(bins, upper edge) of each histogram the map page draws: variability over [0, 0.5], correctness one bin
+    per possible value when there are under 20 epochs."""
+    return {
+        "confidence": (20, 1.0),
+        "variability": (20, VARIABILITY_MAX),
+        "correctness": (n_epochs + 1 if n_epochs < 20 else 20, 1.0),
+    }
 
 
 def _smallest(kept: pa.Table | None, new: pa.Table, key: str, n: int) -> pa.Table:

@@ -1,0 +1,126 @@
+"""The page of a precomputed statistics dataset (``stats --engine dask``): a run scored on a cluster, browsed
+here in bounded memory. The map, histograms, counts and the page of examples come from scans of the dataset
+(``cartography_core.dashboard.precomputed``), an example's epochs from its trajectory file; no log is read
+and no table of every example is held."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app import charts, state
+from cartography_core.dashboard.datamap import MAX_POINTS
+from cartography_core.dashboard.precomputed import Dataset, open_dataset, overview, top_rows, with_texts
+from cartography_core.regions import AMBIGUOUS, EASY, HARD, REGIONS, RegionThresholds
+from cartography_core.scores import SCORES
+
+PAGE_ROWS = 100
+SUBSETS = (HARD, AMBIGUOUS, EASY, "all")  # as the map page orders them
+
+
+@st.cache_resource(max_entries=8, show_spinner="Opening the statistics dataset...")
+def dataset(location: str, sig: str) -> Dataset:
+    return open_dataset(location)
+
+
+@st.cache_resource(max_entries=32, ttl=3600, show_spinner="Scanning the statistics for the map...")
+def cached_overview(location: str, sig: str, cls: int | None, thresholds: RegionThresholds):
+    return overview(dataset(location, sig), thresholds, cls=cls)
+
+
+@st.cache_resource(max_entries=64, ttl=3600, show_spinner="Scanning the statistics for the examples...")
+def cached_page(location: str, sig: str, metric: str, hardest: bool, subset: str, thresholds, cls) -> pd.DataFrame:
+    ds = dataset(location, sig)
+    region = None if subset == "all" else subset
+    rows = top_rows(ds, metric, k=PAGE_ROWS, hardest=hardest, region=region, thresholds=thresholds, cls=cls)
+    return with_texts(ds, rows).to_pandas() if rows.num_rows else pd.DataFrame()
+
+
+def show(location: str, sig: str, name: str) -> None:
+    """Draw the page (the caller has drawn the sidebar's page and run choosers)."""
+    ds = dataset(location, sig)
+    names = ds.label_names
+    sortable = [m for m in SCORES if m != "aum" or ds.meta.get("kind") != "probs"]
+    with st.sidebar:
+        cls_name = st.selectbox("Class", [state.ALL_CLASSES, *names], key="cls", bind="query-params")
+        st.header("Regions")
+        d = RegionThresholds()
+        amb = st.slider("Ambiguous: variability at least", 0.0, 0.5, d.ambiguous_min_variability, 0.01, key="amb_var")
+        easy = st.slider("Easy-to-learn: confidence at least", 0.0, 1.0, d.easy_min_confidence, 0.01, key="easy_conf")
+        hard = st.slider("Hard-to-learn: confidence below", 0.0, 1.0, d.hard_max_confidence, 0.01, key="hard_conf")
+        thresholds, clamped = RegionThresholds.lenient(amb, easy, hard)
+        if clamped:
+            st.warning(clamped)
+        st.header("Examples")
+        subset = st.selectbox("Subset", SUBSETS, key="pre_subset")
+        metric = st.selectbox("Sort by", sortable, key="sort", help="docs/scores.md defines each score")
+        order = st.radio("Order", state.ORDERS, key="order", horizontal=True)
+    cls = None if cls_name == state.ALL_CLASSES else names.index(cls_name)
+
+    st.title(f"Data map: {state.md_escape(name)}")
+    st.caption(
+        state.md_escape(
+            f"{ds.n:,} examples · {ds.meta['n_epochs']} epochs · {len(names)} classes · precomputed statistics "
+            f"({ds.meta.get('partitions', '?')} partitions), read by scans in bounded memory; no logs are read"
+        )
+    )
+    ov = cached_overview(location, sig, cls, thresholds)
+    n_class = int(ov.region_counts.sum() if cls is None else ov.region_counts[cls].sum())
+    points = _points(ds, ov.sample, names)
+    left, right = st.columns([3, 1])
+    with left:
+        bins = ov.density.to_pandas() if n_class > MAX_POINTS else None
+        title = f"{cls_name} ({len(points):,} of {n_class:,} examples as points)"
+        st.vega_lite_chart(charts.data_map(points, bins, title=title), key="map", width="stretch")
+    with right:
+        st.vega_lite_chart(charts.histograms({k: v.to_pandas() for k, v in ov.histograms.items()}), width="stretch")
+
+    st.subheader("Regions per class")
+    counts = pd.DataFrame(ov.region_counts, columns=list(REGIONS))
+    counts.insert(0, "class", names)
+    counts["total"] = counts[list(REGIONS)].sum(axis=1)
+    counts = pd.concat([counts, pd.DataFrame([{"class": "all", **counts.drop(columns="class").sum()}])])
+    st.dataframe(counts, hide_index=True)
+
+    hardest = order == state.ORDERS[0]
+    st.subheader(f"Examples: the first {PAGE_ROWS} of {subset}, by {metric} ({order})")
+    st.caption(
+        "All the rows of a subset: `python -m cartography_core select` on the run's logs, or a filter on the "
+        "dataset's parquet parts; this page reads only the rows it shows."
+    )
+    page = cached_page(location, sig, metric, hardest, subset, thresholds, cls)
+    if page.empty:
+        st.info("No examples in this subset.")
+        return
+    shown = page.assign(id=page["id"].astype(str))
+    picked = st.dataframe(shown, hide_index=True, on_select="rerun", selection_mode="single-row", key="pre_table")
+    rows = picked.selection.rows if picked is not None else []
+    if rows:
+        example_id = page["id"].iloc[rows[0]]
+        traj = ds.trajectory(example_id.item() if hasattr(example_id, "item") else example_id).to_pandas()
+        traj["predicted"] = np.asarray(names, dtype=object)[traj["pred"].fillna(0).astype(int).to_numpy()]
+        st.subheader(f"Example {example_id}: gold-class probability per epoch")
+        st.line_chart(traj.set_index("epoch")["p_gold"])
+        st.dataframe(traj, hide_index=True)
+
+
+def _points(ds: Dataset, sample, names: list[str]) -> pd.DataFrame:
+    """The sampled rows as the map draws them, with their text when the dataset has examples beside it."""
+    if not sample.num_rows:
+        return pd.DataFrame({c: [] for c in ("id", "gold", "predicted", "confidence", "variability", "correctness")})
+    rows = with_texts(ds, sample)
+    lookup = np.asarray(names, dtype=object)
+    frame = pd.DataFrame(
+        {
+            "id": rows["id"].to_pandas().astype(str),
+            "gold": lookup[rows["label"].to_numpy()],
+            "predicted": lookup[rows["pred_label"].to_numpy()],
+            "confidence": rows["confidence"].to_numpy(),
+            "variability": rows["variability"].to_numpy(),
+            "correctness": rows["correctness"].to_numpy(),
+        }
+    )
+    if "text" in rows.column_names:
+        frame["text"] = rows["text"].to_pandas().str.slice(0, 280)
+    return frame
