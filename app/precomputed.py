@@ -84,12 +84,12 @@ def show(location: str, sig: str, name: str) -> None:
     st.dataframe(counts, hide_index=True)
 
     hardest = order == state.ORDERS[0]
-    st.subheader(f"Examples: the first {PAGE_ROWS} of {subset}, by {metric} ({order})")
+    page = cached_page(location, sig, metric, hardest, subset, thresholds, cls)
+    st.subheader(f"Examples: the first {len(page):,} of {subset}, by {metric} ({order})")
     st.caption(
         "All the rows of a subset: `python -m cartography_core select` on the run's logs, or a filter on the "
         "dataset's parquet parts; this page reads only the rows it shows."
     )
-    page = cached_page(location, sig, metric, hardest, subset, thresholds, cls)
     if page.empty:
         st.info("No examples in this subset.")
         return
