@@ -72,3 +72,13 @@ def test_a_class_and_a_sort_of_the_sidebar_shape_the_page(monkeypatch, root):
     assert page["variability"].is_monotonic_decreasing  # hardest first: most variable first
     datasets, _ = chart_rows(at)
     assert max(t.num_rows for t in datasets.values()) == int((stats["label"].to_numpy() == 3).sum())
+
+
+def test_a_broken_dataset_is_a_notice_not_a_traceback(monkeypatch, tmp_path, root):
+    broken = tmp_path / "logs"
+    shutil.copytree(root / "seed-1-stats", broken / "seed-1-stats")
+    part = sorted((broken / "seed-1-stats").glob("part-*.parquet"))[0]
+    part.write_bytes(part.read_bytes()[:100])  # a truncated upload
+    at = run_app(monkeypatch, broken, run="seed-1-stats")
+    assert len(at.error) == 1 and "seed-1-stats cannot be read" in shown(at.error[0].value)
+    assert str(tmp_path) not in at.error[0].value  # no server path reaches the browser
