@@ -16,6 +16,7 @@ from cartography_core.regions import AMBIGUOUS, EASY, HARD, REGIONS, RegionThres
 from cartography_core.scores import SCORES
 
 PAGE_ROWS = 100
+MAX_PAGES = 1000  # a page k keeps k x PAGE_ROWS rows while scanning: deeper than 100,000 rows, use `select`
 SUBSETS = (HARD, AMBIGUOUS, EASY, "all")  # as the map page orders them
 
 
@@ -30,10 +31,14 @@ def cached_overview(location: str, sig: str, cls: int | None, thresholds: Region
 
 
 @st.cache_resource(max_entries=64, ttl=3600, show_spinner="Scanning the statistics for the examples...")
-def cached_page(location: str, sig: str, metric: str, hardest: bool, subset: str, thresholds, cls) -> pd.DataFrame:
+def cached_page(
+    location: str, sig: str, metric: str, hardest: bool, subset: str, thresholds, cls, page: int
+) -> pd.DataFrame:
+    """Rows ``(page - 1) x PAGE_ROWS`` to ``page x PAGE_ROWS`` of the subset's ranking, with their texts."""
     ds = dataset(location, sig)
     region = None if subset == "all" else subset
-    rows = top_rows(ds, metric, k=PAGE_ROWS, hardest=hardest, region=region, thresholds=thresholds, cls=cls)
+    rows = top_rows(ds, metric, k=page * PAGE_ROWS, hardest=hardest, region=region, thresholds=thresholds, cls=cls)
+    rows = rows.slice((page - 1) * PAGE_ROWS) if rows.num_rows else rows
     return with_texts(ds, rows).to_pandas() if rows.num_rows else pd.DataFrame()
 
 
@@ -84,11 +89,16 @@ def show(location: str, sig: str, name: str) -> None:
     st.dataframe(counts, hide_index=True)
 
     hardest = order == state.ORDERS[0]
-    page = cached_page(location, sig, metric, hardest, subset, thresholds, cls)
-    st.subheader(f"Examples: the first {len(page):,} of {subset}, by {metric} ({order})")
+    counted = ov.region_counts if cls is None else ov.region_counts[cls : cls + 1]
+    size = int(counted.sum() if subset == "all" else counted[:, REGIONS.index(subset)].sum())
+    pages = max(1, min(MAX_PAGES, -(-size // PAGE_ROWS)))
+    number = int(st.number_input(f"Page (of {pages:,})", 1, pages, 1, key="pre_page"))
+    page = cached_page(location, sig, metric, hardest, subset, thresholds, cls, number)
+    first = (number - 1) * PAGE_ROWS
+    st.subheader(f"Examples {first + 1:,} to {first + len(page):,} of {size:,} ({subset}), by {metric} ({order})")
     st.caption(
-        "All the rows of a subset: `python -m cartography_core select` on the run's logs, or a filter on the "
-        "dataset's parquet parts; this page reads only the rows it shows."
+        f"Pages of {PAGE_ROWS}, each read by one scan of the parts (the first {MAX_PAGES:,} pages). Every row of a "
+        "subset: `python -m cartography_core select` on the run's logs, or a filter on the dataset's parquet parts."
     )
     if page.empty:
         st.info("No examples in this subset.")

@@ -70,6 +70,13 @@ def test_a_class_and_a_sort_of_the_sidebar_shape_the_page(monkeypatch, root):
     want = sub.take(pa.array(rank_order(sub, "variability")[:100]))
     assert page["id"].astype(int).tolist() == want["id"].to_pylist()
     assert page["variability"].is_monotonic_decreasing  # hardest first: most variable first
+    at.number_input(key="pre_page").set_value(2)
+    at.run()
+    second = at.dataframe[1].value  # the next 100 of the same ranking
+    assert (
+        second["id"].astype(int).tolist()
+        == sub.take(pa.array(rank_order(sub, "variability")[100:200]))["id"].to_pylist()
+    )
     datasets, _ = chart_rows(at)
     assert max(t.num_rows for t in datasets.values()) == int((stats["label"].to_numpy() == 3).sum())
 
