@@ -368,14 +368,14 @@ def _names(fs, path) -> list[str]:
     return sorted(p.name for p in Path(path).iterdir()) if fs is None else [n for n, _ in storage.entries(fs, path)]
 
 
-def _part_names(fs, path) -> list[str]:
+def part_names(fs, path) -> list[str]:
     """The names of the ``part-*.parquet`` files of a statistics dataset folder, sorted."""
     return [n for n in _names(fs, path) if n.startswith("part-") and n.endswith(".parquet")]
 
 
 def _part_files(fs, path) -> list[str]:
     """The ``part-*.parquet`` files of a statistics dataset folder as local paths or URLs."""
-    return [str(path / n) if fs is None else storage.url(fs, path / n) for n in _part_names(fs, path)]
+    return [str(path / n) if fs is None else storage.url(fs, path / n) for n in part_names(fs, path)]
 
 
 def _read_bytes(fs, path, name: str) -> bytes:
@@ -514,7 +514,7 @@ def read_stats(location: str | Path) -> pa.Table:
             + (" (a file, not a folder)" if kind == "file" else "")
         ) from None
     meta = json.loads(raw)
-    parts = [str(path / n) for n in _part_names(fs, path)]
+    parts = [str(path / n) for n in part_names(fs, path)]
     table = pads.dataset(parts, format="parquet", filesystem=fs).to_table()
     if table.num_rows != meta["n_examples"]:
         raise LogError(f"{shown}: holds {table.num_rows} examples but {META_FILE} says {meta['n_examples']}")

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from .. import storage
-from ..cluster import META_FILE, dataset_meta, read_trajectory
+from ..cluster import META_FILE, dataset_meta, part_names, read_trajectory
 from ..errors import LogError
 from ..examples import with_examples
 from ..ingest import EXAMPLES_NAMES
@@ -73,8 +73,7 @@ def open_dataset(location: str | Path) -> Dataset:
     meta = dataset_meta(location)
     if not meta:
         raise LogError(f"{location}: no {META_FILE}; not a statistics dataset, or its scoring did not finish")
-    names = sorted(p.name for p in Path(path).iterdir()) if fs is None else [n for n, _ in storage.entries(fs, path)]
-    parts = tuple(str(path / n) for n in names if n.startswith("part-") and n.endswith(".parquet"))
+    parts = tuple(str(path / n) for n in part_names(fs, path))
     return Dataset(location, meta, parts, fs)
 
 
