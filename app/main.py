@@ -338,7 +338,7 @@ if precomputed_view:
     if page != state.PAGES[0]:
         st.info("A precomputed statistics dataset has the map page only; reviews need the run's logs.")
     try:
-        precomputed.show(str(root / run_id), signature(listing.paths(run_id)), run_name)
+        precomputed.show(str(root / run_id), signature(listing.paths(run_id)), run_name, ids)
     except Exception as exc:  # the boundary: a notice for the browser, the details for the server's log
         log.warning("dataset %r under %s cannot be read: %s", run_id, root, exc, exc_info=not isinstance(exc, LogError))
         st.error(

@@ -192,10 +192,18 @@ def _run(client, run, epochs, out_fs, out_path, out, strict, partition_rows, uni
         "n_examples": n,
         "partitions": n_parts,
         "engine": "dask",
+        "examples": _location_of(run, run.examples_path),  # where the texts are, for the dashboard
     }
     _write_bytes(out_fs, out_path / META_FILE, (json.dumps(meta, indent=2) + "\n").encode())
     rows_read = int(per_epoch.sum())
     return ClusterResult(out, n, n_parts, rows_read, int(sum(c[2] for c in counts)))
+
+
+def _location_of(run: Run, path) -> str | None:
+    """A file of ``run`` as an absolute local path or a URL (None stays None)."""
+    if path is None:
+        return None
+    return str(Path(path).resolve()) if run.fs is None else storage.url(run.fs, path)
 
 
 def _plan_file(run: Run, file: tuple[int, Path], unit_rows: int):

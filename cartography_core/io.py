@@ -111,11 +111,17 @@ def check_file_kind(kind: str, shown: str) -> None:
         raise LogError(f"{shown}: expected a regular file, found {'a directory' if kind == 'directory' else kind}")
 
 
-def read_table_file(path: Path, shown: str | None = None, fs=None) -> pa.Table:
+def read_table_file(path: Path, shown: str | None = None, fs=None, id_type: pa.DataType | None = None) -> pa.Table:
     """A whole ``.parquet``, ``.jsonl`` or ``.csv`` file as a table; a clear error when it cannot be read.
-    ``fs``: the fsspec filesystem ``path`` lies in (:mod:`cartography_core.storage`), None for a local file."""
+    ``fs``: the fsspec filesystem ``path`` lies in (:mod:`cartography_core.storage`), None for a local file.
+    ``id_type``: the type a CSV file's ``id`` column is read as (string ids such as "00255" stay strings)."""
     path = Path(path) if fs is None else path
-    readers = {".parquet": pq.read_table, ".jsonl": pajson.read_json, ".csv": pacsv.read_csv}
+    convert = pacsv.ConvertOptions(column_types={"id": id_type}) if id_type is not None else None
+    readers = {
+        ".parquet": pq.read_table,
+        ".jsonl": pajson.read_json,
+        ".csv": lambda src: pacsv.read_csv(src, convert_options=convert),
+    }
     shown = shown or str(path)
     if path.suffix not in readers:
         raise LogError(f"{shown}: unknown file type {path.suffix!r}; use .parquet, .jsonl or .csv")

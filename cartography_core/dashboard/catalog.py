@@ -52,7 +52,7 @@ def list_runs(root: str | Path, *, follow_links: bool = False) -> RunListing:
     statistics datasets."""
     skipped: list[str] = []
     runs = find_runs(root, follow_links=follow_links, skipped=skipped)
-    datasets = find_datasets(root, follow_links=follow_links)
+    datasets = find_datasets(root, follow_links=follow_links, skipped=skipped)
     parents = [run_folder(r) for r in runs]
     last = {p: i for i, p in enumerate(parents)}
     ids: list[str] = []
@@ -64,9 +64,12 @@ def list_runs(root: str | Path, *, follow_links: bool = False) -> RunListing:
     return RunListing(Path(root), tuple(runs), tuple(ids), tuple(skipped), tuple(datasets))
 
 
-def find_datasets(root: str | Path, *, max_depth: int = 4, follow_links: bool = False) -> list[str]:
+def find_datasets(
+    root: str | Path, *, max_depth: int = 4, follow_links: bool = False, skipped: list[str] | None = None
+) -> list[str]:
     """Relative paths (sorted) of the statistics datasets of one run (``precomputed.is_dataset``) at or below
-    ``root``; the walk does not enter hidden folders, runs' log folders or a dataset."""
+    ``root``; the walk does not enter hidden folders, runs' log folders or a dataset. A folder of statistics
+    parts without ``cartography.json`` (a scoring that did not finish) is named in ``skipped``."""
     root = Path(root)
     real_root = root.resolve()
     found: list[str] = []
@@ -75,6 +78,11 @@ def find_datasets(root: str | Path, *, max_depth: int = 4, follow_links: bool = 
         if is_dataset(d):
             found.append(d.relative_to(root).as_posix() or ".")
             return
+        if skipped is not None and any(d.glob("part-*.parquet")) and not (d / "cartography.json").exists():
+            skipped.append(
+                f"{d.relative_to(root).as_posix()}: statistics parts without cartography.json (a scoring that did "
+                "not finish); skipped"
+            )
         if depth >= max_depth:
             return
         try:

@@ -84,6 +84,7 @@ class Overview:
     density: pa.Table  # datamap.density of the class's rows (group 0)
     histograms: dict[str, pa.Table]  # datamap.histogram of each of HISTOGRAMS (ranges: histogram_ranges)
     region_counts: np.ndarray  # (K, len(REGIONS)) examples per class and region
+    label_issues: np.ndarray  # (K,) examples flagged label_issue per class
     sample: pa.Table  # up to SAMPLE_POINTS rows: id, label, confidence, variability, correctness, label_issue
 
 
@@ -105,6 +106,7 @@ def overview(
     ranges = histogram_ranges(int(ds.meta["n_epochs"]))
     hist = {name: np.zeros(ranges[name][0], dtype=np.int64) for name in HISTOGRAMS}
     regions = np.zeros(k * len(REGIONS), dtype=np.int64)
+    flagged = np.zeros(k, dtype=np.int64)
     n_hard = int(size * HARD_SHARE)
     every: pa.Table | None = None  # all the class's rows while they are at most MAX_POINTS
     hard = rand = None  # the n_hard rows of smallest confidence + variability; the size rows of smallest key
@@ -114,6 +116,7 @@ def overview(
         label = batch["label"].to_numpy()
         conf, var = batch["confidence"].to_numpy(), batch["variability"].to_numpy()
         regions += np.bincount(label * len(REGIONS) + region_codes(conf, var, thresholds), minlength=regions.size)
+        flagged += np.bincount(label[batch["label_issue"].to_numpy(zero_copy_only=False)], minlength=k)
         mine = np.ones(len(label), dtype=bool) if cls is None else label == cls
         dens += density_counts(var[mine], conf[mine], np.zeros(int(mine.sum()), dtype=np.int64), 1, bins=bins)
         for name in HISTOGRAMS:
@@ -141,6 +144,7 @@ def overview(
             name: pa.table({"lo": edges[name][:-1], "hi": edges[name][1:], "count": c}) for name, c in hist.items()
         },
         region_counts=regions.reshape(k, len(REGIONS)),
+        label_issues=flagged,
         sample=sample.sort_by("id"),
     )
 
@@ -172,9 +176,11 @@ def top_rows(
     region: str | None = None,
     thresholds: RegionThresholds = RegionThresholds(),
     cls: int | None = None,
+    flagged: bool = False,
 ) -> pa.Table:
     """The ``k`` rows (every column) from the hardest (or easiest) end of ``metric``, ties by id ascending,
-    among the rows of ``region`` and class ``cls`` (all when None): ``select.rank_order``'s first ``k``."""
+    among the rows of ``region`` and class ``cls`` (all when None), only those flagged ``label_issue`` when
+    ``flagged``: ``select.rank_order``'s first ``k``."""
     if metric not in SCORES:
         raise LogError(f"unknown metric {metric!r}; choose one of: {', '.join(SCORES)}")
     if region is not None and region not in REGIONS:
@@ -189,6 +195,8 @@ def top_rows(
             mask &= codes == REGIONS.index(region)
         if cls is not None:
             mask &= rows["label"].to_numpy() == cls
+        if flagged:
+            mask &= rows["label_issue"].to_numpy(zero_copy_only=False)
         rows = rows.filter(pa.array(mask))
         values = rows[metric].to_numpy(zero_copy_only=False).astype(np.float64)
         if np.isnan(values).any() and not metric.endswith("_epoch"):
@@ -203,20 +211,30 @@ def top_rows(
     return kept.drop_columns(["_v"])
 
 
-def with_texts(ds: Dataset, rows: pa.Table) -> pa.Table:
-    """``rows`` joined with the examples file beside the dataset (its folder or the folder above), reading only
-    the examples of ``rows``; ``rows`` unchanged when there is none."""
+def examples_file(ds: Dataset):
+    """The examples file beside the dataset: in its folder or the one above (a path in the dataset's
+    filesystem), or None."""
     fs, path = storage.locate(ds.location)
     for folder in (path, path.parent):
         for name in EXAMPLES_NAMES:
             candidate = folder / name
-            exists = candidate.exists() if fs is None else storage.kind(fs, candidate) == "file"
-            if not exists:
-                continue
-            if name.endswith(".parquet") and rows.num_rows:
-                data = pads.dataset(str(candidate), format="parquet", filesystem=fs)
-                examples = data.to_table(filter=pc.field("id").isin(rows["id"]))
-            else:
-                examples = read_table_file(candidate, name, fs=fs)
-            return with_examples(rows.replace_schema_metadata({"cartography": json.dumps(ds.meta)}), examples)
-    return rows
+            if candidate.exists() if fs is None else storage.kind(fs, candidate) == "file":
+                return candidate
+    return None
+
+
+def with_texts(ds: Dataset, rows: pa.Table) -> pa.Table:
+    """``rows`` joined with :func:`examples_file`, reading only the examples of ``rows`` from a parquet file;
+    a CSV or JSONL file is read whole, its ids typed as the dataset's. ``rows`` unchanged when there is none."""
+    fs, _ = storage.locate(ds.location)
+    path = examples_file(ds)
+    if path is None:
+        return rows
+    if path.suffix == ".parquet":
+        examples = pads.dataset(str(path), format="parquet", filesystem=fs).to_table(
+            filter=pc.field("id").isin(rows["id"])
+        )
+    else:
+        id_type = rows.schema.field("id").type
+        examples = read_table_file(path, path.name, fs=fs, id_type=id_type)
+    return with_examples(rows.replace_schema_metadata({"cartography": json.dumps(ds.meta)}), examples)
