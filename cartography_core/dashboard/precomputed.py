@@ -212,24 +212,29 @@ def top_rows(
 
 
 def examples_file(ds: Dataset):
-    """The examples file beside the dataset: in its folder or the one above (a path in the dataset's
-    filesystem), or None."""
+    """``(filesystem, path)`` of the examples file: one in the dataset's folder or the one above, else the
+    run's own (``examples`` in ``cartography.json``) while it can still be read; None when there is none."""
     fs, path = storage.locate(ds.location)
     for folder in (path, path.parent):
         for name in EXAMPLES_NAMES:
             candidate = folder / name
             if candidate.exists() if fs is None else storage.kind(fs, candidate) == "file":
-                return candidate
+                return fs, candidate
+    recorded = ds.meta.get("examples")
+    if recorded:
+        fs, path = storage.locate(recorded)
+        if path.exists() if fs is None else storage.kind(fs, path) == "file":
+            return fs, path
     return None
 
 
 def with_texts(ds: Dataset, rows: pa.Table) -> pa.Table:
     """``rows`` joined with :func:`examples_file`, reading only the examples of ``rows`` from a parquet file;
     a CSV or JSONL file is read whole, its ids typed as the dataset's. ``rows`` unchanged when there is none."""
-    fs, _ = storage.locate(ds.location)
-    path = examples_file(ds)
-    if path is None:
+    found = examples_file(ds)
+    if found is None:
         return rows
+    fs, path = found
     if path.suffix == ".parquet":
         examples = pads.dataset(str(path), format="parquet", filesystem=fs).to_table(
             filter=pc.field("id").isin(rows["id"])
