@@ -29,6 +29,18 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_stats import DATA, make_parquet_log  # noqa: E402
 
+DASHBOARD = """
+import resource, sys, time
+from cartography_core.dashboard.precomputed import open_dataset, overview, top_rows, with_texts
+ds = open_dataset(sys.argv[1])
+t = time.perf_counter(); ov = overview(ds); t_map = time.perf_counter() - t
+t = time.perf_counter()
+rows = top_rows(ds, "confidence", k=100, region="hard-to-learn")
+t_page = time.perf_counter() - t
+t = time.perf_counter(); traj = ds.trajectory(rows["id"][0].as_py()); t_traj = time.perf_counter() - t
+print(t_map, t_page, t_traj, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
 IN_PROCESS = """
 import resource, sys, time
 from cartography_core.stats import compute_stats
@@ -104,6 +116,16 @@ def same(a_path: Path, b_dir: Path) -> bool:
     return True
 
 
+def dashboard(out: Path) -> tuple[float, float, float, int]:
+    """The dashboard's dataset page on a result, in a fresh process: (map scan s, page of 100 s, one
+    trajectory s, peak RSS bytes)."""
+    res = subprocess.run(
+        [sys.executable, "-c", DASHBOARD, str(out)], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    t_map, t_page, t_traj, rss = res.stdout.split()
+    return float(t_map), float(t_page), float(t_traj), int(rss)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=10_000_000)
@@ -141,6 +163,13 @@ def main() -> None:
                 f"(idle {base[0] / 1e9:.2f}) | {result.bytes_shuffled / 1e9:.2f} GB | {same(ref, out)} |"
             )
             print(lines[-1], flush=True)
+        t_map, t_page, t_traj, rss = dashboard(out)  # the last result: the dashboard's page on a laptop
+        lines.append(
+            f"\ndashboard page on that result, one process: map, histograms and counts (one scan) {t_map:.1f} s, "
+            f"a page of 100 hard-to-learn by confidence {t_page:.1f} s, one example's epochs {t_traj * 1000:.0f} ms; "
+            f"peak RSS {rss / 1e9:.2f} GB"
+        )
+        print(lines[-1], flush=True)
     lines.append(f"\nclient process peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
     with open(ROOT / "bench" / "results" / "cluster.md", "a") as fh:
         fh.write("\n".join(lines) + "\n")
