@@ -54,7 +54,10 @@ class Dataset:
     def scan(self, columns: list[str], filter: pc.Expression | None = None) -> Iterator[pa.RecordBatch]:
         """The dataset's rows, ``columns`` only, in batches of at most ``SCAN_ROWS``."""
         data = pads.dataset(list(self.parts), format="parquet", filesystem=self.fs)
-        yield from data.to_batches(columns=columns, filter=filter, batch_size=SCAN_ROWS)
+        # one batch ahead, one file at a time: pyarrow's default read-ahead holds up to 16 batches of 4 files
+        yield from data.to_batches(
+            columns=columns, filter=filter, batch_size=SCAN_ROWS, batch_readahead=1, fragment_readahead=1
+        )
 
     def trajectory(self, example_id) -> pa.Table:
         """One example's per-epoch gold probability and prediction (one row group of one file)."""
@@ -186,8 +189,10 @@ def top_rows(
     if region is not None and region not in REGIONS:
         raise LogError(f"unknown region {region!r}; choose one of: {', '.join(REGIONS)}")
     flip = (SCORES[metric].harder == "lower") != hardest  # sort descending
-    kept: pa.Table | None = None
-    for batch in ds.scan(None):
+    columns = ["id", metric] + (["confidence", "variability"] if region is not None else [])
+    columns += (["label"] if cls is not None else []) + (["label_issue"] if flagged else [])
+    kept: pa.Table | None = None  # the k best (id, key) so far: the scan reads only the columns it ranks by
+    for batch in ds.scan(list(dict.fromkeys(columns))):
         rows = pa.Table.from_batches([batch])
         mask = np.ones(rows.num_rows, dtype=bool)
         if region is not None:
@@ -202,13 +207,16 @@ def top_rows(
         if np.isnan(values).any() and not metric.endswith("_epoch"):
             raise LogError(f"{metric} is undefined for some examples (a log of probabilities has no aum)")
         values = np.where(np.isnan(values), np.inf, values)  # never learned: later than any epoch
-        rows = rows.append_column("_v", pa.array(-values if flip else values))
+        rows = pa.table({"id": rows["id"], "_v": pa.array(-values if flip else values)})
         both = rows if kept is None else pa.concat_tables([kept, rows])
         order = pc.sort_indices(both, sort_keys=[("_v", "ascending"), ("id", "ascending")])
         kept = both.take(order.slice(0, k))
-    if kept is None:
+    if kept is None or kept.num_rows == 0:
         return pa.table({})
-    return kept.drop_columns(["_v"])
+    # then the whole rows of those k ids only, in their rank
+    full = pa.concat_tables([pa.Table.from_batches([b]) for b in ds.scan(None, filter=pc.field("id").isin(kept["id"]))])
+    position = pc.index_in(kept["id"], value_set=full["id"])
+    return full.take(position)
 
 
 def examples_file(ds: Dataset):
