@@ -337,7 +337,7 @@ def pool_runs_dask(
             )
             for r, d in zip(runs, run_dirs)
         ]
-        metas = [json.loads(_read_bytes(*storage.locate(d), META_FILE)) for d in run_dirs]
+        metas = [finished_meta(d) for d in run_dirs]
         frames = [
             dd.read_parquet(_part_files(*storage.locate(d)), dtype_backend="pyarrow").assign(_run=np.int32(r))
             for r, d in enumerate(run_dirs)
@@ -415,12 +415,13 @@ def partition_of(ids, n_partitions: int) -> np.ndarray:
     return pd.util.hash_pandas_object(frame, index=False).to_numpy() % n_partitions
 
 
-def read_trajectory(location: str | Path, example_id) -> pa.Table:
+def read_trajectory(location: str | Path, example_id, meta: dict | None = None) -> pa.Table:
     """The per-epoch gold-class probability and prediction of one example of a dataset written by
     :func:`compute_stats_dask`: ``epoch``, ``p_gold`` (null where not logged) and ``pred``. Reads one row
-    group of one partition's ``traj-<p>.parquet``, never the logs."""
+    group of one partition's ``traj-<p>.parquet``, never the logs; ``meta``: the dataset's ``cartography.json``
+    when the caller holds it already."""
     fs, path = storage.locate(location)
-    meta = json.loads(_read_bytes(fs, path, META_FILE))
+    meta = meta if meta is not None else finished_meta(location)
     if "runs" in meta:
         raise LogError(f"{location}: a pool of runs; read a trajectory from one run's folder ({location}/runs/<run>)")
     p = int(partition_of([example_id], meta["partitions"])[0])
@@ -508,24 +509,28 @@ def dataset_meta(location: str | Path) -> dict:
         return {}
 
 
+def finished_meta(location: str | Path) -> dict:
+    """:func:`dataset_meta`, or a :class:`LogError` naming ``location`` when it is not a finished dataset."""
+    meta = dataset_meta(location)
+    if not meta:
+        fs, path = storage.locate(location)
+        is_file = Path(path).is_file() if fs is None else storage.kind(fs, path) == "file"
+        raise LogError(
+            f"{location}: no {META_FILE}; not a statistics dataset, or its scoring did not finish"
+            + (" (a file, not a folder)" if is_file else "")
+        )
+    return meta
+
+
 def read_stats(location: str | Path) -> pa.Table:
     """A statistics dataset written by :func:`compute_stats_dask`, whole and sorted by id, with the metadata
     of :func:`~cartography_core.stats.compute_stats`'s table."""
+    meta = finished_meta(location)
     fs, path = storage.locate(location)
-    shown = location
-    kind = (Path(path).is_file() and "file") if fs is None else storage.kind(fs, path)
-    try:
-        raw = _read_bytes(fs, path, META_FILE)
-    except (FileNotFoundError, NotADirectoryError):
-        raise LogError(
-            f"{shown}: no {META_FILE}; not a statistics dataset, or its scoring did not finish"
-            + (" (a file, not a folder)" if kind == "file" else "")
-        ) from None
-    meta = json.loads(raw)
     parts = [str(path / n) for n in part_names(fs, path)]
     table = pads.dataset(parts, format="parquet", filesystem=fs).to_table()
     if table.num_rows != meta["n_examples"]:
-        raise LogError(f"{shown}: holds {table.num_rows} examples but {META_FILE} says {meta['n_examples']}")
+        raise LogError(f"{location}: holds {table.num_rows} examples but {META_FILE} says {meta['n_examples']}")
     table = table.sort_by("id").replace_schema_metadata({"cartography": json.dumps(_table_meta(meta))})
     return table if not meta.get("label_names") else name_classes(table, meta["label_names"])
 
@@ -567,7 +572,7 @@ def split_half_reliability_dask(
     rng = np.random.default_rng(seed)  # the in-process engine's splits, drawn in its order
     perms = np.array([rng.permutation(r_total) for _ in range(n_splits)])
     located = [storage.locate(d) for d in datasets]
-    sizes = [json.loads(_read_bytes(fs, path, META_FILE))["n_examples"] for fs, path in located]
+    sizes = [finished_meta(d)["n_examples"] for d in datasets]
     if len(set(sizes)) > 1:
         raise LogError(
             "split-half reliability needs runs that log the same examples: "

@@ -30,6 +30,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -425,21 +426,14 @@ def read_file(
         raise LogError(f"{source}: file holds no rows")
 
 
-class opened:
+@contextmanager
+def opened(fs, path: Path):
     """A local path as it is (pyarrow opens it), or a file of an fsspec filesystem opened for the block."""
-
-    def __init__(self, fs, path: Path) -> None:
-        self.fs, self.path, self.fh = fs, path, None
-
-    def __enter__(self):
-        if self.fs is None:
-            return self.path
-        self.fh = storage.open_binary(self.fs, self.path)
-        return self.fh
-
-    def __exit__(self, *exc) -> None:
-        if self.fh is not None:
-            self.fh.close()
+    if fs is None:
+        yield path
+        return
+    with storage.open_binary(fs, path) as fh:
+        yield fh
 
 
 def parquet_file(run: Run, src, path: Path) -> pq.ParquetFile:

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from .. import storage
-from ..cluster import META_FILE, dataset_meta, part_names, read_trajectory
+from ..cluster import dataset_meta, finished_meta, part_names, read_trajectory
 from ..errors import LogError
 from ..examples import with_examples
 from ..ingest import EXAMPLES_NAMES
@@ -61,7 +61,7 @@ class Dataset:
 
     def trajectory(self, example_id) -> pa.Table:
         """One example's per-epoch gold probability and prediction (one row group of one file)."""
-        return read_trajectory(self.location, example_id)
+        return read_trajectory(self.location, example_id, self.meta)
 
 
 def is_dataset(folder: str | Path) -> bool:
@@ -73,9 +73,7 @@ def is_dataset(folder: str | Path) -> bool:
 def open_dataset(location: str | Path) -> Dataset:
     """The dataset at ``location`` (a path or URL); a clear error when it is not a finished one."""
     fs, path = storage.locate(location)
-    meta = dataset_meta(location)
-    if not meta:
-        raise LogError(f"{location}: no {META_FILE}; not a statistics dataset, or its scoring did not finish")
+    meta = finished_meta(location)
     parts = tuple(str(path / n) for n in part_names(fs, path))
     return Dataset(location, meta, parts, fs)
 
