@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import altair as alt
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from cartography_core.dashboard.datamap import CONF_MAX, VAR_MAX
 
@@ -37,6 +39,25 @@ Y_SPEC = _field("confidence", "quantitative", title="confidence", scale={"domain
 TOOLTIP_SPEC = [
     _field(t.split(":")[0], "nominal" if t.endswith(":N") else "quantitative") for t in TOOLTIP
 ]  # fmt: skip
+
+
+def map_points(t: pa.Table, names: list[str], text_column: str | None) -> pd.DataFrame:
+    """The rows of ``t`` (a statistics table, examples joined) as the map's points: id, gold and predicted class
+    names, the three coordinates and colours, and the first 280 characters of the text for the tooltip."""
+    lookup = np.asarray(names, dtype=object)
+    frame = pd.DataFrame(
+        {
+            "id": t["id"].to_pandas().astype(str),
+            "gold": lookup[t["label"].to_numpy()],
+            "predicted": lookup[t["pred_label"].to_numpy()],
+            "confidence": t["confidence"].to_numpy(),
+            "variability": t["variability"].to_numpy(),
+            "correctness": t["correctness"].to_numpy(),
+        }
+    )
+    if text_column:
+        frame["text"] = t[text_column].to_pandas().str.slice(0, 280)
+    return frame
 
 
 def data_map(points: pd.DataFrame, bins: pd.DataFrame | None, *, title: str, height: int = 430) -> dict:

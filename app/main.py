@@ -153,21 +153,8 @@ def map_layers(root: str, run_id: str, sig: str, cls: int | None) -> tuple[pd.Da
 
 
 def points_frame(run: LoadedRun, rows: np.ndarray) -> pd.DataFrame:
-    t = run.table.take(pa.array(rows))
-    names = np.asarray(run.label_names, dtype=object)
-    frame = pd.DataFrame(
-        {
-            "row": rows,  # into the run's table: per-row overlays (the reviews' verdicts) join on it
-            "id": t["id"].to_pandas().astype(str),
-            "gold": names[t["label"].to_numpy()],
-            "predicted": names[t["pred_label"].to_numpy()],
-            "confidence": t["confidence"].to_numpy(),
-            "variability": t["variability"].to_numpy(),
-            "correctness": t["correctness"].to_numpy(),
-        }
-    )
-    if run.text_column:
-        frame["text"] = t[run.text_column].to_pandas().str.slice(0, 280)
+    frame = charts.map_points(run.table.take(pa.array(rows)), run.label_names, run.text_column)
+    frame.insert(0, "row", rows)  # into the run's table: per-row overlays (the reviews' verdicts) join on it
     return frame
 
 

@@ -173,17 +173,4 @@ def _points(ds: Dataset, sample, names: list[str]) -> pd.DataFrame:
     if not sample.num_rows:
         return pd.DataFrame({c: [] for c in ("id", "gold", "predicted", "confidence", "variability", "correctness")})
     rows = with_texts(ds, sample)
-    lookup = np.asarray(names, dtype=object)
-    frame = pd.DataFrame(
-        {
-            "id": rows["id"].to_pandas().astype(str),
-            "gold": lookup[rows["label"].to_numpy()],
-            "predicted": lookup[rows["pred_label"].to_numpy()],
-            "confidence": rows["confidence"].to_numpy(),
-            "variability": rows["variability"].to_numpy(),
-            "correctness": rows["correctness"].to_numpy(),
-        }
-    )
-    if "text" in rows.column_names:
-        frame["text"] = rows["text"].to_pandas().str.slice(0, 280)
-    return frame
+    return charts.map_points(rows, names, "text" if "text" in rows.column_names else None)
