@@ -27,3 +27,15 @@ def reviews_db(tmp_path_factory, monkeypatch):
     for name in ("CARTOGRAPHY_INVITE_SECRET", "CARTOGRAPHY_INVITE_SECRET_FILE"):
         monkeypatch.delenv(name, raising=False)
     return path
+
+
+@pytest.fixture(scope="session")
+def client():
+    """A real Dask LocalCluster for the tests of the Dask engine: two worker processes, one thread each, so rows
+    really travel between processes in the shuffle. Started once, on first use."""
+    import distributed
+
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+    with distributed.Client(cluster) as c:
+        yield c
+    cluster.close()

@@ -13,12 +13,12 @@ import pytest
 from cartography_core import RegionThresholds, compute_stats, region_codes
 from cartography_core.cluster import compute_stats_dask
 from cartography_core.select import rank_order
+from cartography_core.stats import class_names
 from tests.test_app import SAMPLES, chart_rows, run_app, shown
-from tests.test_cluster import client  # noqa: F401  (the LocalCluster fixture)
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory, client):  # noqa: F811
+def root(tmp_path_factory, client):
     """A log root holding a dataset's examples file and one run scored on the cluster, without its logs."""
     root = tmp_path_factory.mktemp("precomputed")
     shutil.copy(SAMPLES / "trec" / "examples.parquet", root / "examples.parquet")
@@ -31,7 +31,7 @@ def test_the_page_shows_the_runs_counts_points_and_examples_with_their_own_texts
     assert shown(at.title[0].value) == "Data map: seed-1-stats"
     assert not at.error
     stats = compute_stats(SAMPLES / "trec" / "seed-1")
-    names = stats.schema.metadata and ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
+    names = class_names(stats)  # the run's own: ABBR, DESC, ENTY, HUM, LOC, NUM
     codes = region_codes(stats["confidence"].to_numpy(), stats["variability"].to_numpy(), RegionThresholds())
     counts = at.dataframe[0].value.set_index("class")
     for c, name in enumerate(names):
@@ -88,7 +88,7 @@ def test_the_likely_mislabeled_subset_lists_the_flagged_examples(monkeypatch, ro
     assert page["id"].astype(int).tolist() == flagged.take(pa.array(rank_order(flagged, "aum")[:100]))["id"].to_pylist()
 
 
-def test_examples_as_csv_with_padded_string_ids_and_an_unfinished_result(monkeypatch, tmp_path, client):  # noqa: F811
+def test_examples_as_csv_with_padded_string_ids_and_an_unfinished_result(monkeypatch, tmp_path, client):
     from tests.logs import write_log
     from tests.test_cluster import messy_epochs
 

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 
-import distributed
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -28,15 +27,6 @@ from cartography_core.ingest import find_runs, open_run, read_examples
 from cartography_core.reliability import pool_runs, split_half_reliability
 from cartography_core.stats import compute_stats, table_meta
 from tests.logs import write_log
-
-
-@pytest.fixture(scope="module")
-def client():
-    """Two worker processes, one thread each: rows really travel between processes in the shuffle."""
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
-    with distributed.Client(cluster) as c:
-        yield c
-    cluster.close()
 
 
 def messy_epochs(n=300, epochs=4, k=3, seed=0, string_ids=False, probs=False):

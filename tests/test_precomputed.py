@@ -14,11 +14,11 @@ from cartography_core.errors import LogError
 from cartography_core.regions import REGIONS, RegionThresholds, region_codes
 from cartography_core.select import rank_order
 from tests.logs import write_log
-from tests.test_cluster import client, messy_epochs  # noqa: F401  (the module's LocalCluster fixture)
+from tests.test_cluster import messy_epochs
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory, client):  # noqa: F811
+def dataset(tmp_path_factory, client):
     root = tmp_path_factory.mktemp("pre")
     run = write_log(
         root / "ds" / "run", messy_epochs(n=900, epochs=4, seed=5), "parquet", meta={"label_names": ["a", "b", "c"]}

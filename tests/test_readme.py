@@ -238,3 +238,25 @@ def test_cluster_block_gives_the_in_process_tables(workdir, env):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-9, err_msg=c)
         else:
             assert (a == b).all(), c
+
+
+@pytest.mark.parametrize("run_id", list(EXPECTED_ROWS))
+def test_each_recorded_run_scored_on_a_cluster_is_the_in_process_table(recorded, run_id, client, tmp_path):
+    """The README's own recordings (a Hugging Face padding collator; torchrun with a DistributedSampler that
+    pads an odd count) through ``stats --engine dask``: the table the in-process engine gives."""
+    from cartography_core.cluster import compute_stats_dask, read_stats
+    from cartography_core.stats import compute_stats
+
+    compute_stats_dask(recorded / run_id, tmp_path / "out", client=client, partition_rows=500)
+    got, want = read_stats(tmp_path / "out"), compute_stats(recorded / run_id)
+    assert got.column_names == want.column_names
+    for name in want.column_names:
+        a, b = got[name].to_numpy(zero_copy_only=False), want[name].to_numpy(zero_copy_only=False)
+        if a.dtype.kind == "f":
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-9, err_msg=name)
+        else:
+            assert (a == b).all(), name
+    assert (
+        json.loads((tmp_path / "out" / "cartography.json").read_text())["padding_rows"]
+        == (json.loads(want.schema.metadata[b"cartography"])["padding_rows"])
+    )
