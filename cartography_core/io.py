@@ -8,10 +8,13 @@ would block the reader; a directory or a dangling link is reported by name).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import pandas as pd
@@ -24,11 +27,18 @@ from . import storage
 from .errors import LogError, short
 
 FORMATS = (".csv", ".jsonl", ".parquet")
+# dictionary encoding buys nothing on logits and costs 2.5x the write time (bench/bench_recorder.py)
+PARQUET_OPTIONS = {"compression": "zstd", "use_dictionary": False}
+
+
+def _temporary(path: Path) -> Path:
+    """The hidden temporary file beside ``path`` that a write goes to before it is renamed into place."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a hidden temporary file beside ``path``, then rename it to ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
+    tmp = _temporary(path)
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -38,8 +48,57 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 def atomic_write_parquet(table: pa.Table, path: Path) -> None:
     """Write ``table`` to ``path`` as zstd parquet, atomically."""
-    # dictionary encoding buys nothing on logits and costs 2.5x the write time (bench/bench_recorder.py)
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd", use_dictionary=False))
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp, **PARQUET_OPTIONS))
+
+
+_STREAM_THREAD: list[ThreadPoolExecutor] = []  # one background writer thread for the process, made on first use
+
+
+class ParquetStream:
+    """A parquet file written one row group at a time by a background thread (pyarrow releases the GIL while
+    it encodes and compresses), into the hidden temporary file of :func:`atomic_write`; :meth:`commit` renames
+    it into place, so a reader never sees part of it. Row groups wait for the thread at most ``MAX_PENDING``
+    at a time (``write`` blocks beyond that), so memory stays bounded when the disk is slower than the caller.
+    A failure on the thread is raised by the next ``write`` or by ``commit``."""
+
+    MAX_PENDING = 2
+
+    def __init__(self, path: Path, schema: pa.Schema):
+        self.path, self.tmp = path, _temporary(path)
+        # opened here, not on the thread: the thread runs only pyarrow's encoding, which releases the GIL, so it
+        # never holds the GIL against the caller for a switch interval (5 ms)
+        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(self.tmp, schema, **PARQUET_OPTIONS)
+        self._pending: deque[Future] = deque()
+
+    def write(self, table: pa.Table) -> None:
+        """Queue ``table`` as the next row group."""
+        self._submit(self._writer.write_table, table, max(1, table.num_rows))
+
+    def _submit(self, fn, *args) -> None:
+        if not _STREAM_THREAD:
+            _STREAM_THREAD.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="cartography-writer"))
+        while self._pending and (self._pending[0].done() or len(self._pending) >= self.MAX_PENDING):
+            self._pending.popleft().result()  # in order: the first failure is the one raised
+        self._pending.append(_STREAM_THREAD[0].submit(fn, *args))
+
+    def commit(self) -> Path:
+        """Wait for every row group, complete the file and rename it into place; returns ``path``."""
+        while self._pending:
+            self._pending.popleft().result()
+        self._writer.close()
+        self._writer = None
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Give the file up: nothing is left under ``path`` or the temporary name."""
+        wait(self._pending)
+        self._pending.clear()
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._writer = None
+        self.tmp.unlink(missing_ok=True)
 
 
 def write_json(path: Path, obj: dict) -> None:

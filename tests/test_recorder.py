@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cartography_core import DynamicsReader, LogError, compute_stats, open_run
-from cartography_core.record import DynamicsRecorder
+from cartography_core.record import DynamicsRecorder, recorder
 
 
 def random_epochs(seed=0, n=300, k=4, epochs=3):
@@ -28,13 +28,20 @@ def feed(rec, ids, labels, logits_e, rng, *, rows=None, as_torch=False):
         rec.log(ids[chunk], z, labels[chunk])
 
 
-def test_shuffled_batches_read_back_exactly(tmp_path):
+@pytest.mark.parametrize("row_group_rows", [1 << 14, 50])
+def test_shuffled_batches_read_back_exactly(tmp_path, monkeypatch, row_group_rows):
+    monkeypatch.setattr(recorder, "ROW_GROUP_ROWS", row_group_rows)
     ids, labels, logits = random_epochs()
     rng = np.random.default_rng(1)
     rec = DynamicsRecorder(tmp_path / "run", label_names=list("abcd"), meta={"seed": 3})
     for e in range(3):
         feed(rec, ids, labels, logits[e], rng, as_torch=e == 1)
         rec.end_epoch()
+    # row groups are written as the batches arrive: each holds the batches that reached row_group_rows
+    sizes = [len(c) for c in np.array_split(np.arange(300), 7)]
+    groups = pq.ParquetFile(tmp_path / "run" / "dynamics" / "epoch_001.parquet").metadata
+    expected = [300] if row_group_rows > 300 else [sum(sizes[:2]), sum(sizes[2:4]), sum(sizes[4:6]), sizes[6]]
+    assert [groups.row_group(g).num_rows for g in range(groups.num_row_groups)] == expected
     run = open_run(tmp_path / "run")
     assert run.meta["pass"] == "train" and run.meta["seed"] == 3 and run.label_names == list("abcd")
     reader = DynamicsReader(run)
@@ -78,16 +85,14 @@ def test_an_interrupted_write_leaves_no_epoch_file(tmp_path, monkeypatch):
     rec.end_epoch()
     rec.log(ids, logits[1], labels)
 
-    def crash(table, where, **kw):
-        with open(where, "wb") as fh:
-            fh.write(b"PAR1 half a file")
+    def crash(self, table, *args, **kw):  # on the writer thread, with the temporary file opened
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pq, "write_table", crash)
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", crash)
     with pytest.raises(KeyboardInterrupt):
         rec.end_epoch()
     files = sorted(p.name for p in (tmp_path / "run" / "dynamics").iterdir())
-    assert files == ["epoch_000.parquet"]
+    assert files == ["epoch_000.parquet"]  # and no temporary file either
     # a writer killed outright leaves its hidden temporary file behind: never read as an epoch
     (tmp_path / "run" / "dynamics" / ".epoch_001.parquet.tmp-999").write_bytes(b"PAR1 half")
     assert open_run(tmp_path / "run").n_epochs == 1
@@ -117,3 +122,46 @@ def test_bad_batches_are_refused(tmp_path):
     rec.log([2], np.zeros((1, 2)), [0])
     with pytest.raises(LogError, match="id 2 was logged twice in epoch 0"):
         rec.end_epoch()
+
+
+def test_a_tensor_changed_in_place_after_log_is_refused_not_recorded(tmp_path, monkeypatch):
+    monkeypatch.setattr(recorder, "ROW_GROUP_ROWS", 4)
+    rec = DynamicsRecorder(tmp_path / "run")
+    z = torch.zeros(3, 2)
+    rec.log(torch.arange(3), torch.ones(3, 2), torch.zeros(3, dtype=torch.long))
+    rec.log(torch.arange(3, 6), z, torch.zeros(3, dtype=torch.long))
+    rec.end_epoch()  # held by reference, then copied when 4 rows were waiting: a later change is harmless
+    z += 5
+    values = np.concatenate([b.values for b in DynamicsReader(open_run(tmp_path / "run"))])
+    np.testing.assert_array_equal(values, [[1, 1]] * 3 + [[0, 0]] * 3)
+
+    rec.log(torch.arange(3), z, torch.zeros(3, dtype=torch.long))  # 3 rows wait: z is held by reference
+    z.mul_(2)
+    with pytest.raises(LogError, match=re.escape("the logits logged in step 0 of epoch 1 were changed in place")):
+        rec.log(torch.arange(3, 6), torch.ones(3, 2), torch.zeros(3, dtype=torch.long))  # 6 rows: a row group
+    labels = torch.zeros(2, dtype=torch.long)
+    rec.log(torch.arange(2), torch.ones(2, 2), labels)
+    labels[0] = 1  # a changed gold label would record the wrong class
+    with pytest.raises(LogError, match=re.escape("the labels logged in step 0 of epoch 1 were changed in place")):
+        rec.end_epoch()
+    # the epoch is dropped whole: no file, no temporary file, and the epoch can be logged again
+    assert sorted(p.name for p in (tmp_path / "run" / "dynamics").iterdir()) == ["epoch_000.parquet"]
+    rec.log(torch.arange(6), torch.full((6, 2), 2.0), torch.zeros(6, dtype=torch.long))
+    assert rec.end_epoch().name == "epoch_001.parquet"
+
+
+def test_a_batch_unlike_the_epochs_others_is_refused(tmp_path):
+    rec = DynamicsRecorder(tmp_path / "run")
+    rec.log([1, 2], np.zeros((2, 2)), [0, 1], loss=[0.5, 0.1])
+    with pytest.raises(LogError, match="a batch without loss after batches with it in epoch 0"):
+        rec.log([3], np.zeros((1, 2)), [0])
+    with pytest.raises(LogError, match=re.escape("loss (3,) must hold one value per example (2)")):
+        rec.log([3, 4], np.zeros((2, 2)), [0, 1], loss=[1.0, 2.0, 3.0])
+    with pytest.raises(LogError, match="logits have 3 classes, earlier batches of this epoch 2"):
+        rec.log([3], np.zeros((1, 3)), [0], loss=[1.0])
+    with pytest.raises(LogError, match="ids of this batch are strings but earlier ids of epoch 0 are integers"):
+        rec.log(["a"], np.zeros((1, 2)), [0], loss=[1.0])
+    rec.log(torch.tensor([3]), torch.zeros((1, 2)), [0], loss=torch.ones(1, 1))  # (n, 1) losses are one per row
+    assert rec.end_epoch().name == "epoch_000.parquet"
+    table = pq.read_table(tmp_path / "run" / "dynamics" / "epoch_000.parquet")
+    assert table["id"].to_pylist() == [1, 2, 3] and table["loss"].to_pylist() == [0.5, pytest.approx(0.1), 1.0]

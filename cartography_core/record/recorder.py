@@ -11,10 +11,10 @@ that row)::
             rec.log(ids, logits, y)
         rec.end_epoch()
 
-``log`` takes numpy arrays or torch tensors (moved to the CPU and detached), keeps at most one epoch in
-memory, and ``end_epoch`` writes ``dynamics/epoch_<e>.parquet`` atomically: the rows go to a hidden
-temporary file that is renamed into place only once complete, so a crash leaves no file that ingest would
-read as an epoch.
+``log`` takes numpy arrays or torch tensors (detached; any device). Every ``ROW_GROUP_ROWS`` rows become a
+row group of ``dynamics/epoch_<e>.parquet``, encoded by a background thread into a hidden temporary file
+that ``end_epoch`` renames into place once complete, so a crash leaves no file that ingest would read as an
+epoch, and memory holds a few row groups of logits plus the epoch's ids and labels (checked at its end).
 
 Claiming a run folder is atomic: rank 0 takes an exclusive lock (``.cartography.lock``, held while the
 recorder lives), so a second process recording into the same folder fails with a clear message instead of
@@ -34,6 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import json
+import math
 import os
 import shutil
 import sys
@@ -45,27 +46,49 @@ import pyarrow as pa
 
 from ..errors import LogError, show_id
 from ..ingest import EXAMPLES_NAMES
-from ..io import atomic_write_parquet, file_kind, write_json
+from ..io import ParquetStream, atomic_write_parquet, file_kind, write_json
 
 FORMAT = "cartography-logs/1"
 PASSES = ("train", "eval")
 LOCK_NAME = ".cartography.lock"
 EXAMPLES_FILE = "examples.parquet"
 _HELD: dict[str, object] = {}  # resolved run folder -> open lock file, for the claims this process holds
+ROW_GROUP_ROWS = 1 << 14  # rows held before they are written as a row group (also the rows a reader reads at once)
 
 
-def _snapshot(x, dtype: str | None = None) -> np.ndarray:
-    """A numpy copy of ``x`` (the caller may reuse its buffers): one copy per batch, nothing else."""
+def _hold(x) -> tuple:
+    """A batch column as :meth:`DynamicsRecorder.log` keeps it until its row group is written: a torch tensor by
+    reference (detached, on its device, with its version counter, so that a change in place after ``log()`` is
+    caught, not recorded), anything else copied to numpy now (the caller may reuse its buffers)."""
     if hasattr(x, "detach"):  # torch.Tensor, without importing torch
         t = x.detach()
-        if t.device.type != "cpu":
-            t = t.cpu()
-        if t.is_floating_point() and t.element_size() < 4:
-            t = t.float()  # float16 / bfloat16
-        a = t.numpy()
-    else:
-        a = np.asarray(x)
-    return a.astype(dtype) if dtype else a.copy()
+        return t, t._version
+    return np.array(x), None
+
+
+def _column(held: list[tuple], dtype: str | None, what: str, where) -> np.ndarray:
+    """The held values of one column, concatenated as numpy (``dtype``, or as they are); tensors are joined on
+    their device and copied to the CPU once (one device sync per row group, not per step)."""
+    for i, (x, version) in enumerate(held):
+        if version is not None and x._version != version:
+            raise LogError(
+                f"log(): the {what} logged {where(i)} were changed in place after log(); log a copy "
+                "(tensor.clone()) or log after changing them"
+            )
+    xs = [x for x, _ in held]
+    if all(v is not None for _, v in held) and len({x.device for x in xs}) == 1:
+        t = sys.modules["torch"].cat(xs)
+        xs = [t]
+    arrays = []
+    for x in xs:
+        if hasattr(x, "detach"):
+            x = x.cpu()
+            if x.is_floating_point() and x.element_size() < 4:
+                x = x.float()  # float16 / bfloat16: numpy has no bfloat16
+            x = x.numpy()
+        arrays.append(x)
+    a = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
+    return a.astype(dtype, copy=False) if dtype else a
 
 
 def created_now() -> str:
@@ -213,7 +236,12 @@ class DynamicsRecorder:
         self.rank, self.world_size = rank, world_size
         self.label_names = list(label_names) if label_names is not None else None
         self.epoch = 0
-        self._batches: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]] = []
+        self._file: ParquetStream | None = None  # the epoch being written
+        self._held: list[list[tuple]] = []  # batches not yet written, as _hold keeps them
+        self._held_rows = self._steps = 0
+        self._k, self._has_loss, self._str_ids = 0, False, False
+        self._epoch_ids: list[np.ndarray] = []  # the epoch's ids and labels, checked at its end
+        self._epoch_labels: list[np.ndarray] = []
         table = examples_table(examples, self.label_names) if examples is not None else None
         self._examples_index = None if table is None else pd.Index(table["id"].to_numpy(zero_copy_only=False))
         self._examples_labels = None if table is None else table["label"].to_numpy()
@@ -260,7 +288,9 @@ class DynamicsRecorder:
             raise
 
     def close(self) -> None:
-        """Release the run folder (also done when the process ends)."""
+        """Release the run folder (also done when the process ends); rows logged since the last
+        ``end_epoch()`` are dropped, never written as an epoch."""
+        self._drop_epoch()
         if self.rank == 0:
             release_run(self.run_dir)
 
@@ -272,52 +302,117 @@ class DynamicsRecorder:
 
     def log(self, ids, logits, labels, loss=None) -> None:
         """Add one batch: ``ids`` (n,) ints or strings, ``logits`` (n, K), gold ``labels`` (n,), optional
-        per-example ``loss`` (n,). Numpy arrays, torch tensors (any device; detached) or lists."""
-        batch = (_snapshot(ids), _snapshot(logits, "float32"), _snapshot(labels, "int64"))
-        ids_s, logits_s, labels_s = batch
-        n = len(ids_s)
-        if logits_s.ndim != 2 or logits_s.shape[0] != n or labels_s.shape != (n,):
+        per-example ``loss`` (n,) (give it for every batch of an epoch or for none). Numpy arrays, torch tensors
+        (any device; detached) or lists.
+
+        Torch tensors are held by reference until ``ROW_GROUP_ROWS`` rows are waiting, then joined on their
+        device and copied to the CPU at once: no device sync per step. A tensor changed in place in the meantime
+        is an error, never recorded; other inputs are copied at once."""
+        held = [_hold(ids), _hold(logits), _hold(labels)] + ([] if loss is None else [_hold(loss)])
+        shapes = [x.shape for x, _ in held]
+        n = shapes[0][0] if len(shapes[0]) == 1 else -1
+        if len(shapes[1]) != 2 or shapes[1][0] != n or tuple(shapes[2]) != (n,):
             raise LogError(
-                f"log(): ids {ids_s.shape}, logits {logits_s.shape} and labels {labels_s.shape} must be "
+                f"log(): ids {tuple(shapes[0])}, logits {tuple(shapes[1])} and labels {tuple(shapes[2])} must be "
                 "(n,), (n, K) and (n,)"
             )
-        if self._batches and logits_s.shape[1] != self._batches[0][1].shape[1]:
+        if loss is not None and math.prod(shapes[3]) != n:
+            raise LogError(f"log(): loss {tuple(shapes[3])} must hold one value per example ({n})")
+        str_ids = held[0][1] is None and held[0][0].dtype.kind in "USO"
+        if self._steps == 0:
+            self._k, self._has_loss, self._str_ids = shapes[1][1], loss is not None, str_ids
+        elif str_ids != self._str_ids:
+            kinds = ("strings", "integers") if str_ids else ("integers", "strings")
             raise LogError(
-                f"log(): logits have {logits_s.shape[1]} classes, earlier batches {self._batches[0][1].shape[1]}"
+                f"log(): ids of this batch are {kinds[0]} but earlier ids of epoch {self.epoch} are {kinds[1]}; use "
+                "one type"
             )
-        self._batches.append((*batch, None if loss is None else _snapshot(loss, "float32").reshape(n)))
+        elif shapes[1][1] != self._k:
+            raise LogError(f"log(): logits have {shapes[1][1]} classes, earlier batches of this epoch {self._k}")
+        elif (loss is not None) != self._has_loss:
+            this, earlier = ("without", "with") if self._has_loss else ("with", "without")
+            raise LogError(
+                f"log(): a batch {this} loss after batches {earlier} it in epoch {self.epoch}; give loss for "
+                "every batch of an epoch or for none"
+            )
+        self._held.append(held)
+        self._steps += 1
+        self._held_rows += n
+        if self._held_rows >= ROW_GROUP_ROWS:
+            try:
+                self._write_held()
+            except BaseException:
+                self._drop_epoch()
+                raise
 
-    def end_epoch(self) -> Path:
-        """Write the epoch's rows and start the next epoch; returns the file written."""
-        if not self._batches:
-            raise LogError(f"end_epoch(): nothing was logged in epoch {self.epoch}")
-        ids = np.concatenate([b[0] for b in self._batches])
-        if ids.dtype.kind in "US":
+    def _write_held(self) -> None:
+        """Convert the held batches to one row group and hand it to the epoch file's background writer."""
+        step0 = self._steps - len(self._held)
+
+        def where(i: int) -> str:
+            return f"in step {step0 + i} of epoch {self.epoch}"
+
+        cols = list(zip(*self._held))
+        ids = _column(cols[0], None, "ids", where)
+        if self._str_ids:
             ids = ids.astype(object)
-        index = pd.Index(ids)
-        if not index.is_unique:
-            dup = index[index.duplicated()][0]
-            raise LogError(f"end_epoch(): id {show_id(dup)} was logged twice in epoch {self.epoch}")
-        labels = np.concatenate([b[2] for b in self._batches])
-        self._check_examples(index, labels)
-        logits = np.concatenate([b[1] for b in self._batches])
-        k = logits.shape[1]
-        cols = {
+        labels = _column(cols[2], "int64", "labels", where)
+        logits = _column(cols[1], "float32", "logits", where)
+        table = {
             "id": pa.array(ids, type=pa.string() if ids.dtype == object else pa.int64()),
             "label": pa.array(labels),
-            "logits": pa.ListArray.from_arrays(np.arange(0, logits.size + 1, k, dtype=np.int32), logits.ravel()),
+            "logits": pa.ListArray.from_arrays(
+                np.arange(0, logits.size + 1, self._k, dtype=np.int32), logits.reshape(-1)
+            ),
         }
-        if all(b[3] is not None for b in self._batches):
-            cols["loss"] = pa.array(np.concatenate([b[3] for b in self._batches]))
+        if self._has_loss:
+            table["loss"] = pa.array(_column([(x.reshape(-1), v) for x, v in cols[3]], "float32", "loss", where))
+        table = pa.table(table)
+        if self._file is None:
+            self._file = ParquetStream(self._epoch_path(), table.schema)
+        self._file.write(table)
+        self._epoch_ids.append(ids)
+        self._epoch_labels.append(labels)
+        self._held, self._held_rows = [], 0
+
+    def _epoch_path(self) -> Path:
         if self.world_size == 1:
-            path = self.dyn / f"epoch_{self.epoch:03d}.parquet"
-        else:
-            (self.dyn / f"epoch_{self.epoch:03d}").mkdir(parents=True, exist_ok=True)
-            path = self.dyn / f"epoch_{self.epoch:03d}" / f"part-{self.rank}.parquet"
-        atomic_write_parquet(pa.table(cols), path)
-        self._batches = []
+            return self.dyn / f"epoch_{self.epoch:03d}.parquet"
+        (self.dyn / f"epoch_{self.epoch:03d}").mkdir(parents=True, exist_ok=True)
+        return self.dyn / f"epoch_{self.epoch:03d}" / f"part-{self.rank}.parquet"
+
+    def end_epoch(self) -> Path:
+        """Check the epoch's ids, complete its file and start the next epoch; returns the file written.
+
+        The rows were written as they arrived; only the last row group is written here. On an error the epoch
+        is dropped: no file is left, and the next ``log()`` starts the same epoch again."""
+        if self._steps == 0:
+            raise LogError(f"end_epoch(): nothing was logged in epoch {self.epoch}")
+        try:
+            if self._held:
+                self._write_held()
+            ids = np.concatenate(self._epoch_ids)
+            index = pd.Index(ids)
+            if not index.is_unique:
+                dup = index[index.duplicated()][0]
+                raise LogError(f"end_epoch(): id {show_id(dup)} was logged twice in epoch {self.epoch}")
+            self._check_examples(index, np.concatenate(self._epoch_labels))
+            path = self._file.commit()
+        except BaseException:
+            self._drop_epoch()
+            raise
+        self._file = None
+        self._drop_epoch()
         self.epoch += 1
         return path
+
+    def _drop_epoch(self) -> None:
+        """Forget the epoch's rows; an epoch file not yet committed is removed."""
+        if self._file is not None:
+            self._file.abort()
+            self._file = None
+        self._held, self._held_rows, self._steps = [], 0, 0
+        self._epoch_ids, self._epoch_labels = [], []
 
     def _check_examples(self, ids: pd.Index, labels: np.ndarray) -> None:
         """Every logged id is a row of ``examples`` with the same gold label (one vectorised lookup)."""
