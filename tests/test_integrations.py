@@ -5,6 +5,7 @@ import re
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -218,3 +219,11 @@ def test_lightning_step_returning_only_the_loss_fails_clearly_and_the_fixed_reru
     run = open_run(tmp_path / "run")
     assert run.n_epochs == 2 and run.meta["seed"] == 3 and run.meta["learning_rate"] == 0.5
     assert run.meta["model"] == "Tiny" and run.meta["epochs"] == 2
+
+
+def test_indexed_dataset_takes_a_series_of_ids_by_position():
+    """A shuffled or filtered DataFrame's id column keeps its old index labels: row i's id is the i-th value."""
+    frame = pd.DataFrame({"id": [f"r{i}" for i in range(6)], "x": range(6)}).sample(frac=1, random_state=0)
+    frame = frame[frame["x"] != 0]  # filtered: index label 0 is gone
+    ds = IndexedDataset(frame["x"].tolist(), ids=frame["id"])
+    assert [ds[i] for i in range(len(ds))] == list(zip(frame["id"], frame["x"]))

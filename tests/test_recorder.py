@@ -125,6 +125,9 @@ def test_bad_batches_are_refused(tmp_path):
 
 
 def test_a_tensor_changed_in_place_after_log_is_refused_not_recorded(tmp_path, monkeypatch):
+    # tensors on an accelerator are held by reference until their row group is written; here CPU tensors take
+    # that path (the device is the only difference)
+    monkeypatch.setattr(recorder, "_held_by_reference", lambda t: True)
     monkeypatch.setattr(recorder, "ROW_GROUP_ROWS", 4)
     rec = DynamicsRecorder(tmp_path / "run")
     z = torch.zeros(3, 2)
@@ -165,3 +168,58 @@ def test_a_batch_unlike_the_epochs_others_is_refused(tmp_path):
     assert rec.end_epoch().name == "epoch_000.parquet"
     table = pq.read_table(tmp_path / "run" / "dynamics" / "epoch_000.parquet")
     assert table["id"].to_pylist() == [1, 2, 3] and table["loss"].to_pylist() == [0.5, pytest.approx(0.1), 1.0]
+
+
+def test_cpu_tensors_and_arrays_are_copied_when_logged(tmp_path):
+    """Changes torch cannot see (through .data, a numpy view, a numpy buffer behind torch.from_numpy) after
+    log() never reach the file: CPU inputs are copied at once."""
+    rec = DynamicsRecorder(tmp_path / "run")
+    buf = np.zeros((4, 2), dtype=np.float32)
+    z = torch.ones(4, 2, requires_grad=True) * 1.0
+    rec.log(np.arange(4), z, torch.zeros(4, dtype=torch.long))
+    z.data.mul_(3)
+    np.multiply(z.detach().numpy(), 2, out=z.detach().numpy())
+    buf[:] = 5
+    rec.log(np.arange(4, 8), torch.from_numpy(buf), np.zeros(4, dtype=np.int64))
+    buf[:] = 7  # refilled for the next step
+    rec.end_epoch()
+    values = pq.read_table(tmp_path / "run" / "dynamics" / "epoch_000.parquet")["logits"].to_pylist()
+    assert values == [[1.0, 1.0]] * 4 + [[5.0, 5.0]] * 4
+
+
+def test_values_that_cannot_be_scored_are_refused_at_log(tmp_path):
+    rec = DynamicsRecorder(tmp_path / "run")
+    with pytest.raises(LogError, match="ids must be integers or strings, found float64"):
+        rec.log(np.array([0.4, 1.0]), np.zeros((2, 2)), [0, 1])
+    rec.log([0, 1], np.zeros((2, 2)), np.array([0.0, 1.0]))  # whole-number float labels are class indices
+    rec.log([2, 3], np.zeros((2, 2)), torch.tensor([1.0, 0.6]))
+    whole = "labels logged in step 1 of epoch 0 must be class indices (whole numbers), found 0.6"
+    with pytest.raises(LogError, match=re.escape(whole)):
+        rec.end_epoch()
+    rec.log([0, 1], np.zeros((2, 2)), [0, 1])
+    rec.log([2, 3], np.array([[0.0, 1.0], [np.nan, 0.0]]), [0, 1])
+    with pytest.raises(LogError, match=re.escape("logits logged in step 1 of epoch 0 hold NaN or infinity: [nan, 0")):
+        rec.end_epoch()
+    assert list((tmp_path / "run" / "dynamics").iterdir()) == []  # nothing written: the run stays readable
+
+
+def test_an_unfinished_epoch_is_dropped_with_a_warning_and_a_closed_recorder_refuses(tmp_path, monkeypatch):
+    monkeypatch.setattr(recorder, "ROW_GROUP_ROWS", 2)
+    rec = DynamicsRecorder(tmp_path / "run")
+    rec.log([0, 1], np.zeros((2, 2)), [0, 1])
+    rec.end_epoch()
+    rec.log([0, 1, 2], np.zeros((3, 2)), [0, 1, 1])  # a row group already in the temporary file
+    with pytest.warns(UserWarning, match="1 batches logged in epoch 1 were not written"):
+        rec.close()
+    assert [p.name for p in (tmp_path / "run" / "dynamics").iterdir()] == ["epoch_000.parquet"]
+    with pytest.raises(LogError, match="this recorder was closed"):
+        rec.log([0], np.zeros((1, 2)), [0])
+    with pytest.raises(LogError, match="this recorder was closed"):
+        rec.end_epoch()
+
+
+def test_ids_of_another_type_than_the_examples_are_named(tmp_path):
+    rec = DynamicsRecorder(tmp_path / "run", examples={"id": ["a", "b"], "label": [0, 1]})
+    rec.log([0, 1], np.zeros((2, 2)), [0, 1])
+    with pytest.raises(LogError, match="the logged ids are integers, the examples' ids strings"):
+        rec.end_epoch()

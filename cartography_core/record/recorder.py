@@ -31,6 +31,7 @@ ends. Rows that a distributed sampler repeats to pad the last batches are read o
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import fcntl
 import json
@@ -38,6 +39,8 @@ import math
 import os
 import shutil
 import sys
+import warnings
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -53,17 +56,40 @@ PASSES = ("train", "eval")
 LOCK_NAME = ".cartography.lock"
 EXAMPLES_FILE = "examples.parquet"
 _HELD: dict[str, object] = {}  # resolved run folder -> open lock file, for the claims this process holds
+_OPEN: weakref.WeakSet = weakref.WeakSet()  # recorders not closed yet
+
+
+@atexit.register
+def _close_open_recorders() -> None:
+    for rec in list(_OPEN):
+        rec.close()
+
+
 ROW_GROUP_ROWS = 1 << 14  # rows held before they are written as a row group (also the rows a reader reads at once)
 
 
+def _held_by_reference(t) -> bool:
+    """Whether :func:`_hold` keeps tensor ``t`` by reference: on an accelerator, where a copy per step would
+    sync the device."""
+    return t.device.type != "cpu"
+
+
 def _hold(x) -> tuple:
-    """A batch column as :meth:`DynamicsRecorder.log` keeps it until its row group is written: a torch tensor by
-    reference (detached, on its device, with its version counter, so that a change in place after ``log()`` is
-    caught, not recorded), anything else copied to numpy now (the caller may reuse its buffers)."""
+    """A batch column as :meth:`DynamicsRecorder.log` keeps it until its row group is written: a tensor on an
+    accelerator by reference (detached, with its version counter, so that a change in place after ``log()`` is
+    caught, not recorded; copied to the CPU with its row group, so no device sync per step), anything else
+    copied to numpy now (the caller may reuse its buffers, also through numpy views torch cannot see)."""
     if hasattr(x, "detach"):  # torch.Tensor, without importing torch
         t = x.detach()
-        return t, t._version
+        if _held_by_reference(t):
+            return t, t._version
+        x = t.float().numpy() if t.is_floating_point() and t.element_size() < 4 else t.numpy()
     return np.array(x), None
+
+
+def _first_step(held: list[tuple], row: int) -> int:
+    """The index, among ``held`` batches, of the batch holding row ``row`` of their concatenation."""
+    return int(np.searchsorted(np.cumsum([len(x) for x, _ in held]), row, side="right"))
 
 
 def _column(held: list[tuple], dtype: str | None, what: str, where) -> np.ndarray:
@@ -240,6 +266,8 @@ class DynamicsRecorder:
         self._held: list[list[tuple]] = []  # batches not yet written, as _hold keeps them
         self._held_rows = self._steps = 0
         self._k, self._has_loss, self._str_ids = 0, False, False
+        self._closed = False
+        _OPEN.add(self)  # closed at exit: an unfinished epoch leaves no temporary file, and a warning
         self._epoch_ids: list[np.ndarray] = []  # the epoch's ids and labels, checked at its end
         self._epoch_labels: list[np.ndarray] = []
         table = examples_table(examples, self.label_names) if examples is not None else None
@@ -288,9 +316,17 @@ class DynamicsRecorder:
             raise
 
     def close(self) -> None:
-        """Release the run folder (also done when the process ends); rows logged since the last
-        ``end_epoch()`` are dropped, never written as an epoch."""
+        """Release the run folder (also done when the process ends). Rows logged since the last ``end_epoch()``
+        are dropped with a warning, never written as an epoch."""
+        if self._steps and not self._closed:
+            warnings.warn(
+                f"{self.run_dir}: {self._steps} batches logged in epoch {self.epoch} were not written (no end_epoch() "
+                "after them); the run holds epochs 0.." + str(self.epoch - 1),
+                stacklevel=2,
+            )
+        self._closed = True
         self._drop_epoch()
+        _OPEN.discard(self)
         if self.rank == 0:
             release_run(self.run_dir)
 
@@ -308,8 +344,13 @@ class DynamicsRecorder:
         Torch tensors are held by reference until ``ROW_GROUP_ROWS`` rows are waiting, then joined on their
         device and copied to the CPU at once: no device sync per step. A tensor changed in place in the meantime
         is an error, never recorded; other inputs are copied at once."""
+        if self._closed:
+            raise LogError("log(): this recorder was closed; make a new DynamicsRecorder to record again")
         held = [_hold(ids), _hold(logits), _hold(labels)] + ([] if loss is None else [_hold(loss)])
         shapes = [x.shape for x, _ in held]
+        x0, on_device = held[0][0], held[0][1] is not None
+        if x0.is_floating_point() if on_device else x0.dtype.kind in "fc":
+            raise LogError(f"log(): ids must be integers or strings, found {x0.dtype} values; log each row's own id")
         n = shapes[0][0] if len(shapes[0]) == 1 else -1
         if len(shapes[1]) != 2 or shapes[1][0] != n or tuple(shapes[2]) != (n,):
             raise LogError(
@@ -318,7 +359,7 @@ class DynamicsRecorder:
             )
         if loss is not None and math.prod(shapes[3]) != n:
             raise LogError(f"log(): loss {tuple(shapes[3])} must hold one value per example ({n})")
-        str_ids = held[0][1] is None and held[0][0].dtype.kind in "USO"
+        str_ids = not on_device and x0.dtype.kind in "USO"
         if self._steps == 0:
             self._k, self._has_loss, self._str_ids = shapes[1][1], loss is not None, str_ids
         elif str_ids != self._str_ids:
@@ -356,8 +397,24 @@ class DynamicsRecorder:
         ids = _column(cols[0], None, "ids", where)
         if self._str_ids:
             ids = ids.astype(object)
-        labels = _column(cols[2], "int64", "labels", where)
+        labels = _column(cols[2], None, "labels", where)
+        if labels.dtype.kind not in "iub":
+            off = labels != np.round(labels) if labels.dtype.kind == "f" else np.ones(labels.size, dtype=bool)
+            if off.any():
+                i = np.flatnonzero(off)[0]
+                v = labels[i].item()
+                raise LogError(
+                    f"log(): the labels logged {where(_first_step(cols[2], i))} must be class indices (whole "
+                    f"numbers), found {f'{v:g}' if isinstance(v, float) else repr(v)}"
+                )
+        labels = labels.astype(np.int64, copy=False)
         logits = _column(cols[1], "float32", "logits", where)
+        if not np.isfinite(logits.sum(dtype=np.float64)):
+            row = np.flatnonzero(~np.isfinite(logits).all(axis=1))[0]
+            raise LogError(
+                f"log(): the logits logged {where(_first_step(cols[1], row))} hold NaN or infinity: "
+                f"{logits[row].tolist()}; a diverged step cannot be scored"
+            )
         table = {
             "id": pa.array(ids, type=pa.string() if ids.dtype == object else pa.int64()),
             "label": pa.array(labels),
@@ -386,6 +443,8 @@ class DynamicsRecorder:
 
         The rows were written as they arrived; only the last row group is written here. On an error the epoch
         is dropped: no file is left, and the next ``log()`` starts the same epoch again."""
+        if self._closed:
+            raise LogError("end_epoch(): this recorder was closed; make a new DynamicsRecorder to record again")
         if self._steps == 0:
             raise LogError(f"end_epoch(): nothing was logged in epoch {self.epoch}")
         try:
@@ -421,9 +480,14 @@ class DynamicsRecorder:
         rows = self._examples_index.get_indexer(ids)
         if (rows < 0).any():
             i = np.flatnonzero(rows < 0)[0]
+            kinds = [
+                ("integers" if pd.api.types.is_integer_dtype(ix.dtype) else "strings")
+                for ix in (ids, self._examples_index)
+            ]
+            hint = f": the logged ids are {kinds[0]}, the examples' ids {kinds[1]}" if kinds[0] != kinds[1] else ""
             raise LogError(
                 f"end_epoch(): id {show_id(ids[i])} was logged in epoch {self.epoch} but is not an id of "
-                f"examples ({(rows < 0).sum()} logged ids are not); log the dataset's own ids"
+                f"examples ({(rows < 0).sum()} logged ids are not{hint}); log the dataset's own ids"
             )
         if self._examples_labels is not None:
             differ = np.flatnonzero(self._examples_labels[rows] != labels)

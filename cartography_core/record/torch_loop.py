@@ -36,6 +36,8 @@ class IndexedDataset(torch_data.Dataset):
             )
         if len(ids) != len(dataset):
             raise LogError(f"ids has {len(ids)} entries, the dataset {len(dataset)}")
+        if hasattr(ids, "iloc"):  # a pandas Series: by position, as the dataset's rows, never by its index labels
+            ids = ids.to_numpy()
         self.dataset, self.ids = dataset, ids
 
     def __len__(self) -> int:
