@@ -3,6 +3,7 @@
 Run by hand from the repository root (takes a few minutes, writes logs under bench/data/):
 
     python bench/bench_stats.py [--n 1000000] [--epochs 10] [--repeats 3]
+    python bench/bench_stats.py --n 10000000 --log bench/data/traj_10000000x10 --repeats 1 --skip-allenai
 
 Each measurement runs in a fresh subprocess so that its peak resident memory (ru_maxrss) is its own.
 Results are appended to bench/results/stats.md.
@@ -101,10 +102,12 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--allenai-n", type=int, default=100_000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--log", type=Path, help="an existing log of n x epochs x 3 classes instead of a generated one")
+    ap.add_argument("--skip-allenai", action="store_true")
     args = ap.parse_args()
     lines = [f"\n## {time.strftime('%Y-%m-%d %H:%M')} on {subprocess.getoutput('nproc')} cores\n"]
 
-    log = make_parquet_log(DATA / f"parquet_{args.n}x{args.epochs}", args.n, args.epochs, 3)
+    log = args.log or make_parquet_log(DATA / f"parquet_{args.n}x{args.epochs}", args.n, args.epochs, 3)
     read, stats = [], []
     for _ in range(args.repeats):  # interleaved, so both see the same machine load
         read.append(timed("read", log))
@@ -131,13 +134,14 @@ def main() -> None:
         f"stats {max(m for _, m in stats):.0f} MiB; whole CLI command (start-up, imports, writing parquet) "
         f"{statistics.median(cli):.2f} s"
     )
-    log = make_allenai_log(DATA / f"allenai_{args.allenai_n}x5", args.allenai_n, 5, 3)
-    runs = [timed("stats", log) for _ in range(args.repeats)]
-    med = statistics.median(t for t, _ in runs)
-    lines.append(
-        f"- allenai JSONL {args.allenai_n:,} x 5 epochs x 3 classes: stats {med:.2f} s "
-        f"(median of {args.repeats}), peak memory {max(m for _, m in runs):.0f} MiB"
-    )
+    if not args.skip_allenai:
+        log = make_allenai_log(DATA / f"allenai_{args.allenai_n}x5", args.allenai_n, 5, 3)
+        runs = [timed("stats", log) for _ in range(args.repeats)]
+        med = statistics.median(t for t, _ in runs)
+        lines.append(
+            f"- allenai JSONL {args.allenai_n:,} x 5 epochs x 3 classes: stats {med:.2f} s "
+            f"(median of {args.repeats}), peak memory {max(m for _, m in runs):.0f} MiB"
+        )
     text = "\n".join(lines) + "\n"
     print(text)
     with open(ROOT / "bench" / "results" / "stats.md", "a") as fh:
