@@ -18,9 +18,9 @@ import pyarrow.compute as pc
 
 from . import storage
 from .cluster import PART_ROWS
-from .errors import LogError
+from .errors import LogError, show_id
 from .evaluate import NOISE_KINDS
-from .examples import check_examples, with_examples
+from .examples import check_examples, never_logged, with_examples
 from .ingest import EXAMPLES_NAMES, find_runs, is_run_dir, open_run, read_examples, run_folder
 from .io import FORMATS, table_bytes, write_table
 from .label_issues import issue_counts
@@ -400,6 +400,11 @@ def cmd_summary(args: argparse.Namespace) -> None:
                 "another part of the same epoch were read once"
             )
     print(f"examples:  {stats.num_rows}" + ("" if examples is not None else " (no examples file: ids only)"))
+    if examples is not None and len(unlogged := never_logged(stats, examples)):
+        print(
+            f"unlogged:  {len(unlogged)} rows of the examples file are in no epoch (held out from training, or "
+            f"dropped by a sampler; e.g. id {show_id(unlogged[0].as_py())}): they have no scores"
+        )
     print(f"classes:   {len(np.unique(labels))}" + (f" ({', '.join(names)})" if names else ""))
     print("regions per class:")
     print(table_bytes(region_counts(codes, labels, names), ".csv").decode().replace('"', ""), end="")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .errors import LogError, show_id
 from .stats import name_classes, table_meta
@@ -45,6 +46,13 @@ def check_examples(stats: pa.Table, examples: pa.Table | None) -> pa.Table:
     describes the logged rows (the check :func:`with_examples` makes). Call it on the whole statistics table
     before selecting: a subset may hold too few disagreeing rows to show a mismatched file."""
     return stats if examples is None else _aligned(stats, examples)[0]
+
+
+def never_logged(stats: pa.Table, examples: pa.Table) -> pa.ChunkedArray:
+    """The ids of ``examples`` rows that no epoch logged: rows the data map cannot show (a sampler that drops
+    the last batch, a filter before training, ...)."""
+    ex_ids = examples["id"].cast(stats["id"].type)  # a mismatch is refused first by check_examples
+    return ex_ids.filter(pc.invert(pc.is_in(ex_ids, value_set=stats["id"].combine_chunks())))
 
 
 def _aligned(stats: pa.Table, examples: pa.Table) -> tuple[pa.Table, pa.Table]:

@@ -161,3 +161,18 @@ def test_pooling_takes_the_runs_of_one_dataset_folder_as_the_dashboard_does(tmp_
     )
     assert main(["stats", str(tmp_path / "a"), "--pool", "--out", str(tmp_path / "p.csv")]) == 0
     assert pd.read_csv(tmp_path / "p.csv")["n_runs"].tolist() == [2, 2, 2]
+
+
+def test_summary_counts_examples_never_logged(tmp_path, capsys):
+    """A sampler that dropped rows in every epoch: those rows have no scores, and summary says how many."""
+    ids = [*range(12), 40, 41, 57]  # 12 logged, 3 never logged
+    examples = pd.DataFrame({"id": ids, "label": [i % 3 for i in ids], "text": [f"t{i}" for i in ids]})
+    run = run_with_examples(tmp_path, examples)
+    main(["summary", str(run)])
+    out = capsys.readouterr().out
+    assert "examples:  12\n" in out
+    assert "unlogged:  3 rows of the examples file are in no epoch (held out from training, or dropped by a " in out
+    assert "sampler; e.g. id 40): they have no scores" in out
+    run2 = run_with_examples(tmp_path / "all", examples[examples["id"] < 12])
+    main(["summary", str(run2)])
+    assert "unlogged" not in capsys.readouterr().out
