@@ -58,3 +58,19 @@ def _table(rows: list[dict]) -> pa.Table:
             "logits": pa.array([r["logits"] for r in rows], type=pa.list_(pa.float32())),
         }
     )
+
+
+def assert_same_table(got: pa.Table, want: pa.Table) -> None:
+    """Identical columns; integers, booleans and strings equal, floats within 1e-9, nulls in the same rows."""
+    assert got.column_names == want.column_names
+    assert got.num_rows == want.num_rows
+    for name in want.column_names:
+        a, b = got[name], want[name]
+        assert a.type == b.type, name
+        assert a.null_count == b.null_count, name
+        if pa.types.is_floating(b.type):
+            np.testing.assert_allclose(
+                a.to_numpy(zero_copy_only=False), b.to_numpy(zero_copy_only=False), rtol=0, atol=1e-9, err_msg=name
+            )
+        else:
+            assert a.to_pylist() == b.to_pylist(), name

@@ -26,7 +26,7 @@ from cartography_core.errors import LogError
 from cartography_core.ingest import find_runs, open_run, read_examples
 from cartography_core.reliability import pool_runs, split_half_reliability
 from cartography_core.stats import compute_stats, table_meta
-from tests.logs import write_log
+from tests.logs import assert_same_table, write_log
 
 
 def messy_epochs(n=300, epochs=4, k=3, seed=0, string_ids=False, probs=False):
@@ -53,22 +53,6 @@ def messy_epochs(n=300, epochs=4, k=3, seed=0, string_ids=False, probs=False):
             rows.append(row)
         out.append(rows)
     return out
-
-
-def assert_same_table(got: pa.Table, want: pa.Table) -> None:
-    """Identical columns; integers, booleans and strings equal, floats within 1e-9, nulls in the same rows."""
-    assert got.column_names == want.column_names
-    assert got.num_rows == want.num_rows
-    for name in want.column_names:
-        a, b = got[name], want[name]
-        assert a.type == b.type, name
-        assert a.null_count == b.null_count, name
-        if pa.types.is_floating(b.type):
-            np.testing.assert_allclose(
-                a.to_numpy(zero_copy_only=False), b.to_numpy(zero_copy_only=False), rtol=0, atol=1e-9, err_msg=name
-            )
-        else:
-            assert a.to_pylist() == b.to_pylist(), name
 
 
 def write_probs_log(root, epochs):
