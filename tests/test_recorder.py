@@ -223,3 +223,17 @@ def test_ids_of_another_type_than_the_examples_are_named(tmp_path):
     rec.log([0, 1], np.zeros((2, 2)), [0, 1])
     with pytest.raises(LogError, match="the logged ids are integers, the examples' ids strings"):
         rec.end_epoch()
+
+
+@pytest.mark.parametrize("held", [False, True], ids=["cpu-copied", "held-as-on-a-gpu"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_logits_are_stored_widened_exactly(tmp_path, monkeypatch, held, dtype):
+    """Mixed-precision training logs bf16/fp16 logits: every value is stored as the float32 it equals."""
+    monkeypatch.setattr(recorder, "_held_by_reference", lambda t: held)
+    z = torch.tensor([[1.5, -2.25], [0.0078125, 3.0], [-0.5, 65504.0 if dtype == torch.float16 else 1e30]])
+    rec = DynamicsRecorder(tmp_path / "run")
+    rec.log(torch.arange(2), z[:2].to(dtype), torch.tensor([0, 1]))
+    rec.log(torch.arange(2, 3), z[2:].to(dtype), torch.tensor([1]))
+    rec.end_epoch()
+    got = pq.read_table(tmp_path / "run" / "dynamics" / "epoch_000.parquet")["logits"].to_pylist()
+    assert got == z.to(dtype).float().tolist()

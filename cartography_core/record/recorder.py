@@ -83,8 +83,13 @@ def _hold(x) -> tuple:
         t = x.detach()
         if _held_by_reference(t):
             return t, t._version
-        x = t.float().numpy() if t.is_floating_point() and t.element_size() < 4 else t.numpy()
+        x = _numpy(t)
     return np.array(x), None
+
+
+def _numpy(t) -> np.ndarray:
+    """A CPU tensor as numpy, float16 / bfloat16 widened to float32 (numpy has no bfloat16)."""
+    return (t.float() if t.is_floating_point() and t.element_size() < 4 else t).numpy()
 
 
 def _first_step(held: list[tuple], row: int) -> int:
@@ -105,14 +110,7 @@ def _column(held: list[tuple], dtype: str | None, what: str, where) -> np.ndarra
     if all(v is not None for _, v in held) and len({x.device for x in xs}) == 1:
         t = sys.modules["torch"].cat(xs)
         xs = [t]
-    arrays = []
-    for x in xs:
-        if hasattr(x, "detach"):
-            x = x.cpu()
-            if x.is_floating_point() and x.element_size() < 4:
-                x = x.float()  # float16 / bfloat16: numpy has no bfloat16
-            x = x.numpy()
-        arrays.append(x)
+    arrays = [_numpy(x.cpu()) if hasattr(x, "detach") else x for x in xs]
     a = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
     return a.astype(dtype, copy=False) if dtype else a
 
@@ -321,7 +319,7 @@ class DynamicsRecorder:
         if self._steps and not self._closed:
             warnings.warn(
                 f"{self.run_dir}: {self._steps} batches logged in epoch {self.epoch} were not written (no end_epoch() "
-                "after them); the run holds epochs 0.." + str(self.epoch - 1),
+                f"after them); the run holds {f'epochs 0..{self.epoch - 1}' if self.epoch else 'no epoch'}",
                 stacklevel=2,
             )
         self._closed = True
@@ -341,9 +339,9 @@ class DynamicsRecorder:
         per-example ``loss`` (n,) (give it for every batch of an epoch or for none). Numpy arrays, torch tensors
         (any device; detached) or lists.
 
-        Torch tensors are held by reference until ``ROW_GROUP_ROWS`` rows are waiting, then joined on their
-        device and copied to the CPU at once: no device sync per step. A tensor changed in place in the meantime
-        is an error, never recorded; other inputs are copied at once."""
+        Tensors on an accelerator are held by reference until ``ROW_GROUP_ROWS`` rows are waiting, then joined
+        on their device and copied to the CPU at once: no device sync per step. One changed in place in the
+        meantime is an error, never recorded. CPU tensors and other inputs are copied at once."""
         if self._closed:
             raise LogError("log(): this recorder was closed; make a new DynamicsRecorder to record again")
         held = [_hold(ids), _hold(logits), _hold(labels)] + ([] if loss is None else [_hold(loss)])
