@@ -6,16 +6,18 @@ The fold over epochs needs every epoch of an example together, and a log holds o
 1. **Read** (one task per unit: a parquet file's row groups up to ``unit_rows`` rows, or a whole JSONL file):
    the rows are validated as :mod:`~cartography_core.ingest` validates them (K, kind and id type against the
    run's first batch), and become a frame of ``id, label, epoch, at`` (the file and the row, for messages
-   and the in-process order) and ``v0..v{K-1}`` (float64: exact for float32 logs too).
+   and the in-process order) and ``v0..v{K-1}`` (in the precision the in-process fold computes in,
+   ``stats.kernel_dtype``: float32 for float32 logs of K <= 128, else float64).
 2. **Shuffle** the frame by ``id`` (Dask's hash partitioning, peer-to-peer shuffle) into P partitions of about
    ``partition_rows`` examples each: every row of an example lands in one partition.
 3. **Fold** each partition exactly as the in-process engine does (a :class:`~cartography_core.ingest.
    DynamicsReader` over its rows in file order, then :func:`~cartography_core.stats.fold`), and write
    ``part-<p>.parquet`` (rows sorted by id). Only small counts travel back to the client.
 
-Bytes shuffled: ``24 + 8 K`` per logged row (an int64 id; ``docs/scale.md`` has the arithmetic); memory per
-worker task grows with ``partition_rows`` x E, never with N. ``cartography.json`` beside the parts holds the
-table's metadata (the in-process table's schema metadata), written last: a folder without it is not a result.
+Bytes shuffled: ``24 + 4 K`` per logged row of a float32 log, else ``24 + 8 K`` (an int64 id; ``docs/scale.md``
+has the arithmetic); memory per worker task grows with ``partition_rows`` x E, never with N. ``cartography.json``
+beside the parts holds the table's metadata (the in-process table's schema metadata), written last: a folder
+without it is not a result.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from .ingest import (
 from .io import atomic_write
 from .reliability import Reliability, spearman_brown
 from .scores import SCORES
-from .stats import fold, name_classes, row_order, table_of
+from .stats import fold, kernel_dtype, name_classes, row_order, table_of
 
 META_FILE = "cartography.json"
 PART_ROWS = 1 << 19  # examples per shuffled partition: the setting that bounds a worker's memory
@@ -65,7 +67,7 @@ class ClusterResult:
     n_examples: int
     n_partitions: int
     rows_read: int  # logged rows over all epochs, padding included
-    bytes_shuffled: int  # the bytes of the rows the partitions received: 24 + 8K a row, plus string ids' lengths
+    bytes_shuffled: int  # the bytes of the rows the partitions received: 24 + 4K or 8K a row, plus string ids' lengths
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class _First:
     k: int
     kind: str
     id_is_str: bool
+    dtype: str  # the kernels' precision, float32 or float64 (stats.kernel_dtype of its values)
 
 
 def compute_stats_dask(
@@ -212,7 +215,8 @@ def _plan_file(run: Run, file: tuple[int, Path], unit_rows: int):
     first = None
     if path == run.epochs[0].paths[0]:
         b = next(read_file(run, path, epoch))
-        first = _First(b.values.shape[1], b.kind, b.ids.dtype == object)
+        k = b.values.shape[1]
+        first = _First(k, b.kind, b.ids.dtype == object, np.dtype(kernel_dtype(b.values.dtype, k)).name)
     if path.suffix == ".jsonl":  # no row count without parsing: an upper bound (no log line is under 32 bytes)
         size = path.stat().st_size if run.fs is None else run.fs.size(str(path))
         return size // 32, [None], first
@@ -237,7 +241,7 @@ def _frame_meta(first: _First) -> pd.DataFrame:
         "epoch": pd.Series([], dtype="int32"),
         "at": pd.Series([], dtype="int64"),
     }
-    cols.update({f"v{j}": pd.Series([], dtype="float64") for j in range(first.k)})
+    cols.update({f"v{j}": pd.Series([], dtype=first.dtype) for j in range(first.k)})
     return pd.DataFrame(cols)
 
 
@@ -254,7 +258,7 @@ def _read_unit(unit: _Unit, run: Run, first: _First) -> pd.DataFrame:
             "epoch": np.full(len(b.ids), unit.epoch, dtype=np.int32),
             "at": (np.int64(unit.file) << _FILE_BITS) | rows,
         }
-        values = b.values.astype(np.float64, copy=False)
+        values = b.values.astype(first.dtype, copy=False)  # as the in-process fold casts them
         cols.update({f"v{j}": values[:, j] for j in range(first.k)})
         frames.append(pd.DataFrame(cols))
     return pd.concat(frames, ignore_index=True) if frames else _frame_meta(first)
@@ -274,7 +278,7 @@ def _fold_part(frame: pd.DataFrame, p: int, run: Run, epochs, strict, first: _Fi
     ids = frame["id"].to_numpy(dtype=object if first.id_is_str else np.int64)[order]
     labels = frame["label"].to_numpy(np.int64)[order]
     # (K, n) rows of one class each, viewed as (n, K): the kernels work on the (K, n) layout without a copy
-    values = np.stack([frame[f"v{j}"].to_numpy(np.float64)[order] for j in range(first.k)]).T
+    values = np.stack([frame[f"v{j}"].to_numpy(first.dtype)[order] for j in range(first.k)]).T
     file = at >> _FILE_BITS
 
     def batches():

@@ -653,14 +653,15 @@ class _IdIndex:
         return len(self.ids)
 
     def lookup(self, ids: np.ndarray) -> np.ndarray:
-        """(n,) int64 positions of ``ids``, -1 for ids not added yet."""
+        """(n,) positions of ``ids`` (int32 from the lookup table, int64 from the hash index), -1 for ids not
+        added yet."""
         if self._lut is None:
             return self._hash.get_indexer(ids) if self._hash is not None else np.full(len(ids), -1, dtype=np.int64)
         rel = ids - self._lo
+        if not ids.size or (ids.min() >= self._lo and ids.max() - self._lo < self._lut.size):  # no temporaries
+            return self._lut.take(rel)  # take: faster than fancy indexing
         inside = (rel >= 0) & (rel < self._lut.size)
-        if inside.all():
-            return self._lut[rel].astype(np.int64)
-        pos = np.full(len(ids), -1, dtype=np.int64)
+        pos = np.full(len(ids), -1, dtype=np.int32)
         pos[inside] = self._lut[rel[inside]]
         return pos
 
@@ -693,7 +694,7 @@ class IndexedBatch:
     """A validated batch whose rows are mapped to example positions ``pos`` in ``0..N-1``."""
 
     epoch: int
-    pos: np.ndarray  # (n,) int64, distinct within an epoch
+    pos: np.ndarray  # (n,) int32 or int64, distinct within an epoch
     labels: np.ndarray  # (n,) int64
     values: np.ndarray  # (n, K) float32 or float64 as stored (the kernels compute in float64)
     kind: str
@@ -703,8 +704,8 @@ class DynamicsReader:
     """Iterate a run's epochs in order as :class:`IndexedBatch` es, checking what spans epochs.
 
     Example ids are mapped to positions (the first epoch's in sorted id order); after iteration, ``ids`` holds
-    the id of every position, ``labels`` the gold label and ``seen`` the number of epochs each example was
-    logged in.
+    the id of every position, ``labels`` the gold label (int64) and ``seen`` the number of epochs each example
+    was logged in.
     Raises :class:`LogError` for a duplicate id within an epoch, a gold label that changes, ids of another
     type, a change of K or of logits/probs between epochs, and (``strict=True``) an id missing from an epoch.
     """
@@ -730,9 +731,10 @@ class DynamicsReader:
         self.epoch_rows: list[tuple[int, int]] = []  # per epoch: (rows kept, padding rows dropped)
         self.k: int | None = None
         self.kind: str | None = None
+        self.dtype: np.dtype | None = None  # the first batch's values' dtype (the run's precision; see stats)
         self._index = _IdIndex()
         self._id_is_str: bool | None = None
-        self.labels = np.empty(0, dtype=np.int64)
+        self._labels = np.empty(0, dtype=np.int8)  # (N,) gold label, -1 until logged; the narrowest type for K
         self.seen = np.empty(0, dtype=np.int32)
         self.padding_rows = 0  # rows ignored as a distributed sampler's padding, over all epochs
         self._done = False
@@ -740,6 +742,11 @@ class DynamicsReader:
     @property
     def n(self) -> int:
         return len(self._index)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """(N,) int64: the gold label at each position, -1 for none yet."""
+        return self._labels.astype(np.int64)
 
     @property
     def ids(self) -> np.ndarray:
@@ -803,6 +810,7 @@ class DynamicsReader:
     def _check_kind(self, b: Batch) -> None:
         if self.k is None:
             self.k, self.kind, self._id_is_str = b.values.shape[1], b.kind, b.ids.dtype == object
+            self.dtype = b.values.dtype
         check_like(b, self.kind, self._id_is_str)
 
     def _add_first_ids(self, batches: list[Batch]) -> None:
@@ -816,7 +824,9 @@ class DynamicsReader:
     def _add_ids(self, new_ids: np.ndarray) -> None:
         """Append distinct ids not seen before at positions ``n...``."""
         self._index.add(new_ids)
-        self.labels = np.concatenate([self.labels, np.full(new_ids.size, -1, dtype=np.int64)])
+        # a narrow type (int8 for K < 128) keeps the per-epoch gather in _check_labels within the CPU's caches
+        narrow = np.promote_types(np.min_scalar_type(-1), np.min_scalar_type(self.k))
+        self._labels = np.concatenate([self._labels, np.full(new_ids.size, -1, dtype=narrow)])
         self.seen = np.concatenate([self.seen, np.zeros(new_ids.size, dtype=np.int32)])
 
     def _positions(self, b: Batch) -> np.ndarray:
@@ -855,7 +865,9 @@ class DynamicsReader:
         )
 
     def _check_labels(self, b: Batch, pos: np.ndarray) -> None:
-        known = self.labels[pos]
+        known = self._labels.take(pos)
+        if np.array_equal(known, b.labels):  # every id known, with the same label: one pass
+            return
         changed = np.flatnonzero((known >= 0) & (known != b.labels))
         if changed.size:
             i = changed[0]
@@ -864,7 +876,7 @@ class DynamicsReader:
                 f"{known[i]} in an earlier epoch; the gold label must be the same in every epoch"
             )
         new = known < 0
-        self.labels[pos[new]] = b.labels[new]
+        self._labels[pos[new]] = b.labels[new]
 
     def _raise_missing(self, ef: EpochFiles, in_epoch: np.ndarray) -> None:
         absent = np.flatnonzero(~in_epoch[: self.n])

@@ -11,6 +11,9 @@ which the example was logged. With ``variability_ci=True`` a column ``variabilit
 (v the population variance; Chang et al. 2017, allenai's ``--include_ci``) is added.
 
 A log of probabilities (``probs``) instead of logits has no logits: ``aum`` is then null.
+
+Precision: per-epoch kernels run in float32 for float32 logs with K <= 128, else in float64 (the bounds are in
+:func:`kernel_dtype`); the folds over epochs are float64.
 """
 
 from __future__ import annotations
@@ -43,18 +46,33 @@ COLUMNS = (
 class EpochQuantities:
     """Per-epoch quantities of n rows, each (n,)."""
 
-    p_gold: np.ndarray  # float64
+    p_gold: np.ndarray  # float32 or float64 (kernel_dtype)
     correct: np.ndarray  # bool
     pred: np.ndarray  # int64
-    logit_margin: np.ndarray | None  # float64; None for a probability log
+    logit_margin: np.ndarray | None  # None for a probability log
     prob_margin: np.ndarray
     el2n: np.ndarray
     entropy: np.ndarray
     loss: np.ndarray
 
 
+F32_MAX_CLASSES = 128  # float32 kernels up to this K: sums over K float32 terms stay within the bounds below
+
+
+def kernel_dtype(stored: np.dtype, k: int) -> type:
+    """The precision of the per-epoch kernels for K = ``k`` values stored as ``stored``: float32 for float32
+    logs (as allenai computes; half the memory traffic, twice the SIMD lanes) with K <= 128, else float64.
+
+    Epochs are folded in float64 either way. Against float64 kernels on the same float32 logits, a float32
+    kernel's per-epoch values differ by at most 1e-6 (absolute) for g, the probability margin and EL2N, and
+    2e-6 (relative) for entropy and loss; the logit margin (``aum``), argmax and correctness are the same
+    (``tests/test_stats.py`` pins these bounds)."""
+    return np.float32 if stored == np.float32 and k <= F32_MAX_CLASSES else np.float64
+
+
 def epoch_quantities(values: np.ndarray, labels: np.ndarray, kind: str = "logits") -> EpochQuantities:
-    """Per-epoch quantities from logits (or probabilities) ``values`` (n, K) and gold ``labels`` (n,).
+    """Per-epoch quantities from logits (or probabilities) ``values`` (n, K) and gold ``labels`` (n,),
+    computed in :func:`kernel_dtype` of ``values``.
 
     >>> q = epoch_quantities(np.array([[0.0, 0.0], [2.0, 0.0]]), np.array([1, 0]))
     >>> q.p_gold.tolist(), q.correct.tolist(), q.logit_margin.tolist()   # tie -> lowest index wins
@@ -62,22 +80,30 @@ def epoch_quantities(values: np.ndarray, labels: np.ndarray, kind: str = "logits
     """
     # Work on the (K, n) transpose: reductions over classes become elementwise passes over long rows,
     # several times faster than axis=1 reductions over short rows of (n, K).
-    vt = np.ascontiguousarray(values.T, dtype=np.float64)  # (K, n)
+    dtype = kernel_dtype(values.dtype, values.shape[1])
+    vt = np.ascontiguousarray(values.T, dtype=dtype)  # (K, n)
     gold = labels * vt.shape[1] + np.arange(vt.shape[1])  # (n,) flat index of (y_i, i) in a (K, n) array
+    z_gold = vt.take(gold)
+    pred, top = _argmax0(vt)
     if kind == "logits":
-        shifted = vt - vt.max(axis=0)  # (K, n), max 0: exp cannot overflow
+        with np.errstate(over="ignore"):  # logits further apart than the type's range: -inf, clamped next
+            shifted = vt - top  # (K, n), max 0: exp cannot overflow
+        np.maximum(shifted, np.finfo(dtype).min, out=shifted)  # finite, so p log p is 0 where p is 0
         p = np.exp(shifted)
         sum_exp = p.sum(axis=0)  # (n,) in [1, K]
         p /= sum_exp
-        logp = shifted - np.log(sum_exp)  # (K, n) log-softmax, finite
+        log_sum = np.log(sum_exp)
+        logp = shifted - log_sum  # (K, n) log-softmax, finite
         plogp = p * logp
+        # -log g = (max z - z_y) + log sum exp: the logit difference in float64 (exact for float32 logits)
+        loss = (top.astype(np.float64) - z_gold) + log_sum
     else:
         p = vt
         with np.errstate(divide="ignore", invalid="ignore"):
             logp = np.log(p)  # -inf where p == 0
             plogp = np.where(p > 0, p * logp, 0.0)
+        loss = -logp.take(gold)
     p_gold = p.take(gold)
-    pred = _argmax0(vt)
     others = p.copy()
     others.put(gold, 0.0)  # (K, n) p with the gold class zeroed: p >= 0, so its max is the best other class
     z_others = vt.copy()
@@ -89,24 +115,25 @@ def epoch_quantities(values: np.ndarray, labels: np.ndarray, kind: str = "logits
         p_gold=p_gold,
         correct=pred == labels,
         pred=pred,
-        logit_margin=vt.take(gold) - z_others.max(axis=0) if kind == "logits" else None,
+        logit_margin=z_gold.astype(np.float64) - z_others.max(axis=0) if kind == "logits" else None,
         prob_margin=p_gold - others.max(axis=0),
         el2n=np.sqrt(np.einsum("ij,ij->j", others, others) + miss * miss),
         entropy=-plogp.sum(axis=0),
-        loss=-logp.take(gold),
+        loss=loss,
     )
 
 
-def _argmax0(vt: np.ndarray) -> np.ndarray:
-    """argmax over axis 0 of (K, n), ties to the lowest index (as ``np.argmax``), as K elementwise passes."""
+def _argmax0(vt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(argmax, max) over axis 0 of (K, n), ties to the lowest index (as ``np.argmax``), as K elementwise
+    passes."""
     if vt.shape[0] > 32:
-        return vt.argmax(axis=0)
+        return vt.argmax(axis=0), vt.max(axis=0)
     best, pred = vt[0].copy(), np.zeros(vt.shape[1], dtype=np.int64)
     for k in range(1, vt.shape[0]):  # a loop over classes, not examples
         better = vt[k] > best  # strict: an equal later class does not win
         pred += better * (k - pred)  # arithmetic, not np.where: random masks make branches mispredict
         np.maximum(best, vt[k], out=best)
-    return pred
+    return pred, best
 
 
 class _Accumulator:
@@ -262,6 +289,7 @@ def fold(reader: DynamicsReader, *, el2n_epoch: int | None = None, keep_epochs: 
                 values = np.concatenate([b.values for b in batches])
                 labels = np.concatenate([b.labels for b in batches])
             del batches
+            values = values.astype(kernel_dtype(reader.dtype, reader.k), copy=False)  # one precision for the run
             # row_at[j]: the epoch's row holding position j, -1 if none (int32 while it fits: half the traffic)
             row_at = np.full(acc.n, -1, dtype=np.int32 if pos.size < 2**31 else np.int64)
             row_at[pos] = np.arange(pos.size, dtype=row_at.dtype)

@@ -81,9 +81,11 @@ def test_the_dask_engine_gives_the_in_process_numbers(tmp_path, client, case):
     # partitions of ~40 examples and read units of one row group: many partitions, several tasks per file
     result = compute_stats_dask(run, tmp_path / "out", client=client, partition_rows=40)
     assert result.n_examples == want.num_rows == 300
-    # 24 bytes of id, label, epoch and position plus 8 per class; a string id adds its length ("ex-123")
+    # 24 bytes of id, label, epoch and position plus 4 per class of float32 logs (parquet), 8 of float64 ones
+    # (JSONL); a string id adds its length ("ex-123")
     per_row = result.bytes_shuffled / result.rows_read
-    assert per_row == 24 + 8 * 3 if not opts.get("string_ids") else per_row > 24 + 8 * 3
+    row = 24 + (4 if layout in ("parquet", "parts") else 8) * 3
+    assert per_row == row if not opts.get("string_ids") else per_row > row
     # parquet footers give the rows of epoch 0 (300: ceil(300 / 40) partitions); JSONL an upper bound of them
     assert result.n_partitions == 8 if layout in ("parquet", "parts") else result.n_partitions > 8
     got = read_stats(tmp_path / "out")
@@ -406,7 +408,7 @@ def test_a_partition_whose_rows_arrive_out_of_order_folds_as_in_process(tmp_path
             pq.write_table(pa.table({"id": part, "label": [i % 3 for i in part], "logits": z}), d / f"part-{r}.parquet")
     (run_dir / "run.json").write_text(json.dumps({"world_size": 2}))
     run = open_run(run_dir)
-    first = cluster._First(3, "logits", False)
+    first = cluster._First(3, "logits", False, "float64")  # the files hold float64 logits
     files = [(ef.epoch, path) for ef in run.epochs for path in ef.paths]
     units = [cluster._Unit(epoch, i, path, None) for i, (epoch, path) in enumerate(files)]
     frame = pd.concat([cluster._read_unit(u, run, first) for u in units], ignore_index=True)

@@ -279,14 +279,18 @@ def test_bad_input_is_named(tmp_path, name, alarm):
     [(pa.float16(), [[1.0, 0.5], [0.25, 2.0]]), (pa.float32(), [[3.4e38, 3.4e38], [-3.4e38, 3.4e38]])],
 )
 def test_extreme_but_valid_logits_are_scored(tmp_path, dtype, values):
-    """float16 logs and float32 logits near the type's maximum: exact scores, no overflow in the checks."""
+    """float16 logs and float32 logits near the type's maximum (further apart than float32's range, in the
+    float32 kernels): scores within the float32 kernels' bound, aum and loss exact, no overflow anywhere."""
     table = pa.table({"id": [1, 2], "label": [0, 1], "logits": pa.array(values, pa.list_(dtype))})
     stats = compute_stats(parquet(tmp_path, "epoch_0.parquet", table))
     z = np.asarray(values, dtype=dtype.to_pandas_dtype()).astype(np.float64)  # as stored
     p = np.exp(z - z.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
-    np.testing.assert_allclose(stats["confidence"].to_numpy(), [p[0, 0], p[1, 1]], rtol=1e-12)
+    np.testing.assert_allclose(stats["confidence"].to_numpy(), [p[0, 0], p[1, 1]], rtol=0, atol=1e-6)
     np.testing.assert_allclose(stats["aum"].to_numpy(), [z[0, 0] - z[0, 1], z[1, 1] - z[1, 0]], rtol=1e-12)
+    loss = z.max(axis=1) - z[[0, 1], [0, 1]] + np.log(np.exp(z - z.max(axis=1, keepdims=True)).sum(axis=1))
+    np.testing.assert_allclose(stats["loss"].to_numpy(), loss, rtol=1e-6)
+    assert np.isfinite(stats["entropy"].to_numpy()).all()
 
 
 def test_a_link_out_of_the_root_is_refused_only_when_confined(tmp_path):
