@@ -681,10 +681,18 @@ class _IdIndex:
 
 
 def _sorted_unique(ids: np.ndarray) -> np.ndarray:
-    """The distinct ``ids``, sorted: integers by one sort (numpy 2's ``np.unique`` hashes first: 13 s against
-    3 s for 10M random ids), strings by hashing first (sorting Python strings is slow)."""
+    """The distinct ``ids``, sorted: integers within a span of ``LUT_SPAN_PER_ID`` x n by marking them in a
+    table of the span (a counting sort: 10 ms against 70 ms for 1M ids), others by one sort (numpy 2's
+    ``np.unique`` hashes first: 13 s against 3 s for 10M random ids), strings by hashing first (sorting Python
+    strings is slow)."""
     if ids.dtype == object:
         return np.sort(pd.unique(ids))
+    if ids.size:
+        lo, hi = int(ids.min()), int(ids.max())
+        if hi - lo < _IdIndex.LUT_SPAN_PER_ID * ids.size:
+            seen = np.zeros(hi - lo + 1, dtype=bool)
+            seen[ids - lo] = True
+            return np.flatnonzero(seen) + lo
     ids = np.sort(ids)
     return ids[np.concatenate([[True], ids[1:] != ids[:-1]])] if ids.size else ids
 

@@ -329,3 +329,23 @@ def test_el2n_of_one_epoch_is_null_for_an_example_missing_from_it_and_its_bounds
     assert compute_stats(run, el2n_epoch=0)["el2n_epoch_0"].null_count == 0
     with pytest.raises(LogError, match=re.escape("el2n_epoch 2 is outside the run's epochs 0..1")):
         compute_stats(run, el2n_epoch=2)
+
+
+def test_ids_get_positions_in_sorted_order_by_either_path():
+    """New ids are sorted once, by a counting pass over their span when it is small (at most 16 x n values),
+    else by a sort: both give numpy's sorted distinct ids, for dense, sparse, negative and extreme ids."""
+    from cartography_core.ingest import _sorted_unique
+
+    rng = np.random.default_rng(0)
+    cases = [
+        rng.permutation(1000)[:300],  # dense: counting
+        rng.integers(-50, 50, 400),  # negative, repeated: counting
+        rng.integers(0, 2**62, 500),  # sparse: sort
+        np.array([-(2**63), 2**63 - 1, 0, 0]),  # the int64 extremes: sort
+        np.array([5]),
+        np.array([], dtype=np.int64),
+    ]
+    for ids in cases:
+        got = _sorted_unique(ids)
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, np.unique(ids))
