@@ -851,9 +851,9 @@ class DynamicsReader:
         """None when every row is a new id of this epoch; with ``allow_padding`` (a multi-part epoch of a
         distributed run), the (n,) bool mask of rows to keep when some repeat ids of an earlier part.
         Raises for an id twice within one batch, or repeated across parts of a run not marked distributed."""
-        again = in_epoch[pos]  # (n,) bool: id already met in an earlier batch or part of this epoch
+        again = in_epoch.take(pos)  # (n,) bool: id already met in an earlier batch or part of this epoch
         in_epoch[pos] = True
-        n_new = pos.size - int(again.sum())
+        n_new = pos.size - np.count_nonzero(again)
         if np.count_nonzero(in_epoch) == n_before + n_new:  # no id twice within this batch
             if not again.any():
                 return None

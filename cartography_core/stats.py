@@ -139,18 +139,20 @@ def _argmax0(vt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class _Accumulator:
     """Streaming per-example folds over epochs; memory is a few arrays of length N."""
 
-    _FLOAT = ("mean_g", "m2_g", "aum", "margin", "el2n", "entropy", "loss", "dq", "el2n_at")
+    _FLOAT = ("mean_g", "m2_g", "aum", "margin", "el2n", "entropy", "loss", "dq")
     _INT = ("count", "n_correct", "forgets", "prev_correct", "first_learned", "streak_start", "last_pred")  # int32
     _MISSING_IS_MINUS_ONE = ("prev_correct", "first_learned", "streak_start", "last_pred")
 
-    def __init__(self, epochs: list[int] | None = None) -> None:
+    def __init__(self, epochs: list[int] | None = None, *, el2n_epoch: int | None = None) -> None:
         """``epochs``: the run's epoch numbers, to keep every example's per-epoch gold probability and
-        prediction as (E, N) arrays (``epoch_p`` float32, NaN where not logged; ``epoch_pred`` int16)."""
+        prediction as (E, N) arrays (``epoch_p`` float32, NaN where not logged; ``epoch_pred`` int16).
+        ``el2n_epoch``: keep that epoch's EL2N (``el2n_at``, NaN where not logged)."""
         self.n = 0
+        self._float = self._FLOAT + (("el2n_at",) if el2n_epoch is not None else ())
         self.epoch_row = {e: i for i, e in enumerate(epochs)} if epochs is not None else None
         self.epoch_p = np.empty((len(epochs) if epochs is not None else 0, 0), dtype=np.float32)
         self.epoch_pred = np.empty(self.epoch_p.shape, dtype=np.int16)
-        for name in self._FLOAT:
+        for name in self._float:
             setattr(self, name, np.empty(0))
         for name in self._INT:
             setattr(self, name, np.empty(0, dtype=np.int32))
@@ -159,10 +161,12 @@ class _Accumulator:
         extra = n - self.n
         if extra <= 0:
             return
-        for name in self._FLOAT + self._INT:
+        for name in self._float + self._INT:
             fill = np.nan if name == "el2n_at" else -1 if name in self._MISSING_IS_MINUS_ONE else 0
             old = getattr(self, name)
-            new = np.full(n, fill, dtype=old.dtype)
+            # zeros come from the system as untouched pages: no fill pass, and the first epoch's parallel
+            # chunks fault them in (about 1 GB of accumulators at 10M examples)
+            new = np.zeros(n, dtype=old.dtype) if fill == 0 else np.full(n, fill, dtype=old.dtype)
             new[: self.n] = old
             setattr(self, name, new)
         if self.epoch_row is not None:  # usually once: the reader knows N from the first epoch
@@ -275,7 +279,7 @@ def fold(reader: DynamicsReader, *, el2n_epoch: int | None = None, keep_epochs: 
     consecutive positions gather their rows, so the running values are read and written sequentially however
     the rows were shuffled or split, and examples missing from the epoch are skipped. An epoch read in several
     batches is joined into one copy first (memory: one more epoch of logits)."""
-    acc = _Accumulator([ef.epoch for ef in reader.epochs] if keep_epochs else None)
+    acc = _Accumulator([ef.epoch for ef in reader.epochs] if keep_epochs else None, el2n_epoch=el2n_epoch)
     with ThreadPoolExecutor(max_workers=THREADS) as pool:
         for epoch, group in itertools.groupby(reader, key=lambda b: b.epoch):
             batches = list(group)
