@@ -246,7 +246,8 @@ def test_cached_stats_are_reused_until_a_log_file_changes(tmp_path, monkeypatch)
     run_dir = write_log(tmp_path / "runs" / "r", [rows, rows], "parquet")
     cache = tmp_path / "cache"
     first = catalog.cached_stats(open_run(run_dir), cache)
-    assert first.equals(compute_stats(run_dir)) and len(list(cache.glob("stats-*.parquet"))) == 1
+    catalog.flush()  # the entry is written by a background thread
+    assert first.equals(compute_stats(run_dir)) and len(list(cache.glob("stats-*.arrow"))) == 1
 
     def no_recompute(run):
         raise AssertionError("recomputed")
@@ -261,6 +262,37 @@ def test_cached_stats_are_reused_until_a_log_file_changes(tmp_path, monkeypatch)
     assert not any(p.name.startswith("stats") for p in run_dir.rglob("*"))  # nothing written into the run
     monkeypatch.setenv("CARTOGRAPHY_CACHE", "off")
     assert io.cache_dir() is None
+
+
+def test_a_read_while_the_entry_is_being_written_waits_for_it(tmp_path, monkeypatch):
+    """The cache entry is written by a background thread; asking for the same run meanwhile (another session,
+    or the trajectories after the map) waits for that write and reads it, rather than scoring again."""
+    import threading
+
+    from cartography_core.dashboard import cache as disk
+
+    rows = [{"id": i, "label": i % 2, "logits": [float(i), 1.0]} for i in range(6)]
+    run_dir = write_log(tmp_path / "r", [rows, rows], "parquet")
+    release = threading.Event()
+    write_ipc = disk._write_ipc
+
+    def slow_write(table, path):
+        assert release.wait(10)
+        write_ipc(table, path)
+
+    monkeypatch.setattr(disk, "_write_ipc", slow_write)
+    first = disk.cached_stats(open_run(run_dir), tmp_path / "cache")
+    assert not list((tmp_path / "cache").glob("stats-*.arrow"))  # still being written
+
+    def no_recompute(run):
+        raise AssertionError("recomputed")
+
+    monkeypatch.setattr(disk, "compute_stats_and_epochs", no_recompute)
+    threading.Timer(0.2, release.set).start()
+    again = disk.cached_stats(open_run(run_dir), tmp_path / "cache")
+    assert again.equals(first)
+    matrix = disk.cached_epochs(open_run(run_dir), tmp_path / "cache")
+    assert matrix is not None and matrix.p_gold.shape == (2, 6)
 
 
 def test_an_invites_scope_matches_the_view_it_names_and_no_other():
