@@ -29,7 +29,7 @@ from .reliability import compare_groups, pool_runs, split_half_reliability
 from .scores import SCORES
 from .select import select_fraction, select_label_issues, select_random, select_region
 from .stats import class_names, compute_stats, name_classes, table_meta
-from .train.config import FEATURES, MODELS, TrainConfig
+from .train.config import FEATURES, MODELS, RECORDS, TrainConfig
 
 LOG_FOLDERS = ("dynamics", "training_dynamics")
 
@@ -171,6 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=int, default=d.batch_size, help="default: about 300 optimizer steps per epoch, 16..512"
     )
     p.add_argument("--holdout", type=float, default=d.holdout, help="fraction held out for accuracy (0: none)")
+    p.add_argument(
+        "--record",
+        choices=RECORDS,
+        default=d.record,
+        help="logits to record: train (those of the training steps; default) or eval (dropout off, every training "
+        "row after each epoch: fewer, more precise label_issue flags)",
+    )
     p.add_argument("--force", action="store_true", help="replace existing runs at OUT")
 
     p = sub.add_parser(
@@ -425,6 +432,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         lr=args.lr,
         batch_size=args.batch_size,
         holdout=args.holdout,
+        record=args.record,
     )
     inside = _run_holding(args.out)
     if inside is not None:

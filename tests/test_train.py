@@ -7,12 +7,21 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from cartography_core import LogError, compute_stats, open_run
 from cartography_core.cli import main
 from cartography_core.evaluate import detection_scores, flag_quality, flip_labels
 from cartography_core.train.config import auto_batch_size
-from cartography_core.train.trainer import LabeledData, TrainConfig, read_labeled, still_rising, train_run
+from cartography_core.train.trainer import (
+    LabeledData,
+    TrainConfig,
+    featurize,
+    read_labeled,
+    split,
+    still_rising,
+    train_run,
+)
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
 TREC_CONFIG = TrainConfig(lr=5e-3, batch_size=32)
@@ -64,6 +73,32 @@ def test_every_training_example_is_logged_each_epoch_with_its_text(trec_runs):
     assert len(examples) == 1500 and set(examples["text"]) == set(data.texts)
     assert run.meta["pass"] == "train" and run.meta["seed"] == 7 and run.label_names == data.label_names
     assert run.meta["holdout_accuracy"] == pytest.approx(results["a"].holdout_accuracy, abs=1e-6)
+
+
+def test_the_eval_pass_records_the_models_own_logits_and_leaves_training_alone(tmp_path):
+    """record="eval" logs, after each epoch, the logits of every training row with dropout off: the last
+    epoch's are the final model's own, recomputed here; the training itself (weights, held-out accuracy) is
+    the same as with record="train" (the default), whose logits carry dropout."""
+    data = load("trec", 600)
+    config = replace(TREC_CONFIG, epochs=2, patience=0)
+    ev = train_run(data, tmp_path / "ev", seed=3, config=replace(config, record="eval"), progress=False)
+    tr = train_run(data, tmp_path / "tr", seed=3, config=config, progress=False)
+    assert open_run(tmp_path / "ev").meta["pass"] == "eval" and open_run(tmp_path / "tr").meta["pass"] == "train"
+    assert ev.holdout_accuracy == tr.holdout_accuracy
+    for a, b in zip(ev.model.state_dict().values(), tr.model.state_dict().values()):
+        assert torch.equal(a, b)
+    train_rows, test_rows = split(data, config)
+    x, _, _ = featurize(data, train_rows, test_rows, config, False)
+    ev.model.eval()
+    with torch.no_grad():
+        want = ev.model(x).numpy()  # every training row at once, in split order
+    for name in ("ev", "tr"):
+        last = pq.read_table(tmp_path / name / "dynamics" / "epoch_001.parquet")
+        rows = pd.Index(data.ids[train_rows]).get_indexer(last["id"].to_numpy())
+        got = np.stack(last["logits"].to_numpy(zero_copy_only=False))
+        assert sorted(rows) == list(range(len(train_rows)))
+        same = np.allclose(got, want[rows], rtol=1e-5, atol=1e-5)
+        assert same if name == "ev" else not same
 
 
 def test_heldout_accuracy_beats_the_majority_class(trec_runs):

@@ -7,6 +7,7 @@ from ..errors import LogError
 
 MODELS = ("mlp", "linear")
 FEATURES = ("tfidf", "minilm")
+RECORDS = ("train", "eval")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,11 @@ class TrainConfig:
     split_seed: int = 0
     min_df: int = 2
     max_features: int = 20_000
+    # which logits are recorded: "train", those of the training forward pass itself (dropout on, before each
+    # example's own step: what Swayamdipta et al. and Pleiss et al.'s AUM use), or "eval", the model in eval mode
+    # (dropout off) over every training row after the epoch's steps (one more forward pass an epoch; ranks
+    # flipped labels slightly better and flags fewer, more precisely: bench/results/detection.md)
+    record: str = "train"
 
     def __post_init__(self) -> None:
         problems = [
@@ -42,6 +48,7 @@ class TrainConfig:
             else "",
             f"patience must be at least 0, got {self.patience}" if self.patience < 0 else "",
             f"holdout must lie in [0, 1), got {self.holdout}" if not 0 <= self.holdout < 1 else "",
+            f"record must be one of {', '.join(RECORDS)}, got {self.record!r}" if self.record not in RECORDS else "",
         ]
         problems = [p for p in problems if p]
         if problems:

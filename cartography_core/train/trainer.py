@@ -53,6 +53,7 @@ class TrainResult:
     majority_accuracy: float = float("nan")
     best_epoch: int | None = None  # the epoch (0-based) of the best held-out accuracy
     warning: str = ""  # set when the held-out accuracy was still rising at the last epoch
+    model: nn.Module | None = None  # the trained head, with its weights after the last epoch
 
 
 FEATURE_NAMES = {"tfidf": "tfidf-1-2gram", "minilm": "all-MiniLM-L6-v2 (frozen)"}
@@ -183,7 +184,7 @@ def train_run(
     rec = DynamicsRecorder(
         out,
         label_names=data.label_names,
-        pass_="train",
+        pass_=config.record,
         overwrite=overwrite,
         meta={
             "dataset": data.name,
@@ -219,7 +220,10 @@ def train_run(
             losses.mean().backward()
             opt.step()
             total += float(losses.detach().sum())
-            rec.log(ids[rows], logits, y_train[rows], losses)
+            if config.record == "train":
+                rec.log(ids[rows], logits, y_train[rows], losses)
+        if config.record == "eval":
+            record_eval_pass(model, x_train, y_train, ids, rec)
         rec.end_epoch()
         result.seconds_per_epoch.append(time.perf_counter() - t0)
         acc = ""
@@ -246,6 +250,7 @@ def train_run(
                 file=sys.stderr,
             )
             break
+    result.model = model
     result.warning = still_rising(result.holdout_accuracy, config)
     if result.warning:
         print(f"{out.name}: warning: {result.warning}", file=sys.stderr)
@@ -253,6 +258,20 @@ def train_run(
     if examples:
         write_examples(data, out / "examples.parquet", test_rows)
     return result
+
+
+EVAL_BATCH = 4096  # rows per forward pass of the eval pass (no gradients: large batches are cheap)
+
+
+def record_eval_pass(model: Head, x_train, y_train: torch.Tensor, ids: np.ndarray, rec: DynamicsRecorder) -> None:
+    """Log the logits and losses of every training row with the model in eval mode (dropout off), as the
+    weights stand after the epoch; the model is left in eval mode."""
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(ids), EVAL_BATCH):
+            rows = np.arange(start, min(start + EVAL_BATCH, len(ids)))
+            logits = model(x_train[rows])
+            rec.log(ids[rows], logits, y_train[rows], F.cross_entropy(logits, y_train[rows], reduction="none"))
 
 
 def still_rising(accuracy: list[float], config: TrainConfig) -> str:
