@@ -658,7 +658,7 @@ class _IdIndex:
         if self._lut is None:
             return self._hash.get_indexer(ids) if self._hash is not None else np.full(len(ids), -1, dtype=np.int64)
         rel = ids - self._lo
-        if not ids.size or (ids.min() >= self._lo and ids.max() - self._lo < self._lut.size):  # no temporaries
+        if not ids.size or (int(ids.min()) >= self._lo and int(ids.max()) - self._lo < self._lut.size):
             return self._lut.take(rel)  # take: faster than fancy indexing
         inside = (rel >= 0) & (rel < self._lut.size)
         pos = np.full(len(ids), -1, dtype=np.int32)
@@ -704,7 +704,7 @@ class IndexedBatch:
     epoch: int
     pos: np.ndarray  # (n,) int32 or int64, distinct within an epoch
     labels: np.ndarray  # (n,) int64
-    values: np.ndarray  # (n, K) float32 or float64 as stored (the kernels compute in float64)
+    values: np.ndarray  # (n, K) float32 or float64 as stored (the kernels' precision: stats.kernel_dtype)
     kind: str
 
 

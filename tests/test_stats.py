@@ -349,3 +349,22 @@ def test_ids_get_positions_in_sorted_order_by_either_path():
         got = _sorted_unique(ids)
         assert got.dtype == np.int64
         np.testing.assert_array_equal(got, np.unique(ids))
+
+
+def test_ids_at_the_int64_extremes_met_in_a_later_epoch(tmp_path):
+    """Later epochs' new ids may lie far outside the first epoch's span (here the int64 extremes): they get
+    positions of their own, with no overflow in the lookup table's range checks."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    d = tmp_path / "run" / "dynamics"
+    d.mkdir(parents=True)
+    first = {"id": [-5, 0, 3], "label": [0, 1, 0], "logits": [[1.0, 0.0], [0.0, 1.0], [2.0, 0.0]]}
+    pq.write_table(pa.table(first), d / "epoch_0.parquet")
+    for e, new_id in enumerate([2**63 - 1, -(2**63)], start=1):  # one far above the span, then one far below
+        later = {k: v + extra for (k, v), extra in zip(first.items(), ([new_id], [1], [[0.0, 1.0]]))}
+        pq.write_table(pa.table(later), d / f"epoch_{e}.parquet")
+    got = compute_stats(tmp_path / "run")
+    assert got["id"].to_pylist() == [-(2**63), -5, 0, 3, 2**63 - 1]
+    assert got["n_epochs"].to_pylist() == [1, 3, 3, 3, 1]
+    assert got["correct_count"].to_pylist() == [1, 3, 3, 3, 1]
