@@ -116,6 +116,9 @@ def write_table(table: pa.Table, path: str | Path, *, overwrite: bool = False) -
         raise LogError(f"{path} already exists; choose another name or pass --force to overwrite it")
     if not path.parent.exists():
         raise LogError(f"{path.parent}: no such directory")
+    if path.suffix == ".parquet":  # encoded straight into the file: no copy of the whole output in memory
+        atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+        return path
     data = table_bytes(table, path.suffix)
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
     return path
