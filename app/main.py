@@ -66,7 +66,7 @@ from cartography_core.dashboard.datamap import (  # noqa: E402
     trajectory,
 )
 from cartography_core.io import cache_dir, table_bytes  # noqa: E402
-from cartography_core.label_issues import issue_counts  # noqa: E402
+from cartography_core.label_issues import issue_counts, unlearned_classes  # noqa: E402
 from cartography_core.regions import member_names, region_members  # noqa: E402
 from cartography_core.reviews import (  # noqa: E402
     OUTCOMES,
@@ -203,10 +203,12 @@ def region_table(root: str, run_id: str, sig: str, thresholds: RegionThresholds 
 
 
 @st.cache_resource(max_entries=MAX_RUNS)
-def issue_table(root: str, run_id: str, sig: str) -> pd.DataFrame:
-    """Likely label errors per class (``label_issues.issue_counts``), shared by every session."""
+def issue_table(root: str, run_id: str, sig: str) -> tuple[pd.DataFrame, str]:
+    """Likely label errors per class (``label_issues.issue_counts``) and the warning about classes the model
+    did not learn ("" if none), shared by every session."""
     run = load(root, run_id, sig)
-    return issue_counts(run.table, run.label_names).to_pandas()
+    counts = issue_counts(run.table, run.label_names)
+    return counts.to_pandas(), unlearned_classes(counts)
 
 
 @st.cache_resource
@@ -587,7 +589,7 @@ with tab_map:
         )
         st.dataframe(counts, hide_index=True, key="counts")
 
-        issues = issue_table(str(root), run_id, sig)
+        issues, unlearned = issue_table(str(root), run_id, sig)
         total = int(issues["label_issues"].iloc[-1])
         st.subheader(f"Likely label errors: {total:,} of {run.n:,} examples")
         st.caption(
@@ -596,6 +598,8 @@ with tab_map:
             "review or download them. `python -m cartography_core selftest` measures how precise this is on your data."
         )
         st.dataframe(issues, hide_index=True)
+        if unlearned:
+            st.warning(unlearned[0].upper() + unlearned[1:] + ".")
 
         st.subheader("Examples")
         rows, n_match = subset_rows[:TABLE_ROWS], len(subset_rows)

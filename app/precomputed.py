@@ -19,6 +19,7 @@ from cartography_core.dashboard.precomputed import (
     top_rows,
     with_texts,
 )
+from cartography_core.label_issues import class_counts, unlearned_classes
 from cartography_core.regions import AMBIGUOUS, EASY, HARD, OTHER, REGIONS, RegionThresholds
 from cartography_core.scores import SCORES
 
@@ -125,6 +126,8 @@ def show(location: str, sig: str, name: str, run_ids: list[str]) -> None:
         "Estimated count of wrong labels: examples whose gold class lost, on average over training, to another class "
         "(aum < 0; margin < 0 for a log of probabilities). The subset 'likely mislabeled' lists them."
     )
+    if unlearned := unlearned_classes(class_counts(names, ov.region_counts.sum(axis=1), ov.label_issues)):
+        st.warning(unlearned[0].upper() + unlearned[1:] + ".")
 
     hardest = order == state.ORDERS[0]
     counted = ov.region_counts if cls is None else ov.region_counts[cls : cls + 1]

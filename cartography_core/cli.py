@@ -23,7 +23,7 @@ from .evaluate import NOISE_KINDS
 from .examples import check_examples, never_logged, with_examples
 from .ingest import EXAMPLES_NAMES, find_runs, is_run_dir, open_run, read_examples, run_folder
 from .io import FORMATS, table_bytes, write_table
-from .label_issues import issue_counts
+from .label_issues import issue_counts, unlearned_classes
 from .regions import REGIONS, RegionThresholds, region_codes, region_counts, region_names
 from .reliability import compare_groups, pool_runs, split_half_reliability
 from .scores import SCORES
@@ -398,7 +398,8 @@ def cmd_summary(args: argparse.Namespace) -> None:
     else:
         e = meta["n_epochs"]
         missing = int((stats["n_epochs"].to_numpy() < e).sum())
-        print(f"run:       {args.logdir} ({meta['layout']} layout, {meta['kind']})")
+        recorded = {"train": ", from the training steps", "eval": ", from an eval pass after each epoch"}
+        print(f"run:       {args.logdir} ({meta['layout']} layout, {meta['kind']}{recorded.get(meta.get('pass'), '')})")
         print(f"epochs:    {e}")
         print(f"missing:   {missing} examples are missing from at least one epoch")
         if meta.get("padding_rows"):
@@ -418,6 +419,8 @@ def cmd_summary(args: argparse.Namespace) -> None:
     print("likely label errors per class (label_issue: aum < 0, or margin < 0 for probabilities):")
     counts = issue_counts(stats, class_names(stats))
     print(table_bytes(counts, ".csv").decode().replace('"', ""), end="")
+    if warning := unlearned_classes(counts):
+        print(f"warning: {warning}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:

@@ -32,8 +32,29 @@ def issue_counts(table: pa.Table, names: list[str]) -> pa.Table:
     labels = table["label"].to_numpy()
     flags = table[FLAG].to_numpy(zero_copy_only=False)
     k = len(names)
-    n = np.bincount(labels, minlength=k)
-    bad = np.bincount(labels[flags], minlength=k)
-    n, bad = np.append(n, n.sum()), np.append(bad, bad.sum())
+    return class_counts(names, np.bincount(labels, minlength=k), np.bincount(labels[flags], minlength=k))
+
+
+def class_counts(names: list[str], examples: np.ndarray, flagged: np.ndarray) -> pa.Table:
+    """The table of :func:`issue_counts` from per-class counts of ``examples`` and of ``flagged`` ones."""
+    n, bad = np.append(examples, examples.sum()), np.append(flagged, flagged.sum())
     share = bad / np.maximum(n, 1)  # 0 for a class without examples (it has no flags either)
     return pa.table({"class": [*names, "total"], "examples": n, "label_issues": bad, "share": share})
+
+
+UNLEARNED_SHARE = 0.5  # more than half of a class flagged: the model failed the class, its labels are not all wrong
+
+
+def unlearned_classes(counts: pa.Table) -> str:
+    """A warning naming the classes (rows of :func:`issue_counts`) with more than half their examples flagged,
+    or "" when there are none. The flag assumes that most labels are right, so a class flagged in the main is
+    one the model did not learn (too few examples or epochs), and its count is no estimate of wrong labels."""
+    rows = [r for r in counts.to_pylist()[:-1] if r["examples"] and r["share"] > UNLEARNED_SHARE]
+    if not rows:
+        return ""
+    named = ", ".join(f"{r['class']} ({r['label_issues']} of {r['examples']})" for r in rows)
+    return (
+        f"more than half of class{'es' * (len(rows) > 1)} {named} flagged: the model did not learn "
+        f"{'them' if len(rows) > 1 else 'it'}, so these flags do not count wrong labels (train longer, add examples "
+        "of the class, or pool several runs)"
+    )

@@ -378,6 +378,7 @@ def table_of(run: Run, reader: DynamicsReader, acc: _Accumulator, *, variability
         "n_epochs": len(reader.epochs),
         "n_classes": reader.k,
         "kind": reader.kind,
+        "pass": run.meta.get("pass"),  # which logits the recorder logged (train or eval), when run.json says
         "label_names": names,
         "padding_rows": reader.padding_rows,
     }

@@ -202,7 +202,7 @@ def test_likely_mislabeled_subset_lists_the_examples_whose_gold_class_lost_on_av
 def test_a_share_link_keeps_opening_its_run_after_a_dataset_that_sorts_first_is_added(monkeypatch, tmp_path):
     from urllib.parse import parse_qsl, urlsplit
 
-    rows = [{"id": i, "label": i % 2, "logits": [float(i), 1.0]} for i in range(6)]
+    rows = [{"id": i, "label": i % 2, "logits": [float(i), 1.0][:: 1 - 2 * (i % 2)]} for i in range(6)]
     write_log(tmp_path / "rt" / "seed-0", [rows, rows], "jsonl")
     at = run_app(monkeypatch, tmp_path, subset="likely mislabeled")
     assert shown(at.title[0].value) == "Data map: rt/seed-0"  # the default: the only run
@@ -213,6 +213,17 @@ def test_a_share_link_keeps_opening_its_run_after_a_dataset_that_sorts_first_is_
         assert query["run"] == "rt/seed-0"
         at = run_app(monkeypatch, tmp_path, **query)
         assert heading in shown(at.title[0].value) and not at.warning
+
+
+def test_a_class_the_model_did_not_learn_is_named_beside_the_label_error_count(monkeypatch, tmp_path):
+    rows = [{"id": i, "label": i % 3, "logits": [2.0, 0.0, 0.0] if i % 3 != 1 else [0.0, 2.0, 0.0]} for i in range(9)]
+    write_log(tmp_path / "d" / "seed-0", [rows, rows], "parquet")
+    at = run_app(monkeypatch, tmp_path)
+    notices = [shown(w.value) for w in at.warning]
+    assert notices == [
+        "More than half of class 2 (3 of 3) flagged: the model did not learn it, so these flags do not count wrong "
+        "labels (train longer, add examples of the class, or pool several runs)."
+    ]
 
 
 @pytest.mark.parametrize("max_runs, reads", [(1, 3), (2, 2)])

@@ -174,7 +174,7 @@ def test_statistics_metadata_is_pinned(tmp_path):
     rows = [{"id": "a", "label": 1, "logits": [0.0, 1.0]}, {"id": "b", "label": 0, "logits": [0.0, 1.0]}]
     t = compute_stats(_run(tmp_path, [rows, rows], label_names=["neg", "pos"]))
     assert table_meta(t) == {
-        "run": "r", "layout": "cartography", "n_epochs": 2, "n_classes": 2, "kind": "logits",
+        "run": "r", "layout": "cartography", "n_epochs": 2, "n_classes": 2, "kind": "logits", "pass": None,
         "label_names": ["neg", "pos"], "padding_rows": 0,
     }  # fmt: skip
     assert t["id"].type == pa.string()

@@ -68,3 +68,22 @@ def test_select_label_issues_writes_the_flagged_examples_likeliest_first(tmp_pat
     assert "wrote 3 of 4 examples (likely label errors" in capsys.readouterr().out
     bad = ["select", str(run), "--label-issues", "--fraction", "0.5", "--out", str(tmp_path / "x.csv")]
     assert main(bad) == 2 and "--fraction and --both-ends go with --metric" in capsys.readouterr().err
+
+
+def test_a_class_flagged_in_the_main_is_named_as_not_learned(tmp_path, capsys):
+    """More than half of a class flagged cannot be an estimate of wrong labels (the flag assumes most labels
+    are right): summary names that class (hand-made counts, then a log where class 2 is never predicted)."""
+    from cartography_core.cli import main
+    from cartography_core.label_issues import class_counts, unlearned_classes
+
+    counts = class_counts(["a", "b", "c", "d"], np.array([10, 4, 6, 0]), np.array([1, 3, 3, 0]))
+    assert counts["share"].to_pylist()[:4] == [0.1, 0.75, 0.5, 0.0]
+    warning = unlearned_classes(counts)
+    assert "class b (3 of 4) flagged" in warning and "c (" not in warning  # exactly half is not "more than"
+    assert unlearned_classes(class_counts(["a", "b"], np.array([5, 5]), np.array([2, 1]))) == ""
+
+    rows = [{"id": i, "label": i % 3, "logits": [2.0, 0.0, 0.0] if i % 3 != 1 else [0.0, 2.0, 0.0]} for i in range(9)]
+    write_log(tmp_path / "run", [rows, rows], "parquet")
+    assert main(["summary", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "warning: more than half of class 2 (3 of 3) flagged: the model did not learn it" in out

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from cartography_core import LogError, compute_stats, pool_runs, spearman_brown, split_half_reliability
+from cartography_core import LogError, compute_stats, pool_runs, spearman_brown, split_half_reliability, table_meta
 from cartography_core.reliability import runs_needed
 from cartography_core.scores import SCORES
 from tests.logs import write_log
@@ -153,3 +153,24 @@ def test_pooled_prediction_ties_go_to_the_lowest_class():
     assert pool_runs([a, b])["pred_label"].to_pylist() == [1, 1]  # one vote each: the lower class
     c = run_table([1, 2], [0, 0], [0.5, 0.5], pred=[2, 2])
     assert pool_runs([a, b, c])["pred_label"].to_pylist() == [2, 2]  # a majority wins
+
+
+def test_runs_recorded_from_different_passes_are_not_pooled_or_compared(tmp_path, capsys):
+    """run.json's "pass" (training steps or an eval pass) travels with the table; pooling or comparing a
+    train-pass run with an eval-pass run is refused by name, while runs that do not say are taken as they are."""
+    from cartography_core.cli import main
+
+    rows = [{"id": i, "label": i % 2, "logits": [float(i % 3), 1.0]} for i in range(8)]
+    for name, meta in (("a", {"pass": "train"}), ("b", {"pass": "eval"}), ("c", {}), ("d", {"pass": "train"})):
+        write_log(tmp_path / name, [rows, rows], "parquet", meta=meta)
+    a, b, c, d = (compute_stats(tmp_path / name) for name in "abcd")
+    assert table_meta(a)["pass"] == "train" and table_meta(b)["pass"] == "eval" and table_meta(c)["pass"] is None
+    for call in (
+        lambda: pool_runs([a, b], ["a", "b"]),
+        lambda: split_half_reliability([a, c, b], "aum", names=["a", "c", "b"]),
+    ):
+        with pytest.raises(LogError, match="a records the logits of the train pass but b those of the eval pass"):
+            call()
+    assert pool_runs([a, c, d], ["a", "c", "d"]).num_rows == 8  # c does not say: allowed
+    assert main(["summary", str(tmp_path / "b")]) == 0
+    assert "from an eval pass after each epoch" in capsys.readouterr().out

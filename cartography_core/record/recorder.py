@@ -133,8 +133,8 @@ def refuse_existing_run(run_dir: Path) -> None:
     crashed before its first epoch ended does not count: that run can be recorded again)."""
     if has_epochs(run_dir):
         raise LogError(
-            f"{run_dir} already holds a run (dynamics/); choose a new directory or pass "
-            "overwrite=True (--force) to replace it"
+            f"{run_dir} already holds a run (dynamics/); choose a new directory, or replace it: --force on the "
+            "command line, overwrite=True in Python"
         )
 
 
