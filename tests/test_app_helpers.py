@@ -257,8 +257,23 @@ def test_cached_stats_are_reused_until_a_log_file_changes(tmp_path, monkeypatch)
     assert again.equals(first) and again.schema.metadata == first.schema.metadata
     monkeypatch.undo()
     time.sleep(0.01)
+    old_files = sorted(p.name for p in cache.iterdir())
+    assert len(old_files) == 4  # the table and the three per-epoch arrays
+    prefix = old_files[0][: old_files[0].rindex("-") + 1]  # stats-<run>-: every entry of this run
+    for age, name in ((7200, "killed"), (60, "in-flight")):  # hidden temporaries of writes into this run's entries
+        tmp = cache / f".{prefix}{name}.arrow.tmp-1.arrow"
+        tmp.write_bytes(b"partial")
+        os.utime(tmp, (time.time() - age, time.time() - age))
+    other_run = cache / "stats-0123456789abcdef-0123456789abcdef.arrow"  # another run's entry
+    other_run.write_bytes(b"kept")
     write_log(run_dir, [rows, rows[:3]], "parquet")  # the log changes: a new key, computed afresh
     assert catalog.cached_stats(open_run(run_dir), cache)["n_epochs"].to_pylist() == [2, 2, 2, 1, 1, 1]
+    catalog.flush()
+    # the run's older entry and the temporary of a write killed an hour ago are gone; the rest stays
+    left = sorted(p.name for p in cache.iterdir())
+    assert not set(old_files) & set(left) and other_run.name in left
+    assert f".{prefix}in-flight.arrow.tmp-1.arrow" in left and f".{prefix}killed.arrow.tmp-1.arrow" not in left
+    assert len([n for n in left if n.startswith(prefix)]) == 4
     assert not any(p.name.startswith("stats") for p in run_dir.rglob("*"))  # nothing written into the run
     monkeypatch.setenv("CARTOGRAPHY_CACHE", "off")
     assert io.cache_dir() is None

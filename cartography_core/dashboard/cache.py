@@ -12,9 +12,11 @@ examples); a later read of the same entry in this process waits for that write.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -54,9 +56,31 @@ def _code_version() -> str:
 
 
 def _entry(run: Run, cache: Path) -> Path:
-    """The cache entry's path stem for ``run`` (key: code version, resolved path, :func:`signature`)."""
-    key = hashlib.sha256(f"{_code_version()}|{run.path.resolve()}|{signature([run.path])}".encode()).hexdigest()
-    return cache / f"stats-{key[:32]}"
+    """The cache entry's path stem for ``run``: ``stats-<run>-<version>``, ``<run>`` a hash of its resolved
+    path, ``<version>`` one of the code version and :func:`signature`. Entries of the same run share
+    ``stats-<run>-``, so a new version of a run replaces the old one (:func:`_prune`)."""
+    run_key = hashlib.sha256(str(run.path.resolve()).encode()).hexdigest()[:16]
+    version = hashlib.sha256(f"{_code_version()}|{signature([run.path])}".encode()).hexdigest()[:16]
+    return cache / f"stats-{run_key}-{version}"
+
+
+STALE_TEMPORARY_S = 3600  # a hidden temporary this old was left by a write that was killed
+
+
+def _prune(stem: Path) -> None:
+    """Remove the files of the run's other (older) entries beside ``stem``, and hidden temporaries of its
+    entries left by a write killed over an hour ago (a younger one may be another server's write in flight).
+    A file another process has memory-mapped stays readable to it until it lets go."""
+    prefix = stem.name[: stem.name.rindex("-") + 1]  # stats-<run>-
+    now = time.time()
+    for p in stem.parent.iterdir():
+        name = p.name
+        if name.startswith(prefix) and not name.startswith(stem.name + "."):
+            p.unlink(missing_ok=True)
+        elif name.startswith("." + prefix) and ".tmp-" in name:
+            with contextlib.suppress(OSError):
+                if now - p.stat().st_mtime > STALE_TEMPORARY_S:
+                    p.unlink(missing_ok=True)
 
 
 EPOCH_ARRAYS = ("epochs", "p_gold", "pred")  # EpochMatrix fields, one .npy file each beside the table
@@ -93,6 +117,7 @@ def _write_entry(stem: Path, table: pa.Table, matrix: EpochMatrix) -> None:
         for name in EPOCH_ARRAYS:  # the arrays first: a table in the cache means its arrays are there too
             atomic_write(Path(f"{stem}.{name}.npy"), lambda tmp, a=getattr(matrix, name): np.save(tmp, a))
         atomic_write(stem.with_suffix(".arrow"), lambda tmp: _write_ipc(table, tmp))
+        _prune(stem)
     except (OSError, pa.ArrowException):
         pass  # a read-only or full cache folder only costs the recomputation next time
     finally:
