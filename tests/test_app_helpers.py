@@ -266,12 +266,14 @@ def test_cached_stats_are_reused_until_a_log_file_changes(tmp_path, monkeypatch)
         os.utime(tmp, (time.time() - age, time.time() - age))
     other_run = cache / "stats-0123456789abcdef-0123456789abcdef.arrow"  # another run's entry
     other_run.write_bytes(b"kept")
+    legacy = cache / f"stats-{'ab' * 16}.parquet"  # named as before entries were stats-<run>-<version>
+    legacy.write_bytes(b"never read again")
     write_log(run_dir, [rows, rows[:3]], "parquet")  # the log changes: a new key, computed afresh
     assert catalog.cached_stats(open_run(run_dir), cache)["n_epochs"].to_pylist() == [2, 2, 2, 1, 1, 1]
     catalog.flush()
     # the run's older entry and the temporary of a write killed an hour ago are gone; the rest stays
     left = sorted(p.name for p in cache.iterdir())
-    assert not set(old_files) & set(left) and other_run.name in left
+    assert not set(old_files) & set(left) and other_run.name in left and legacy.name not in left
     assert f".{prefix}in-flight.arrow.tmp-1.arrow" in left and f".{prefix}killed.arrow.tmp-1.arrow" not in left
     assert len([n for n in left if n.startswith(prefix)]) == 4
     assert not any(p.name.startswith("stats") for p in run_dir.rglob("*"))  # nothing written into the run

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -65,17 +66,19 @@ def _entry(run: Run, cache: Path) -> Path:
 
 
 STALE_TEMPORARY_S = 3600  # a hidden temporary this old was left by a write that was killed
+_LEGACY = re.compile(r"stats-[0-9a-f]{32}\.")  # entries of versions before stats-<run>-<version>: never read now
 
 
 def _prune(stem: Path) -> None:
-    """Remove the files of the run's other (older) entries beside ``stem``, and hidden temporaries of its
-    entries left by a write killed over an hour ago (a younger one may be another server's write in flight).
+    """Remove the files of the run's other (older) entries beside ``stem``, entries named as earlier versions
+    of this module named them, and hidden temporaries of the run's entries left by a write killed over an hour
+    ago (a younger one may be another server's write in flight).
     A file another process has memory-mapped stays readable to it until it lets go."""
     prefix = stem.name[: stem.name.rindex("-") + 1]  # stats-<run>-
     now = time.time()
     for p in stem.parent.iterdir():
         name = p.name
-        if name.startswith(prefix) and not name.startswith(stem.name + "."):
+        if (name.startswith(prefix) and not name.startswith(stem.name + ".")) or _LEGACY.match(name):
             p.unlink(missing_ok=True)
         elif name.startswith("." + prefix) and ".tmp-" in name:
             with contextlib.suppress(OSError):
