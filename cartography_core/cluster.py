@@ -49,7 +49,7 @@ from .ingest import (
     read_file,
 )
 from .io import atomic_write
-from .reliability import Reliability, spearman_brown
+from .reliability import Reliability, check_one_pass, spearman_brown
 from .scores import SCORES
 from .stats import fold, kernel_dtype, name_classes, row_order, table_of
 
@@ -329,6 +329,7 @@ def pool_runs_dask(
     names = names or [r.path.name for r in runs]
     if len(set(names)) != len(names):
         raise LogError(f"runs to pool need distinct names, got {names}")
+    check_one_pass([r.meta.get("pass") for r in runs], names)  # before any scoring
     out_fs, out_path = storage.locate(out)
     _prepare_out(out_fs, out_path, overwrite)
     if out_fs is None:

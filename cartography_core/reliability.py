@@ -46,7 +46,7 @@ def pool_runs(tables: list[pa.Table], names: list[str] | None = None) -> pa.Tabl
     if not tables:
         raise LogError("no runs to pool")
     names = names or [f"run {r}" for r in range(len(tables))]
-    check_one_pass(tables, names)
+    check_one_pass([table_meta(t).get("pass") for t in tables], names)
     ids = pd.Index(np.unique(np.concatenate([t["id"].to_numpy(zero_copy_only=False) for t in tables])))
     n, r_total = len(ids), len(tables)
     pos = [ids.get_indexer(t["id"].to_numpy(zero_copy_only=False)) for t in tables]  # per run: (N_r,)
@@ -127,12 +127,11 @@ def runs_needed(r: float, runs_per_half: int, target: float) -> int:
     return math.ceil(k * runs_per_half - 1e-9)
 
 
-def check_one_pass(tables: list[pa.Table], names: list[str]) -> None:
+def check_one_pass(passes: list[str | None], names: list[str]) -> None:
     """Raise :class:`LogError` when runs recorded different logits (``run.json``'s ``pass``: the training
     forward pass or an eval pass): their scores measure different things and are not pooled or compared as
-    seeds. Runs that do not say are taken as they are."""
-    said = [(name, table_meta(t).get("pass")) for name, t in zip(names, tables)]
-    said = [(name, p) for name, p in said if p is not None]
+    seeds. Runs that do not say (None) are taken as they are."""
+    said = [(name, p) for name, p in zip(names, passes) if p is not None]
     for name, p in said[1:]:
         if p != said[0][1]:
             raise LogError(
@@ -152,7 +151,7 @@ def split_half_reliability(
     if r_total < 2:
         raise LogError(f"split-half reliability needs at least 2 runs, got {r_total}")
     names = names or [f"run {r}" for r in range(r_total)]
-    check_one_pass(tables, names)
+    check_one_pass([table_meta(t).get("pass") for t in tables], names)
     ids = tables[0]["id"]
     for name, t in zip(names[1:], tables[1:]):
         if not t["id"].equals(ids):

@@ -489,3 +489,12 @@ def test_runs_in_an_s3_bucket_are_read_by_both_engines_and_the_workers(tmp_path,
             compute_stats_dask(runs[0], "s3://carto/out/one", client=client)
     finally:
         client.run(lambda keys=tuple(s3): [os.environ.pop(k, None) for k in keys])
+
+
+def test_runs_recorded_from_different_passes_are_refused_before_any_scoring(tmp_path):
+    rows = [{"id": i, "label": i % 2, "logits": [float(i % 3), 1.0]} for i in range(8)]
+    for name, recorded in (("a", "train"), ("b", "eval")):
+        write_log(tmp_path / name, [rows, rows], "parquet", meta={"pass": recorded})
+    with pytest.raises(LogError, match="a records the logits of the train pass but b those of the eval pass"):
+        pool_runs_dask([tmp_path / "a", tmp_path / "b"], tmp_path / "out", names=["a", "b"], client=None)
+    assert not (tmp_path / "out").exists()  # refused before a cluster was started or anything written
