@@ -574,7 +574,7 @@ def _to_batch(table: pa.Table, epoch: int, source: str, row0: int, jsonl: bool, 
         flat = flat.cast(pa.float64())
     values = flat.to_numpy(zero_copy_only=False).reshape(-1, k)  # (n, K) float32 or float64, as stored
     if values.dtype == np.float16:
-        values = values.astype(np.float32)  # half precision: the kernels' float64 input is exact either way
+        values = values.astype(np.float32)  # half precision widened exactly; computed as float32 logs are
 
     # cheap on the happy path (summed in float64: float32 values near their maximum do not overflow the sum);
     # locate the row only on failure
