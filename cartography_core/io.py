@@ -117,11 +117,16 @@ def write_table(table: pa.Table, path: str | Path, *, overwrite: bool = False) -
     if not path.parent.exists():
         raise LogError(f"{path.parent}: no such directory")
     if path.suffix == ".parquet":  # encoded straight into the file: no copy of the whole output in memory
-        atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+        atomic_write(path, lambda tmp: _write_parquet(table, tmp))
         return path
     data = table_bytes(table, path.suffix)
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
     return path
+
+
+def _write_parquet(table: pa.Table, where) -> None:
+    """A table written as a command's or a download's ``.parquet`` (zstd, dictionaries kept for text columns)."""
+    pq.write_table(table, where, compression="zstd")
 
 
 def table_bytes(table: pa.Table, fmt: str) -> bytes:
@@ -130,7 +135,7 @@ def table_bytes(table: pa.Table, fmt: str) -> bytes:
     if fmt == ".csv":
         pacsv.write_csv(table, sink)
     elif fmt == ".parquet":
-        pq.write_table(table, sink, compression="zstd")
+        _write_parquet(table, sink)
     elif fmt == ".jsonl":
         frame = table.to_pandas(types_mapper=pd.ArrowDtype)  # keeps nullable ints as ints
         text = frame.to_json(orient="records", lines=True, force_ascii=False, double_precision=15)
