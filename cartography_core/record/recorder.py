@@ -71,7 +71,7 @@ ROW_GROUP_ROWS = 1 << 14  # rows held before they are written as a row group (al
 def _held_by_reference(t) -> bool:
     """Whether :func:`_hold` keeps tensor ``t`` by reference: on an accelerator, where a copy per step would
     sync the device."""
-    return t.device.type != "cpu"
+    return not t.is_cpu
 
 
 def _hold(x) -> tuple:
@@ -80,10 +80,11 @@ def _hold(x) -> tuple:
     caught, not recorded; copied to the CPU with its row group, so no device sync per step), anything else
     copied to numpy now (the caller may reuse its buffers, also through numpy views torch cannot see)."""
     if hasattr(x, "detach"):  # torch.Tensor, without importing torch
-        t = x.detach()
-        if _held_by_reference(t):
-            return t, t._version
-        x = _numpy(t)
+        if x.requires_grad:
+            x = x.detach()
+        if _held_by_reference(x):
+            return x.detach(), x._version
+        return _numpy(x).copy(), None
     return np.array(x), None
 
 
@@ -344,30 +345,30 @@ class DynamicsRecorder:
         meantime is an error, never recorded. CPU tensors and other inputs are copied at once."""
         if self._closed:
             raise LogError("log(): this recorder was closed; make a new DynamicsRecorder to record again")
-        held = [_hold(ids), _hold(logits), _hold(labels)] + ([] if loss is None else [_hold(loss)])
-        shapes = [x.shape for x, _ in held]
-        x0, on_device = held[0][0], held[0][1] is not None
+        held = (_hold(ids), _hold(logits), _hold(labels)) + (() if loss is None else (_hold(loss),))
+        x0, x1, x2 = held[0][0], held[1][0], held[2][0]
+        on_device = held[0][1] is not None
         if x0.is_floating_point() if on_device else x0.dtype.kind in "fc":
             raise LogError(f"log(): ids must be integers or strings, found {x0.dtype} values; log each row's own id")
-        n = shapes[0][0] if len(shapes[0]) == 1 else -1
-        if len(shapes[1]) != 2 or shapes[1][0] != n or tuple(shapes[2]) != (n,):
+        n = x0.shape[0] if x0.ndim == 1 else -1
+        if x1.ndim != 2 or x1.shape[0] != n or x2.shape != (n,):
             raise LogError(
-                f"log(): ids {tuple(shapes[0])}, logits {tuple(shapes[1])} and labels {tuple(shapes[2])} must be "
+                f"log(): ids {tuple(x0.shape)}, logits {tuple(x1.shape)} and labels {tuple(x2.shape)} must be "
                 "(n,), (n, K) and (n,)"
             )
-        if loss is not None and math.prod(shapes[3]) != n:
-            raise LogError(f"log(): loss {tuple(shapes[3])} must hold one value per example ({n})")
+        if loss is not None and math.prod(held[3][0].shape) != n:
+            raise LogError(f"log(): loss {tuple(held[3][0].shape)} must hold one value per example ({n})")
         str_ids = not on_device and x0.dtype.kind in "USO"
         if self._steps == 0:
-            self._k, self._has_loss, self._str_ids = shapes[1][1], loss is not None, str_ids
+            self._k, self._has_loss, self._str_ids = x1.shape[1], loss is not None, str_ids
         elif str_ids != self._str_ids:
             kinds = ("strings", "integers") if str_ids else ("integers", "strings")
             raise LogError(
                 f"log(): ids of this batch are {kinds[0]} but earlier ids of epoch {self.epoch} are {kinds[1]}; use "
                 "one type"
             )
-        elif shapes[1][1] != self._k:
-            raise LogError(f"log(): logits have {shapes[1][1]} classes, earlier batches of this epoch {self._k}")
+        elif x1.shape[1] != self._k:
+            raise LogError(f"log(): logits have {x1.shape[1]} classes, earlier batches of this epoch {self._k}")
         elif (loss is not None) != self._has_loss:
             this, earlier = ("without", "with") if self._has_loss else ("with", "without")
             raise LogError(
