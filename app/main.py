@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
@@ -171,9 +172,17 @@ def class_points(root: str, run_id: str, sig: str) -> pd.DataFrame:
     return points_frame(run, np.concatenate(rows))
 
 
+@st.cache_resource
+def background() -> ThreadPoolExecutor:
+    """One thread per server for work a page can draw other parts during."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="cartography-app")
+
+
 @st.cache_resource(max_entries=4 * MAX_RUNS, ttl=VIEW_TTL)
-def ranking(root: str, run_id: str, sig: str, metric: str, hardest: bool) -> np.ndarray:
-    return rank_order(load(root, run_id, sig).table, metric, hardest=hardest)
+def ranking(root: str, run_id: str, sig: str, metric: str, hardest: bool) -> Future:
+    """``rank_order``, sorted on the background thread (seconds at 10M rows; numpy lets go of the GIL while it
+    sorts), so that a first page draws its map meanwhile; ``.result()`` where the order is needed."""
+    return background().submit(rank_order, load(root, run_id, sig).table, metric, hardest=hardest)
 
 
 @st.cache_resource(max_entries=MAX_RUNS)
@@ -471,8 +480,15 @@ row_filter = RowFilter(
 mask = filter_mask(table, row_filter, members=members, texts=run.texts())
 if verdict_filter != "any" and consensus()[1] is not None:
     mask &= consensus()[1] == OUTCOMES.index(verdict_filter)
-ranked = ranking(str(root), run_id, sig, metric, order == state.ORDERS[0])
-subset_rows = top_rows(ranked, mask)  # every match, hardest first: the table's head, downloads, review queue
+ranked = ranking(str(root), run_id, sig, metric, order == state.ORDERS[0])  # sorting from now on
+
+
+@functools.cache  # per rerun, like consensus(): awaited where first needed
+def subset_rows() -> np.ndarray:
+    """Every match, hardest first: the table's head, the downloads, the review queue."""
+    return top_rows(ranked.result(), mask)
+
+
 view_values = {k: st.session_state.get(k) for k in spec}
 
 
@@ -515,7 +531,7 @@ if page == "review":
         run=run,
         run_label=title,
         dataset=dataset,
-        queue=review.Queue(subset_rows, id_index(str(root), run_id, sig)),
+        queue=review.Queue(subset_rows(), id_index(str(root), run_id, sig)),
         store=store,
         store_problem=store_problem,
         latest=latest if latest is not None else empty_verdicts(),
@@ -525,7 +541,7 @@ if page == "review":
         trajectory=show_trajectory,
         link_problems=st.session_state.get("link_problems", []),
         queue_text=(
-            f"{len(subset_rows):,} examples: {subset} of "
+            f"{len(subset_rows()):,} examples: {subset} of "
             + ("all classes" if view_state.cls is None else f"class {view_state.cls_name}")
             + f", sorted by {metric} ({order})"
             + (f", text matching {search.strip()!r}" if search.strip() else "")
@@ -602,7 +618,7 @@ with tab_map:
             st.warning(unlearned[0].upper() + unlearned[1:] + ".")
 
         st.subheader("Examples")
-        rows, n_match = subset_rows[:TABLE_ROWS], len(subset_rows)
+        rows, n_match = subset_rows()[:TABLE_ROWS], len(subset_rows())
         st.caption(
             f"{n_match:,} examples match; showing the first {len(rows):,} by {metric} "
             f"({SCORES[metric].harder} is harder; {order}). Text is shown as plain text."
@@ -664,8 +680,8 @@ with tab_map:
         ).hexdigest()[:8]
 
         def subset_table() -> pa.Table:
-            out = table.take(pa.array(subset_rows, type=pa.int64()))
-            return out.append_column("region", pa.array(member_names(members[:, subset_rows]), type=pa.string()))
+            out = table.take(pa.array(subset_rows(), type=pa.int64()))
+            return out.append_column("region", pa.array(member_names(members[:, subset_rows()]), type=pa.string()))
 
         cols = st.columns(5)
         for col, fmt, mime in zip(
@@ -870,15 +886,15 @@ with tab_reviews:
                 )
 
             def tasks_json() -> bytes:
-                rows = table.take(pa.array(subset_rows, type=pa.int64()))
+                rows = table.take(pa.array(subset_rows(), type=pa.int64()))
                 tasks = ls_tasks(
                     rows, dataset=dataset, run=run_id, label_names=run.label_names, text_column=run.text_column,
-                    pred_score=predicted_probability(run.runs, rows), regions=member_names(members[:, subset_rows]),
+                    pred_score=predicted_probability(run.runs, rows), regions=member_names(members[:, subset_rows()]),
                 )  # fmt: skip
                 return json.dumps(tasks, ensure_ascii=False).encode()
 
             cols[3].download_button(
-                f"Label Studio tasks ({len(subset_rows):,})",
+                f"Label Studio tasks ({len(subset_rows()):,})",
                 data=tasks_json,
                 file_name=f"{state.file_slug(run_id, subset)}_label-studio.json",
                 mime="application/json",

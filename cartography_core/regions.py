@@ -103,13 +103,13 @@ def region_counts(members: np.ndarray, labels: np.ndarray, label_names: list[str
     {'class': '0', 'easy-to-learn': 0, 'ambiguous': 0, 'hard-to-learn': 1, 'other': 0, 'total': 1}
     """
     members = region_members(members) if members.ndim == 1 else members
-    classes = np.unique(labels)
+    classes, label_at = np.unique(labels, return_inverse=True)
     names = [label_names[c] if label_names else str(c) for c in classes]
-    onehot = labels[None, :] == classes[:, None]  # (classes, N) bool
-    counts = onehot.astype(np.int64) @ members.T.astype(np.int64)  # (classes, regions)
+    # (classes, regions): one count of each region's members' classes (a loop over regions, not examples)
+    counts = np.stack([np.bincount(label_at[m], minlength=len(classes)) for m in members], axis=1)
     counts = np.vstack([counts, counts.sum(axis=0)])
     cols: dict[str, object] = {"class": names + ["all"]}
     cols.update({name: counts[:, j] for j, name in enumerate(REGIONS)})
-    sizes = onehot.sum(axis=1)
+    sizes = np.bincount(label_at, minlength=len(classes))
     cols["total"] = np.append(sizes, sizes.sum())
     return pa.table(cols)

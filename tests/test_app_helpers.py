@@ -56,6 +56,13 @@ def test_sample_points_keeps_all_small_runs_and_the_hard_corner_of_big_ones():
     corner = np.argsort(conf + var)[:400]  # the 400 closest to the hard-to-learn corner are all drawn
     assert set(corner.tolist()) <= set(s.tolist())
     assert s.tolist() == sample_points(conf, var, max_points=20_000, size=1000).tolist()  # seeded
+    # the other 600 are a uniform sample of the other 49,600 rows: mean row index and mean rank by conf + var
+    # near the middle (the standard error of a mean of 600 uniform draws over 50,000 is about 590)
+    others = np.setdiff1d(s, corner)
+    rank = np.empty(50_000, dtype=np.int64)
+    rank[np.argsort(conf + var)] = np.arange(50_000)
+    assert len(others) == 600
+    assert abs(others.mean() - 25_000) < 2_400 and abs(rank[others].mean() - 25_200) < 2_400
 
 
 def test_histogram_counts():

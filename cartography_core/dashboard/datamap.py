@@ -88,9 +88,10 @@ def sample_points(
         return np.arange(n)
     n_hard = int(size * HARD_SHARE)
     hard = np.argpartition(confidence + variability, n_hard)[:n_hard]
-    rest = np.ones(n, dtype=bool)
-    rest[hard] = False
-    others = np.random.default_rng(seed).choice(np.flatnonzero(rest), size=size - n_hard, replace=False)
+    # ``size`` distinct rows hold at least size - n_hard outside ``hard``: a uniform sample of the others
+    # without a pass over all N rows
+    drawn = np.random.default_rng(seed).choice(n, size=size, replace=False)
+    others = drawn[~np.isin(drawn, hard)][: size - n_hard]
     return np.sort(np.concatenate([hard, others]))
 
 
