@@ -45,13 +45,29 @@ def make_root(n: int) -> Path:
     return root
 
 
-def paint(browser, url: str) -> tuple[float, object]:
+def paint(browser, url: str, chart: str = "canvas") -> tuple[float, object]:
     page = browser.new_context(viewport={"width": 1500, "height": 1200}).new_page()
     t0 = time.perf_counter()
     page.goto(url)
-    page.wait_for_selector('[data-testid="stVegaLiteChart"] canvas', timeout=600_000)
+    page.wait_for_selector(f'[data-testid="stVegaLiteChart"] {chart}', timeout=600_000)
     page.wait_for_selector('[data-test-script-state="notRunning"]', timeout=600_000)
     return time.perf_counter() - t0, page
+
+
+def measure_floor(browser, repeats: int) -> float:
+    """Median navigation-to-painted time of ``floor_app.py`` (Streamlit draws its ten points as SVG)."""
+    proc, url = start_streamlit(app=ROOT / "bench" / "floor_app.py")
+    try:
+        paint(browser, url, "svg")[1].context.close()  # the server's first run
+        times = []
+        for _ in range(repeats):
+            t, page = paint(browser, url, "svg")
+            times.append(t)
+            page.context.close()
+        return statistics.median(times)
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 def matches(page) -> str:
@@ -68,6 +84,11 @@ def main() -> None:
     lines = [f"\n## {time.strftime('%Y-%m-%d %H:%M')}: navigation to painted map, headless Chromium, 2 cores\n"]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
+        floor = measure_floor(browser, args.repeats)
+        lines.append(
+            f"- floor: a page of the same Streamlit elements with ten rows of data (bench/floor_app.py): "
+            f"{floor:.1f} s (median of {args.repeats})"
+        )
         for n in (int(x) for x in args.sizes.split(",")):
             root = make_root(n)
             cache = tempfile.mkdtemp(prefix="cartography-cache-")
@@ -103,7 +124,8 @@ def main() -> None:
                 page.context.close()
                 lines.append(
                     f"- {n:,} examples: cold {cold:.1f} s (reads logs, computes scores); "
-                    f"warm {statistics.median(warm):.1f} s (median of {len(warm)}); "
+                    f"warm {statistics.median(warm):.1f} s (median of {len(warm)}; "
+                    f"{statistics.median(warm) / floor:.2f}x the floor); "
                     f"after a server restart {restart:.1f} s (scores from the disk cache)"
                 )
                 print(lines[-1], flush=True)

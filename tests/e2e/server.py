@@ -25,15 +25,17 @@ def start_streamlit(
     cache: str = "off",
     reviews_db: Path | None = None,
     env_extra: dict | None = None,
+    app: Path = REPO / "app" / "main.py",
 ) -> tuple[subprocess.Popen, str]:
     """``streamlit run app/main.py [-- --logs LOGS --reviews-db DB]`` on a free port, with
-    ``CARTOGRAPHY_CACHE=cache`` (no disk cache by default); returns (process, base URL) once healthy. Without
+    ``CARTOGRAPHY_CACHE=cache`` (no disk cache by default); returns (process, base URL) once healthy. ``app``:
+    another script to serve (the benchmark's floor page). Without
     ``reviews_db`` the verdicts go to a fresh temporary database, never the user's own."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cmd = [
-        sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "main.py"), "--server.headless=true",
+        sys.executable, "-m", "streamlit", "run", str(app), "--server.headless=true",
         "--server.address=127.0.0.1", f"--server.port={port}", "--browser.gatherUsageStats=false",
         "--server.fileWatcherType=none",
     ]  # fmt: skip
