@@ -586,7 +586,9 @@ def split_half_reliability_dask(
         )
     n = sizes[0]
     frames = [
-        dd.read_parquet(_part_files(fs, path), columns=["id", score], dtype_backend="pyarrow").assign(_run=np.int32(r))
+        dd.read_parquet(_part_files(fs, path), columns=["id", "label", score], dtype_backend="pyarrow").assign(
+            _run=np.int32(r)
+        )
         for r, (fs, path) in enumerate(located)
     ]
     n_parts = max(1, math.ceil(n / partition_rows))
@@ -638,6 +640,15 @@ def _half_means(frame: pd.DataFrame, score: str, perms: np.ndarray, names: list[
         raise LogError(
             f"split-half reliability needs runs that log the same examples: id {show_id(ids[i])} is not in "
             f"{', '.join(missing)}"
+        )
+    labels = frame["label"].to_numpy().reshape(-1, r_total)  # (n, R)
+    differ = np.flatnonzero((labels != labels[:, :1]).any(axis=1))
+    if differ.size:  # as reliability.check_same_labels
+        row = labels[differ[0]]
+        r = int(np.flatnonzero(row != row[0])[0])
+        raise LogError(
+            f"{names[r]}: id {show_id(ids[starts[differ[0]]])} has gold label {row[r]}, {names[0]} has {row[0]} "
+            f"(one or more ids differ); runs compared as seeds must share their gold labels"
         )
     mat = frame[score].to_numpy(dtype=np.float64, na_value=np.nan).reshape(-1, r_total).T  # (R, n) as in-process
     out = []

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .errors import LogError
+from .errors import LogError, show_id
 from .label_issues import FLAG, label_issue_mask
 from .scores import SCORES
 from .stats import name_classes, table_meta
@@ -140,6 +140,22 @@ def check_one_pass(passes: list[str | None], names: list[str]) -> None:
             )
 
 
+def check_same_labels(tables: list[pa.Table], names: list[str]) -> None:
+    """Raise :class:`LogError` when runs that log the same ids (in the same order) give one a different gold
+    label: their scores rate different labels (a retrain after relabeling is another dataset), and are
+    neither compared as seeds nor pooled."""
+    first = tables[0]["label"].to_numpy()
+    for name, t in zip(names[1:], tables[1:]):
+        label = t["label"].to_numpy()
+        differ = np.flatnonzero(label != first)
+        if differ.size:
+            i = differ[0]
+            raise LogError(
+                f"{name}: id {show_id(t['id'][int(i)].as_py())} has gold label {label[i]}, {names[0]} has {first[i]} "
+                f"({differ.size} ids differ); runs compared as seeds must share their gold labels"
+            )
+
+
 def split_half_reliability(
     tables: list[pa.Table], score: str, *, n_splits: int = 20, seed: int = 0, names: list[str] | None = None
 ) -> Reliability:
@@ -160,6 +176,7 @@ def split_half_reliability(
                 f"split-half reliability needs runs that log the same examples: {names[0]} ({len(ids)} ids) and "
                 f"{name} ({len(t['id'])} ids) differ on {only} ids"
             )
+    check_same_labels(tables, names)
     mat = np.stack([t[score].to_numpy(zero_copy_only=False).astype(np.float64) for t in tables])  # (R, N)
     rng = np.random.default_rng(seed)
     half = r_total // 2
@@ -173,7 +190,8 @@ def split_half_reliability(
 
 
 def _score_matrix(tables: list[pa.Table], score: str, ids: pa.ChunkedArray, what: str) -> np.ndarray:
-    """(R, N) float64 of ``score``, runs that log exactly ``ids`` (in id order, as compute_stats sorts them)."""
+    """(R, N) float64 of ``score``, runs that log exactly ``ids`` (in id order, as compute_stats sorts them) with
+    the same gold labels within the group."""
     for r, t in enumerate(tables):
         if not t["id"].equals(ids):
             missing = len(set(ids.to_pylist()) ^ set(t["id"].to_pylist()))
@@ -181,6 +199,7 @@ def _score_matrix(tables: list[pa.Table], score: str, ids: pa.ChunkedArray, what
                 f"{what}, run {r}: logs other examples than the first run of group A ({missing} ids differ); "
                 "every run of both groups must log the same examples to compare them"
             )
+    check_same_labels(tables, [f"{what}, run {r}" for r in range(len(tables))])
     return np.stack([t[score].to_numpy(zero_copy_only=False).astype(np.float64) for t in tables])
 
 

@@ -498,3 +498,20 @@ def test_runs_recorded_from_different_passes_are_refused_before_any_scoring(tmp_
     with pytest.raises(LogError, match="a records the logits of the train pass but b those of the eval pass"):
         pool_runs_dask([tmp_path / "a", tmp_path / "b"], tmp_path / "out", names=["a", "b"], client=None)
     assert not (tmp_path / "out").exists()  # refused before a cluster was started or anything written
+
+
+def test_split_half_reliability_on_the_cluster_refuses_runs_with_other_gold_labels(tmp_path, client):
+    root = tmp_path / "ds"
+    for seed in range(3):
+        epochs = messy_epochs(n=60, epochs=2, seed=seed)
+        if seed == 2:  # a retrain after relabeling one example
+            moved = epochs[0][5]["id"]
+            epochs = [[{**r, "label": (r["label"] + 1) % 3} if r["id"] == moved else r for r in e] for e in epochs]
+        write_log(root / f"seed-{seed}", epochs, "parquet")
+    names = find_runs(root)
+    for n in names:
+        compute_stats_dask(root / n, tmp_path / "out" / n, client=client, partition_rows=20)
+    datasets = [tmp_path / "out" / n for n in names]
+    with pytest.raises(LogError, match=rf"seed-2: id {moved} has gold label \d, seed-0 has \d"):
+        split_half_reliability_dask(datasets, "confidence", names=names, client=client, partition_rows=20)
+    assert split_half_reliability_dask(datasets[:2], "confidence", names=names[:2], client=client).n_runs == 2

@@ -174,3 +174,30 @@ def test_runs_recorded_from_different_passes_are_not_pooled_or_compared(tmp_path
     assert pool_runs([a, c, d], ["a", "c", "d"]).num_rows == 8  # c does not say: allowed
     assert main(["summary", str(tmp_path / "b")]) == 0
     assert "from an eval pass after each epoch" in capsys.readouterr().out
+
+
+def test_runs_with_different_gold_labels_are_not_compared_as_seeds(tmp_path, capsys):
+    """A retrain after relabeling logs the same ids with other gold labels: its scores rate other labels, so
+    split-half reliability (function and command) and group comparison refuse it, naming an id."""
+    from cartography_core import compare_groups
+    from cartography_core.cli import main
+
+    rng = np.random.default_rng(0)
+    ids, labels = list(range(50)), rng.integers(0, 2, 50)
+    fixed = labels.copy()
+    fixed[[7, 30]] = 1 - fixed[[7, 30]]
+    runs = [run_table(ids, labels.tolist(), rng.random(50).tolist()) for _ in range(3)]
+    relabeled = run_table(ids, fixed.tolist(), rng.random(50).tolist())
+    want = rf"retrain: id 7 has gold label {fixed[7]}, seed-0 has {labels[7]} \(2 ids differ\)"
+    with pytest.raises(LogError, match=want):
+        split_half_reliability(runs + [relabeled], "confidence", names=["seed-0", "seed-1", "seed-2", "retrain"])
+    with pytest.raises(LogError, match=r"group B, run 1: id 7 has gold label"):
+        compare_groups(runs[:2], [runs[2], relabeled], "confidence")
+    assert split_half_reliability(runs + [runs[0]], "confidence").n_runs == 4  # the same labels: accepted
+
+    rows = [{"id": i, "label": int(labels[i]), "logits": [float(i % 3), 1.0]} for i in ids]
+    moved = [{**r, "label": int(fixed[r["id"]])} for r in rows]
+    for name, epoch in (("a", rows), ("b", rows), ("c", moved)):
+        write_log(tmp_path / "ds" / name, [epoch, epoch], "parquet")
+    assert main(["reliability", str(tmp_path / "ds"), "--scores", "confidence"]) == 2
+    assert "c: id 7 has gold label" in capsys.readouterr().err
