@@ -285,7 +285,13 @@ for problem in listing.skipped:  # the operator's log names them; the page says 
 if not ids:
     st.title("Dataset cartography")
     st.info(
-        f"No training-dynamics logs under the folder {state.md_escape(root.name)}"
+        (
+            f"The log folder {state.md_escape(root.name)} does not exist"
+            if not root.exists()
+            else f"{state.md_escape(root.name)} is a file, not a folder of runs"
+            if not root.is_dir()
+            else f"No training-dynamics logs under the folder {state.md_escape(root.name)}"
+        )
         + (
             f" ({len(listing.skipped)} folders could not be read; the server's log names them)"
             if listing.skipped

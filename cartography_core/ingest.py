@@ -213,7 +213,10 @@ def open_run(path: str | Path, *, confine_to: str | Path | None = None) -> Run:
         runs = find_runs(path if fs is None else shown)
         if runs:
             shown = ", ".join(runs[:5]) + (", ..." if len(runs) > 5 else "")
-            raise LogError(f"{path} holds {len(runs)} runs ({shown}); give one run directory, e.g. {path / runs[0]}")
+            raise LogError(
+                f"{path} holds {len(runs)} run{'s' if len(runs) > 1 else ''} ({shown}); give one run directory, "
+                f"e.g. {path / runs[0]}"
+            )
         raise LogError(
             f"{shown}: no training-dynamics log found; expected dynamics/epoch_<e>.parquet or .jsonl "
             "(this project's layout) or training_dynamics/dynamics_epoch_<e>.jsonl (allenai/cartography)"

@@ -116,6 +116,11 @@ def test_an_invalid_link_value_opens_at_its_default_with_a_notice(monkeypatch):
 def test_empty_root_says_what_to_do(monkeypatch, tmp_path):
     at = run_app(monkeypatch, tmp_path)
     assert "No training-dynamics logs under" in at.info[0].value
+    # a mistyped --logs: the page says the folder does not exist, not that it holds no logs
+    at = run_app(monkeypatch, tmp_path / "nope")
+    assert "The log folder nope does not exist" in at.info[0].value and "--logs DIR" in at.info[0].value
+    (tmp_path / "file").write_text("x")
+    assert "file is a file, not a folder of runs" in run_app(monkeypatch, tmp_path / "file").info[0].value
 
 
 def test_a_malformed_log_shows_the_core_error(monkeypatch, tmp_path):

@@ -48,6 +48,11 @@ def two_runs(tmp):
     return tmp
 
 
+def one_run_below(tmp):
+    jsonl(tmp / "seed-0", [A, B])
+    return tmp
+
+
 def truncated_parquet(tmp):
     p = parquet(tmp, "epoch_0.parquet", logits_table([[1.0, 0.0], [0.0, 1.0]]))
     f = p / "dynamics" / "epoch_0.parquet"
@@ -184,6 +189,7 @@ CASES = {
         "dynamics_epoch_1.jsonl: missing key logits_epoch_1 (or probs)",
     ),
     "several runs": (two_runs, "holds 2 runs (seed-0, seed-1); give one run directory"),
+    "one run below": (one_run_below, "holds 1 run (seed-0); give one run directory"),
     "bad run.json": (
         lambda t: (jsonl(t, [A, B]), (t / "run.json").write_text("{oops"), t)[-1],
         "run.json: not valid JSON",

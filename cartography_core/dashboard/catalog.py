@@ -197,4 +197,5 @@ def public_message(exc: BaseException, root: str | Path) -> str:
         text = str(exc)
     for prefix in {str(Path(root)), str(Path(root).resolve())}:
         text = text.replace(prefix.rstrip("/") + "/", "")
-    return short(_ABSOLUTE_PATH.sub("<path>", text), 300)
+    text = short(_ABSOLUTE_PATH.sub("<path>", text), 300)
+    return text if text.endswith((".", "?", "!")) else text + "."  # a sentence: the page goes on after it
