@@ -570,6 +570,9 @@ if meta.get("model"):
 if not run.has_examples:
     facts.append("no examples file: ids only")
 st.caption(state.md_escape(" · ".join(facts)))
+for r in run.runs:
+    if r.recording_notice:
+        st.warning(state.md_escape(f"{r.path.name if len(run.runs) > 1 else 'This run'}: {r.recording_notice}."))
 for notice in state.url_notices(st.session_state.pop("raw_query", {}), spec):
     st.warning(state.md_escape(notice))
 

@@ -394,13 +394,21 @@ def cmd_summary(args: argparse.Namespace) -> None:
     codes = region_codes(stats["confidence"].to_numpy(), stats["variability"].to_numpy(), _thresholds(args))
     names = meta.get("label_names")
     if args.pool:
-        print(f"runs:      {len(find_runs(args.logdir))} (pooled)")
+        below = find_runs(args.logdir)
+        print(f"runs:      {len(below)} (pooled)")
+        for name in below:
+            notice = open_run(storage.join(args.logdir, name)).recording_notice
+            if notice:
+                print(f"warning:   {name}: {notice}")
     else:
         e = meta["n_epochs"]
         missing = int((stats["n_epochs"].to_numpy() < e).sum())
         recorded = {"train": ", from the training steps", "eval": ", from an eval pass after each epoch"}
         print(f"run:       {args.logdir} ({meta['layout']} layout, {meta['kind']}{recorded.get(meta.get('pass'), '')})")
         print(f"epochs:    {e}")
+        notice = open_run(args.logdir).recording_notice  # run.json again: the statistics do not carry it
+        if notice:
+            print(f"warning:   {notice}")
         print(f"missing:   {missing} examples are missing from at least one epoch")
         if meta.get("padding_rows"):
             print(

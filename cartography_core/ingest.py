@@ -91,6 +91,22 @@ class Run:
         names = self.meta.get("label_names")
         return [str(n) for n in names] if names else None
 
+    @property
+    def recording_notice(self) -> str | None:
+        """What ``run.json`` says of a recording that did not end cleanly (``DynamicsRecorder.close``), else
+        None; runs that do not record it (other recorders, older runs) say nothing."""
+        if "ended" not in self.meta:
+            return None
+        if self.meta["ended"] is None:
+            return (
+                f"its recording has not ended: it is still being recorded, or its process was killed before the "
+                f"recorder closed; its {self.n_epochs} complete epochs are scored"
+            )
+        stopped = self.meta.get("stopped_in_epoch")
+        if stopped is not None:
+            return f"its recording stopped during epoch {stopped}, whose rows were dropped; epochs before it are scored"
+        return None
+
     def rel(self, path: Path) -> str:
         """``path`` relative to the run's parent folder, as error messages show it."""
         try:

@@ -1,5 +1,6 @@
 """The recorder writes logs that read back exactly, atomically, from one or several ranks."""
 
+import json
 import re
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 
 from cartography_core import DynamicsReader, LogError, compute_stats, open_run
 from cartography_core.record import DynamicsRecorder, recorder
+from tests.e2e.server import REPO
 
 
 def random_epochs(seed=0, n=300, k=4, epochs=3):
@@ -237,3 +239,55 @@ def test_half_precision_logits_are_stored_widened_exactly(tmp_path, monkeypatch,
     rec.end_epoch()
     got = pq.read_table(tmp_path / "run" / "dynamics" / "epoch_000.parquet")["logits"].to_pylist()
     assert got == z.to(dtype).float().tolist()
+
+
+KILLED_MID_EPOCH = """
+import os, sys
+import numpy as np
+from cartography_core.record import DynamicsRecorder
+rec = DynamicsRecorder(sys.argv[1], label_names=["a", "b"], examples={"id": list(range(6)), "label": [0, 1] * 3})
+for epoch in range(3):
+    for start in (0, 3):
+        if epoch == 2 and start == 3:
+            os._exit(0)  # killed in the middle of epoch 2: no close(), no exit handlers
+        rows = np.arange(start, start + 3)
+        rec.log(rows, np.eye(2)[rows % 2] * (epoch + 1), rows % 2)
+    rec.end_epoch()
+"""
+
+
+def test_a_run_killed_mid_training_says_so_in_summary_and_dashboard(tmp_path, monkeypatch, capsys):
+    """run.json's "ended" stays null when the recording process is killed: the two complete epochs are scored,
+    and summary and the dashboard say the recording did not end; a closed run says nothing, and one closed
+    with rows of an unfinished epoch names that epoch."""
+    import subprocess
+    import sys
+
+    from cartography_core.cli import main
+    from tests.test_app import run_app, shown
+
+    root = tmp_path / "logs"
+    subprocess.run([sys.executable, "-c", KILLED_MID_EPOCH, str(root / "killed")], check=True, cwd=REPO)
+    assert json.loads((root / "killed" / "run.json").read_text())["ended"] is None
+    assert main(["summary", str(root / "killed")]) == 0
+    out = capsys.readouterr().out
+    assert "epochs:    2" in out and "warning:   its recording has not ended" in out
+
+    with DynamicsRecorder(root / "closed") as rec:
+        rec.log([0, 1], np.eye(2), [0, 1])
+        rec.end_epoch()
+    meta = json.loads((root / "closed" / "run.json").read_text())
+    assert meta["ended"] is not None and "stopped_in_epoch" not in meta
+    assert open_run(root / "closed").recording_notice is None
+
+    rec = DynamicsRecorder(root / "stopped")
+    rec.log([0, 1], np.eye(2), [0, 1])
+    rec.end_epoch()
+    rec.log([0], np.eye(2)[:1], [0])
+    with pytest.warns(UserWarning, match="1 batches logged in epoch 1 were not written"):
+        rec.close()
+    assert "stopped during epoch 1" in open_run(root / "stopped").recording_notice
+
+    at = run_app(monkeypatch, root, run="killed")
+    assert any("This run: its recording has not ended" in shown(w.value) for w in at.warning)
+    assert not any("recording" in w.value for w in run_app(monkeypatch, root, run="closed").warning)

@@ -277,14 +277,17 @@ class DynamicsRecorder:
             "pass": pass_,
             "world_size": world_size,
             "created": created_now(),
+            "ended": None,  # set by close(): a run.json whose "ended" stays null was killed, or is still running
             **(meta or {}),
         }
         if self.label_names is not None:
             self.meta["label_names"] = self.label_names
         if table is not None:
             self.meta["examples"] = EXAMPLES_FILE
+        self._claimed = False  # rank 0: whether this recorder created the run (and so may write its run.json)
         if rank == 0:
             self._claim(overwrite, table)
+            self._claimed = True
         # the other ranks create nothing until their first end_epoch, which under data-parallel training cannot
         # come before rank 0's first gradient step, so before its claim (no barrier: a recorder made on rank 0
         # alone must not wait for ranks that never make one)
@@ -315,18 +318,26 @@ class DynamicsRecorder:
             raise
 
     def close(self) -> None:
-        """Release the run folder (also done when the process ends). Rows logged since the last ``end_epoch()``
-        are dropped with a warning, never written as an epoch."""
-        if self._steps and not self._closed:
+        """End the recording: ``run.json`` gets its ``ended`` time (and ``stopped_in_epoch`` when rows logged
+        since the last ``end_epoch()`` are dropped, with a warning, never written as an epoch), and the run
+        folder is released. Also done when the process ends; a process killed before it leaves ``ended`` null,
+        which ``summary`` and the dashboard report."""
+        if self._closed:
+            return
+        if self._steps:
             warnings.warn(
                 f"{self.run_dir}: {self._steps} batches logged in epoch {self.epoch} were not written (no end_epoch() "
                 f"after them); the run holds {f'epochs 0..{self.epoch - 1}' if self.epoch else 'no epoch'}",
                 stacklevel=2,
             )
+            self.meta["stopped_in_epoch"] = self.epoch
         self._closed = True
         self._drop_epoch()
         _OPEN.discard(self)
         if self.rank == 0:
+            if self._claimed and (self.run_dir / "run.json").is_file():  # not a folder removed since
+                self.meta["ended"] = created_now()
+                write_json(self.run_dir / "run.json", self.meta)
             release_run(self.run_dir)
 
     def __enter__(self) -> DynamicsRecorder:

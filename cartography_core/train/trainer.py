@@ -255,6 +255,7 @@ def train_run(
     if result.warning:
         print(f"{out.name}: warning: {result.warning}", file=sys.stderr)
         rec.update_meta(warning=result.warning)
+    rec.close()
     if examples:
         write_examples(data, out / "examples.parquet", test_rows)
     return result
