@@ -570,6 +570,8 @@ if meta.get("model"):
 if not run.has_examples:
     facts.append("no examples file: ids only")
 st.caption(state.md_escape(" · ".join(facts)))
+if run.label_notice:
+    st.warning(state.md_escape(run.label_notice[0].upper() + run.label_notice[1:] + "."))
 for r in run.runs:
     if r.recording_notice:
         st.warning(state.md_escape(f"{r.path.name if len(run.runs) > 1 else 'This run'}: {r.recording_notice}."))

@@ -20,7 +20,7 @@ from . import storage
 from .cluster import PART_ROWS
 from .errors import LogError, show_id
 from .evaluate import NOISE_KINDS
-from .examples import check_examples, never_logged, with_examples
+from .examples import check_examples, label_disagreements, never_logged, with_examples
 from .ingest import EXAMPLES_NAMES, find_runs, is_run_dir, open_run, read_examples, run_folder
 from .io import FORMATS, table_bytes, write_table
 from .label_issues import issue_counts, unlearned_classes
@@ -421,6 +421,8 @@ def cmd_summary(args: argparse.Namespace) -> None:
             f"unlogged:  {len(unlogged)} rows of the examples file are in no epoch (held out from training, or "
             f"dropped by a sampler; e.g. id {show_id(unlogged[0].as_py())}): they have no scores"
         )
+    if notice := label_disagreements(stats, examples):
+        print(f"warning:   {notice}")
     print(f"classes:   {len(np.unique(labels))}" + (f" ({', '.join(names)})" if names else ""))
     print("regions per class:")
     print(table_bytes(region_counts(codes, labels, names), ".csv").decode().replace('"', ""), end="")

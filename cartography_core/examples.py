@@ -70,6 +70,41 @@ def _aligned(stats: pa.Table, examples: pa.Table) -> tuple[pa.Table, pa.Table]:
     return _reconcile_labels(stats, taken, source), taken
 
 
+def label_disagreements(stats: pa.Table, examples: pa.Table | None) -> str:
+    """A sentence naming the ids whose label in ``examples`` differs from the logged gold label (at most
+    ``LABEL_DISAGREEMENTS_ALLOWED`` are accepted; more are refused), or "" when none does. The scores rate
+    the logged labels; the examples' labels travel in downloads as ``label_examples``."""
+    if examples is None or "label" not in examples.column_names:
+        return ""
+    stats, taken = _aligned(stats, examples)
+    differ, _ = _differ(stats, taken)
+    rows = np.flatnonzero(differ)
+    if not rows.size:
+        return ""
+    ids = ", ".join(show_id(stats["id"][int(i)].as_py()) for i in rows)
+    return (
+        f"{rows.size} id{'s' * (rows.size > 1)} ({ids}) {'have' if rows.size > 1 else 'has'} another label in the "
+        "examples file than in the log; the scores rate the logged label (downloads also carry the file's, as "
+        "label_examples)"
+    )
+
+
+def _differ(stats: pa.Table, taken: pa.Table) -> tuple[np.ndarray, list[str] | None]:
+    """((N,) bool: rows whose examples label (``taken``: one row per stats row, null where absent) differs
+    from the logged one, the class names known from the log or the examples)."""
+    logged = stats["label"].to_numpy()
+    ex = taken["label"].to_numpy(zero_copy_only=False)
+    present = ~pd.isna(ex)
+    names = table_meta(stats).get("label_names")
+    by_name = pa.types.is_string(taken["label"].type) or pa.types.is_large_string(taken["label"].type)
+    if not by_name:
+        return present & (ex.astype(np.float64) != logged), names
+    names = names or _names_from(logged[present], ex[present])
+    if names is None:  # a logged class carries several names: rows off their class's usual name differ
+        return present & _inconsistent(logged, ex, present), None
+    return present & (np.asarray(_complete(names, stats), dtype=object)[logged] != ex), names
+
+
 def _reconcile_labels(stats: pa.Table, taken: pa.Table, source: str) -> pa.Table:
     """Check the examples' labels (``taken``: one row per stats row, null where absent) against the log's, and
     name the classes from them when the log has no names."""
@@ -78,16 +113,8 @@ def _reconcile_labels(stats: pa.Table, taken: pa.Table, source: str) -> pa.Table
     logged = stats["label"].to_numpy()
     ex = taken["label"].to_numpy(zero_copy_only=False)
     present = ~pd.isna(ex)
-    names = table_meta(stats).get("label_names")
     by_name = pa.types.is_string(taken["label"].type) or pa.types.is_large_string(taken["label"].type)
-    if not by_name:
-        differ = present & (ex.astype(np.float64) != logged)
-    else:
-        names = names or _names_from(logged[present], ex[present])
-        if names is None:  # a logged class carries several names: rows off their class's usual name differ
-            differ = present & _inconsistent(logged, ex, present)
-        else:
-            differ = present & (np.asarray(_complete(names, stats), dtype=object)[logged] != ex)
+    differ, names = _differ(stats, taken)
     n_bad = int(differ.sum())
     if n_bad > LABEL_DISAGREEMENTS_ALLOWED:
         rows = np.flatnonzero(differ)[:3]

@@ -57,7 +57,9 @@ def test_examples_whose_labels_disagree_with_the_log_are_an_error(tmp_path, caps
     assert "Log the dataset's own ids" in err
 
 
-def test_a_few_corrected_labels_are_kept_beside_the_logged_ones(tmp_path):
+def test_a_few_corrected_labels_are_kept_beside_the_logged_ones(tmp_path, capsys, monkeypatch):
+    from tests.test_app import run_app, shown
+
     ex = shifted_examples(0)
     ex.loc[[2, 7], "label"] = [0, 0]  # two labels fixed after training
     run = run_with_examples(tmp_path, ex)
@@ -65,6 +67,15 @@ def test_a_few_corrected_labels_are_kept_beside_the_logged_ones(tmp_path):
     got = pd.read_csv(tmp_path / "x.csv").set_index("id")
     assert got["label_examples"].to_dict() == {i: (0 if i in (2, 7) else i % 3) for i in range(12)}
     assert (got["label"] == got.index % 3).all()
+    # summary and the dashboard say which ids differ: the map scores the logged labels, not the file's
+    notice = "2 ids (2, 7) have another label in the examples file than in the log"
+    assert main(["summary", str(run)]) == 0
+    assert f"warning:   {notice}" in capsys.readouterr().out
+    assert any(notice in shown(w.value) for w in run_app(monkeypatch, tmp_path, run=run.name).warning)
+    ex.loc[[2, 7], "label"] = [2, 1]  # the logged labels again: nothing to say
+    run = run_with_examples(tmp_path / "same", ex)
+    assert main(["summary", str(run)]) == 0 and "another label" not in capsys.readouterr().out
+    assert not any("another label" in w.value for w in run_app(monkeypatch, tmp_path / "same", run=run.name).warning)
 
 
 def test_class_names_come_from_the_examples_file_for_an_allenai_log(tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from ..errors import LogError, short
-from ..examples import with_examples
+from ..examples import label_disagreements, with_examples
 from ..ingest import Run, find_runs, open_run, read_examples, run_folder
 from ..reliability import pool_runs
 from ..stats import class_names, table_meta
@@ -127,6 +127,7 @@ class LoadedRun:
     text_column: str | None
     label_names: list[str]
     n_epochs: int
+    label_notice: str = ""  # examples.label_disagreements: ids whose examples label is not the logged one
 
     @property
     def n(self) -> int:
@@ -167,6 +168,8 @@ def load_run(
         text_column=text_column,
         label_names=names,
         n_epochs=int(meta["n_epochs"]),
+        # the join keeps a differing label as label_examples: only then are the few ids looked for
+        label_notice=label_disagreements(stats, examples) if "label_examples" in table.column_names else "",
     )
 
 
