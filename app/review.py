@@ -239,7 +239,9 @@ def _record(store: ReviewStore, v: Verdict, label_key: str, run: LoadedRun, queu
     except LogError as exc:
         st.session_state["review_error"] = str(exc)
         return
-    st.session_state["review_saved"] = f"Saved: {v.verdict} on example {v.example_id}."
+    said = dict((verdict, label) for verdict, label, _ in BUTTONS)[v.verdict]  # the words of the button pressed
+    relabel = f" (the right class: {new_label})" if new_label is not None else ""
+    st.session_state["review_saved"] = f"Saved: '{said}'{relabel} for example {v.example_id}."
     st.session_state["comment"] = ""
     _go(queue, positions, pos, +1)
 

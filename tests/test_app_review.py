@@ -62,7 +62,10 @@ def test_queue_is_the_links_subset_and_a_verdict_is_stored_with_what_was_seen(mo
     assert (r["gold"], r["predicted"], r["run"]) == (gold, pred, RUN)
     assert r["comment"] == "a <b>place</b>, not a number"
     assert r["confidence"] == pytest.approx(stats["confidence"][row].as_py())
-    # the next unreviewed example follows, and the progress counts the verdict
+    # the confirmation quotes the button pressed; the next unreviewed example follows, the progress counts it
+    assert f"Saved: 'Wrong label' (the right class: {right}) for example {queue[0]}." in [
+        shown(s.value) for s in at.success
+    ]
     assert shown(at.subheader[0].value).startswith(f"Example {queue[1]} (2 of")
     assert f"You: 1 of {len(queue):,} reviewed" in at.get("progress")[0].proto.text
 
