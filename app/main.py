@@ -174,8 +174,9 @@ def class_points(root: str, run_id: str, sig: str) -> pd.DataFrame:
 
 @st.cache_resource
 def background() -> ThreadPoolExecutor:
-    """One thread per server for work a page can draw other parts during."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="cartography-app")
+    """Threads shared by the server's sessions for work a page can draw other parts during (two: one session's
+    long sort does not hold up another's)."""
+    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="cartography-app")
 
 
 @st.cache_resource(max_entries=4 * MAX_RUNS, ttl=VIEW_TTL)
