@@ -67,7 +67,7 @@ from cartography_core.dashboard.datamap import (  # noqa: E402
     trajectory,
 )
 from cartography_core.io import cache_dir, table_bytes  # noqa: E402
-from cartography_core.label_issues import issue_counts, unlearned_classes  # noqa: E402
+from cartography_core.label_issues import TRAINING_LENGTH_NOTE, issue_counts, unlearned_classes  # noqa: E402
 from cartography_core.regions import member_names, region_members  # noqa: E402
 from cartography_core.reviews import (  # noqa: E402
     OUTCOMES,
@@ -623,7 +623,8 @@ with tab_map:
         st.caption(
             "Estimated count of wrong labels: examples whose gold class lost, on average over training, to another "
             "class (aum < 0; margin < 0 for a log of probabilities). Choose the subset 'likely mislabeled' to list, "
-            "review or download them. `python -m cartography_core selftest` measures how precise this is on your data."
+            "review or download them. `python -m cartography_core selftest` measures how precise this is on your "
+            f"data; {TRAINING_LENGTH_NOTE}."
         )
         st.dataframe(issues, hide_index=True)
         if unlearned:

@@ -19,6 +19,11 @@ import numpy as np
 import pyarrow as pa
 
 FLAG = "label_issue"
+TRAINING_LENGTH_NOTE = (  # measured in bench/results/detection.md (2026-11-24 08:16)
+    "the count depends on how long the model trained: with too few epochs hard examples are flagged too, and far "
+    "past the best held-out epoch the model memorizes wrong labels and fewer are flagged (README, Finding label "
+    "errors)"
+)
 
 
 def label_issue_mask(aum: np.ndarray, margin: np.ndarray) -> np.ndarray:

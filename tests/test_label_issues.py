@@ -87,3 +87,4 @@ def test_a_class_flagged_in_the_main_is_named_as_not_learned(tmp_path, capsys):
     assert main(["summary", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out
     assert "warning: more than half of class 2 (3 of 3) flagged: the model did not learn it" in out
+    assert "note: the count depends on how long the model trained" in out  # measured: detection.md
