@@ -291,3 +291,20 @@ def test_a_run_killed_mid_training_says_so_in_summary_and_dashboard(tmp_path, mo
     at = run_app(monkeypatch, root, run="killed")
     assert any("This run: its recording has not ended" in shown(w.value) for w in at.warning)
     assert not any("recording" in w.value for w in run_app(monkeypatch, root, run="closed").warning)
+
+
+def test_closing_an_older_recorder_of_the_same_folder_leaves_the_newer_ones_run(tmp_path):
+    """A notebook cell run again makes a second recorder of the same folder in the same process; closing the
+    first one later must neither write its stale run.json over the second's nor release the second's claim."""
+    first = DynamicsRecorder(tmp_path / "run", meta={"attempt": 1})
+    second = DynamicsRecorder(tmp_path / "run", meta={"attempt": 2})
+    second.log([0, 1], np.eye(2), [0, 1])
+    second.end_epoch()
+    first.close()
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["attempt"] == 2 and meta["ended"] is None  # the second is still recording
+    assert str((tmp_path / "run").resolve()) in recorder._HELD  # and still holds the folder
+    second.close()
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["attempt"] == 2 and meta["ended"] is not None
+    assert str((tmp_path / "run").resolve()) not in recorder._HELD

@@ -284,10 +284,11 @@ class DynamicsRecorder:
             self.meta["label_names"] = self.label_names
         if table is not None:
             self.meta["examples"] = EXAMPLES_FILE
-        self._claimed = False  # rank 0: whether this recorder created the run (and so may write its run.json)
+        self._claim_key: str | None = None  # rank 0: the claim this recorder took (_HELD's key)
         if rank == 0:
             self._claim(overwrite, table)
-            self._claimed = True
+            self._claim_key = str(self.run_dir.resolve())
+        self._lock = _HELD.get(self._claim_key) if self._claim_key else None
         # the other ranks create nothing until their first end_epoch, which under data-parallel training cannot
         # come before rank 0's first gradient step, so before its claim (no barrier: a recorder made on rank 0
         # alone must not wait for ranks that never make one)
@@ -334,8 +335,10 @@ class DynamicsRecorder:
         self._closed = True
         self._drop_epoch()
         _OPEN.discard(self)
-        if self.rank == 0:
-            if self._claimed and (self.run_dir / "run.json").is_file():  # not a folder removed since
+        # only while the claim is still this recorder's: a later recorder of the same folder in this process (a
+        # notebook cell run again) took it over, with its own run.json, which this one must not overwrite
+        if self._lock is not None and _HELD.get(self._claim_key) is self._lock:
+            if (self.run_dir / "run.json").is_file():  # not a folder removed since
                 self.meta["ended"] = created_now()
                 write_json(self.run_dir / "run.json", self.meta)
             release_run(self.run_dir)
