@@ -252,7 +252,17 @@ def _runs_below(folder: Path, *, max_epochs=None, strict=False, need: str = "thi
     """(relative names, statistics tables) of the runs below ``folder``, which must all sit in one folder
     (the runs of one dataset, as the dashboard's ``<dataset>/*`` pools them); too few runs is an error."""
     rel = _runs_of_one_dataset(folder, need, at_least)
-    return rel, [compute_stats(storage.join(folder, r), max_epochs=max_epochs, strict=strict) for r in rel]
+    runs = [open_run(storage.join(folder, r)) for r in rel]
+    for name, run in zip(rel, runs):
+        _warn_recording(run, name)
+    return rel, [compute_stats(run, max_epochs=max_epochs, strict=strict) for run in runs]
+
+
+def _warn_recording(run, name: str | None = None) -> None:
+    """One line on stderr when ``run.json`` says the run's recording did not end cleanly (killed, still running,
+    or stopped mid-epoch): its scores cover only the epochs it completed."""
+    if notice := run.recording_notice:
+        print(f"warning: {f'{name}: ' if name else ''}{notice}", file=sys.stderr)
 
 
 def _runs_of_one_dataset(folder, need: str, at_least: int) -> list[str]:
@@ -278,13 +288,17 @@ def _load(args: argparse.Namespace, **kw) -> tuple[pa.Table, pa.Table | None]:
     """(statistics, examples) of LOGDIR: one run, or with --pool the mean over the runs below it."""
     if not args.pool:
         run = open_run(args.logdir)
+        _warn_recording(run)
         stats, examples = compute_stats(run, max_epochs=args.max_epochs, strict=args.strict, **kw), read_examples(run)
     else:
         rel, tables = _runs_below(args.logdir, max_epochs=args.max_epochs, strict=args.strict, need="--pool")
         stats, examples = pool_runs(tables, rel), read_examples(open_run(storage.join(args.logdir, rel[0])))
     if args.label_names:
         stats = name_classes(stats, args.label_names)
-    return check_examples(stats, examples), examples  # the whole table: a subset may hide a mismatched file
+    stats = check_examples(stats, examples)  # the whole table: a subset may hide a mismatched file
+    if notice := label_disagreements(stats, examples):
+        print(f"warning: {notice}", file=sys.stderr)
+    return stats, examples
 
 
 def _with_regions(stats: pa.Table, t: RegionThresholds) -> pa.Table:
@@ -394,21 +408,13 @@ def cmd_summary(args: argparse.Namespace) -> None:
     codes = region_codes(stats["confidence"].to_numpy(), stats["variability"].to_numpy(), _thresholds(args))
     names = meta.get("label_names")
     if args.pool:
-        below = find_runs(args.logdir)
-        print(f"runs:      {len(below)} (pooled)")
-        for name in below:
-            notice = open_run(storage.join(args.logdir, name)).recording_notice
-            if notice:
-                print(f"warning:   {name}: {notice}")
+        print(f"runs:      {len(find_runs(args.logdir))} (pooled)")
     else:
         e = meta["n_epochs"]
         missing = int((stats["n_epochs"].to_numpy() < e).sum())
         recorded = {"train": ", from the training steps", "eval": ", from an eval pass after each epoch"}
         print(f"run:       {args.logdir} ({meta['layout']} layout, {meta['kind']}{recorded.get(meta.get('pass'), '')})")
         print(f"epochs:    {e}")
-        notice = open_run(args.logdir).recording_notice  # run.json again: the statistics do not carry it
-        if notice:
-            print(f"warning:   {notice}")
         print(f"missing:   {missing} examples are missing from at least one epoch")
         if meta.get("padding_rows"):
             print(
@@ -421,8 +427,6 @@ def cmd_summary(args: argparse.Namespace) -> None:
             f"unlogged:  {len(unlogged)} rows of the examples file are in no epoch (held out from training, or "
             f"dropped by a sampler; e.g. id {show_id(unlogged[0].as_py())}): they have no scores"
         )
-    if notice := label_disagreements(stats, examples):
-        print(f"warning:   {notice}")
     print(f"classes:   {len(np.unique(labels))}" + (f" ({', '.join(names)})" if names else ""))
     print("regions per class:")
     print(table_bytes(region_counts(codes, labels, names), ".csv").decode().replace('"', ""), end="")

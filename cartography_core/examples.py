@@ -123,8 +123,9 @@ def _reconcile_labels(stats: pa.Table, taken: pa.Table, source: str) -> pa.Table
         )
         raise LogError(
             f"{source}: the gold label of {n_bad} of {int(present.sum())} logged ids differs from the log's "
-            f"({first}, ...): its rows are not the rows that were logged (ids that are positions in a split?). "
-            "Log the dataset's own ids, or let the recorder write the examples (examples=)"
+            f"({first}, ...): its rows are not the rows that were logged (ids that are positions in a split?), or "
+            f"more than {LABEL_DISAGREEMENTS_ALLOWED} labels were corrected after training. Log the dataset's own "
+            "ids, or let the recorder write the examples (examples=); for corrected labels, train again on them"
         )
     if "label_name" not in stats.column_names:
         if not by_name and "label_name" in taken.column_names:

@@ -51,14 +51,18 @@ def pool_runs(tables: list[pa.Table], names: list[str] | None = None) -> pa.Tabl
     n, r_total = len(ids), len(tables)
     pos = [ids.get_indexer(t["id"].to_numpy(zero_copy_only=False)) for t in tables]  # per run: (N_r,)
     label = np.full(n, -1, dtype=np.int64)
-    for p, t, name in zip(pos, tables, names):
+    source = np.zeros(n, dtype=np.int64)  # the run that gave each label first, to name it
+    for r, (p, t, name) in enumerate(zip(pos, tables, names)):
         lab = t["label"].to_numpy()
         clash = np.flatnonzero((label[p] >= 0) & (label[p] != lab))
         if clash.size:
             i = clash[0]
             raise LogError(
-                f"{name}: id {t['id'][int(i)].as_py()!r} has gold label {lab[i]}, another run has {label[p][i]}"
+                f"{name}: id {t['id'][int(i)].as_py()!r} has gold label {lab[i]}, {names[source[p[i]]]} has "
+                f"{label[p][i]} ({clash.size} ids differ); runs pooled as seeds must share their gold labels"
             )
+        new = label[p] < 0
+        source[p[new]] = r
         label[p] = lab
     present = np.zeros((r_total, n), dtype=bool)
     for r, p in enumerate(pos):

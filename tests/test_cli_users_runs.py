@@ -70,11 +70,11 @@ def test_a_few_corrected_labels_are_kept_beside_the_logged_ones(tmp_path, capsys
     # summary and the dashboard say which ids differ: the map scores the logged labels, not the file's
     notice = "2 ids (2, 7) have another label in the examples file than in the log"
     assert main(["summary", str(run)]) == 0
-    assert f"warning:   {notice}" in capsys.readouterr().out
+    assert f"warning: {notice}" in capsys.readouterr().err  # on stderr, for every command reading the run
     assert any(notice in shown(w.value) for w in run_app(monkeypatch, tmp_path, run=run.name).warning)
     ex.loc[[2, 7], "label"] = [2, 1]  # the logged labels again: nothing to say
     run = run_with_examples(tmp_path / "same", ex)
-    assert main(["summary", str(run)]) == 0 and "another label" not in capsys.readouterr().out
+    assert main(["summary", str(run)]) == 0 and "another label" not in capsys.readouterr().err
     assert not any("another label" in w.value for w in run_app(monkeypatch, tmp_path / "same", run=run.name).warning)
 
 

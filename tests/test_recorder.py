@@ -270,8 +270,8 @@ def test_a_run_killed_mid_training_says_so_in_summary_and_dashboard(tmp_path, mo
     subprocess.run([sys.executable, "-c", KILLED_MID_EPOCH, str(root / "killed")], check=True, cwd=REPO)
     assert json.loads((root / "killed" / "run.json").read_text())["ended"] is None
     assert main(["summary", str(root / "killed")]) == 0
-    out = capsys.readouterr().out
-    assert "epochs:    2" in out and "warning:   its recording has not ended" in out
+    out, err = capsys.readouterr()
+    assert "epochs:    2" in out and "warning: its recording has not ended" in err
 
     with DynamicsRecorder(root / "closed") as rec:
         rec.log([0, 1], np.eye(2), [0, 1])
@@ -287,6 +287,11 @@ def test_a_run_killed_mid_training_says_so_in_summary_and_dashboard(tmp_path, mo
     with pytest.warns(UserWarning, match="1 batches logged in epoch 1 were not written"):
         rec.close()
     assert "stopped during epoch 1" in open_run(root / "stopped").recording_notice
+    # pooled on the command line, each such run is named: its scores cover fewer epochs than the others'
+    assert main(["stats", str(root), "--pool", "--out", str(tmp_path / "pooled.csv")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: killed: its recording has not ended" in err and "warning: stopped: its recording stopped" in err
+    assert "closed:" not in err
 
     at = run_app(monkeypatch, root, run="killed")
     assert any("This run: its recording has not ended" in shown(w.value) for w in at.warning)

@@ -35,8 +35,12 @@ def test_pool_means_and_standard_errors_over_the_union_of_ids():
 
 
 def test_pool_refuses_conflicting_gold_labels():
-    with pytest.raises(LogError, match="id 1 has gold label 1, another run has 0"):
+    with pytest.raises(LogError, match=r"b: id 1 has gold label 1, a has 0 \(1 ids differ\)"):
         pool_runs([run_table([1], [0], [0.5]), run_table([1], [1], [0.5])], ["a", "b"])
+    # the run named is the one that logged the id: here only c shares id 2 with d
+    a, c, d = run_table([1], [0], [0.5]), run_table([1, 2], [0, 1], [0.5, 0.5]), run_table([2], [0], [0.5])
+    with pytest.raises(LogError, match=r"d: id 2 has gold label 0, c has 1"):
+        pool_runs([a, c, d], ["a", "c", "d"])
 
 
 def test_spearman_brown_closed_form_and_runs_needed():
