@@ -563,7 +563,12 @@ if page == "review":
 
 st.title(f"Data map: {state.md_escape(title)}")
 meta = run.runs[0].meta
-facts = [f"{run.n:,} examples", f"{run.n_epochs} epochs", f"{len(run.label_names)} classes"]
+spans = sorted({r.n_epochs for r in run.runs})  # pooled runs may differ (one stopped early)
+facts = [
+    f"{run.n:,} examples",
+    f"{spans[0]}{f' to {spans[-1]}' if len(spans) > 1 else ''} epochs",
+    f"{len(run.label_names)} classes",
+]
 if meta.get("pass"):
     facts.append(f"logits from the {meta['pass']} pass")
 if meta.get("model"):

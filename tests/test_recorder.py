@@ -260,6 +260,7 @@ def test_a_run_killed_mid_training_says_so_in_summary_and_dashboard(tmp_path, mo
     """run.json's "ended" stays null when the recording process is killed: the two complete epochs are scored,
     and summary and the dashboard say the recording did not end; a closed run says nothing, and one closed
     with rows of an unfinished epoch names that epoch."""
+    import shutil
     import subprocess
     import sys
 
@@ -296,6 +297,12 @@ def test_a_run_killed_mid_training_says_so_in_summary_and_dashboard(tmp_path, mo
     at = run_app(monkeypatch, root, run="killed")
     assert any("This run: its recording has not ended" in shown(w.value) for w in at.warning)
     assert not any("recording" in w.value for w in run_app(monkeypatch, root, run="closed").warning)
+    # pooled with the 1-epoch runs beside it, the page names both the killed run and the span of epochs
+    for name in ("killed", "closed"):
+        shutil.copytree(root / name, tmp_path / "pooled" / "ds" / name)
+    at = run_app(monkeypatch, tmp_path / "pooled", run="ds/*")
+    assert any("killed: its recording has not ended" in shown(w.value) for w in at.warning)
+    assert "1 to 2 epochs" in shown(at.caption[0].value)
 
 
 def test_closing_an_older_recorder_of_the_same_folder_leaves_the_newer_ones_run(tmp_path):
