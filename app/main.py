@@ -678,8 +678,15 @@ with tab_map:
                 "predicted": state.md_escape(names[table["pred_label"][shown_row].as_py()]),
                 "region": state.md_escape(member_names(members[:, [shown_row]])[0]),
             }
+            gold_label = table["label"][shown_row].as_py()
+            filed = table["label_examples"][shown_row].as_py() if "label_examples" in table.column_names else None
+            note = ""  # a label corrected in the examples file after training (the scores rate the logged one)
+            if filed is not None and filed not in (gold_label, names[gold_label]):
+                said = names[filed] if isinstance(filed, int) and 0 <= filed < len(names) else filed
+                note = f" (the examples file says {state.md_escape(said)})"
             st.markdown(
-                f"**Example {e['id']}**: gold **{e['gold']}**, predicted **{e['predicted']}**, region {e['region']}"
+                f"**Example {e['id']}**: gold **{e['gold']}**{note}, predicted **{e['predicted']}**, "
+                f"region {e['region']}"
             )
             if run.text_column:
                 st.text(str(table[run.text_column][shown_row].as_py()))

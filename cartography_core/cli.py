@@ -503,9 +503,10 @@ def cmd_reliability(args: argparse.Namespace) -> None:
 
 
 def _print_reliability(rel: list[str], args: argparse.Namespace, figures) -> None:
-    print(f"runs: {len(rel)} ({', '.join(rel)}); split-half Spearman rho over {args.splits} random splits")
-    print(f"score,split_half_rho,reliability_of_mean_of_{len(rel)},runs_for_{args.target:g}")
-    for r in figures:
+    for i, r in enumerate(figures):  # the header once the first figure exists: a refusal prints nothing else
+        if i == 0:
+            print(f"runs: {len(rel)} ({', '.join(rel)}); split-half Spearman rho over {args.splits} random splits")
+            print(f"score,split_half_rho,reliability_of_mean_of_{len(rel)},runs_for_{args.target:g}")
         needed = r.runs_needed(args.target) if r.split_half > 0 else "never"
         print(f"{r.score},{r.split_half:.4f},{r.full:.4f},{needed}")
 

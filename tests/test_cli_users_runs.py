@@ -72,6 +72,10 @@ def test_a_few_corrected_labels_are_kept_beside_the_logged_ones(tmp_path, capsys
     assert main(["summary", str(run)]) == 0
     assert f"warning: {notice}" in capsys.readouterr().err  # on stderr, for every command reading the run
     assert any(notice in shown(w.value) for w in run_app(monkeypatch, tmp_path, run=run.name).warning)
+    # the example's detail shows both labels for a corrected row, and one for the others
+    for example, want in (("2", "gold 2 (the examples file says 0), predicted"), ("3", "gold 0, predicted")):
+        page = [shown(m.value) for m in run_app(monkeypatch, tmp_path, run=run.name, example=example).markdown]
+        assert any(want in m.replace("**", "") for m in page if m.startswith(f"**Example {example}**")), page
     ex.loc[[2, 7], "label"] = [2, 1]  # the logged labels again: nothing to say
     run = run_with_examples(tmp_path / "same", ex)
     assert main(["summary", str(run)]) == 0 and "another label" not in capsys.readouterr().err
