@@ -20,7 +20,7 @@ from . import storage
 from .cluster import PART_ROWS
 from .errors import LogError, show_id
 from .evaluate import NOISE_KINDS
-from .examples import check_examples, label_disagreements, never_logged, with_examples
+from .examples import checked_examples, never_logged, with_examples
 from .ingest import EXAMPLES_NAMES, find_runs, is_run_dir, open_run, read_examples, run_folder
 from .io import FORMATS, table_bytes, write_table
 from .label_issues import TRAINING_LENGTH_NOTE, issue_counts, unlearned_classes
@@ -295,8 +295,8 @@ def _load(args: argparse.Namespace, **kw) -> tuple[pa.Table, pa.Table | None]:
         stats, examples = pool_runs(tables, rel), read_examples(open_run(storage.join(args.logdir, rel[0])))
     if args.label_names:
         stats = name_classes(stats, args.label_names)
-    stats = check_examples(stats, examples)  # the whole table: a subset may hide a mismatched file
-    if notice := label_disagreements(stats, examples):
+    stats, notice = checked_examples(stats, examples)  # the whole table: a subset may hide a mismatched file
+    if notice:
         print(f"warning: {notice}", file=sys.stderr)
     return stats, examples
 

@@ -27,7 +27,7 @@ def with_examples(stats: pa.Table, examples: pa.Table | None) -> pa.Table:
     """
     if examples is None:
         return stats
-    stats, taken = _aligned(stats, examples)
+    stats, taken, _ = _aligned(stats, examples)
     out = stats.select(["id"])
     for name in taken.column_names:
         col = taken[name]
@@ -48,6 +48,14 @@ def check_examples(stats: pa.Table, examples: pa.Table | None) -> pa.Table:
     return stats if examples is None else _aligned(stats, examples)[0]
 
 
+def checked_examples(stats: pa.Table, examples: pa.Table | None) -> tuple[pa.Table, str]:
+    """:func:`check_examples`' table and :func:`label_disagreements`' sentence, from one alignment."""
+    if examples is None:
+        return stats, ""
+    stats, _, differ = _aligned(stats, examples)
+    return stats, _disagreement_sentence(stats, differ)
+
+
 def never_logged(stats: pa.Table, examples: pa.Table) -> pa.ChunkedArray:
     """The ids of ``examples`` rows that no epoch logged: rows the data map cannot show (a sampler that drops
     the last batch, a filter before training, ...)."""
@@ -55,8 +63,9 @@ def never_logged(stats: pa.Table, examples: pa.Table) -> pa.ChunkedArray:
     return ex_ids.filter(pc.invert(pc.is_in(ex_ids, value_set=stats["id"].combine_chunks())))
 
 
-def _aligned(stats: pa.Table, examples: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """(``stats`` checked and named, the examples' other columns with one row per ``stats`` row)."""
+def _aligned(stats: pa.Table, examples: pa.Table) -> tuple[pa.Table, pa.Table, np.ndarray]:
+    """(``stats`` checked and named, the examples' other columns with one row per ``stats`` row, (N,) bool:
+    rows whose examples label differs from the logged one)."""
     source = (examples.schema.metadata or {}).get(b"source", b"examples file").decode()
     ex_ids = examples["id"]
     try:
@@ -67,17 +76,18 @@ def _aligned(stats: pa.Table, examples: pa.Table) -> tuple[pa.Table, pa.Table]:
         ) from None
     pos = pd.Index(ex_ids.to_numpy(zero_copy_only=False)).get_indexer(stats["id"].to_numpy(zero_copy_only=False))
     taken = examples.drop_columns(["id"]).take(pa.array(pos, mask=pos < 0))
-    return _reconcile_labels(stats, taken, source), taken
+    stats, differ = _reconcile_labels(stats, taken, source)
+    return stats, taken, differ
 
 
 def label_disagreements(stats: pa.Table, examples: pa.Table | None) -> str:
     """A sentence naming the ids whose label in ``examples`` differs from the logged gold label (at most
     ``LABEL_DISAGREEMENTS_ALLOWED`` are accepted; more are refused), or "" when none does. The scores rate
     the logged labels; the examples' labels travel in downloads as ``label_examples``."""
-    if examples is None or "label" not in examples.column_names:
-        return ""
-    stats, taken = _aligned(stats, examples)
-    differ, _ = _differ(stats, taken)
+    return checked_examples(stats, examples)[1]
+
+
+def _disagreement_sentence(stats: pa.Table, differ: np.ndarray) -> str:
     rows = np.flatnonzero(differ)
     if not rows.size:
         return ""
@@ -105,11 +115,11 @@ def _differ(stats: pa.Table, taken: pa.Table) -> tuple[np.ndarray, list[str] | N
     return present & (np.asarray(_complete(names, stats), dtype=object)[logged] != ex), names
 
 
-def _reconcile_labels(stats: pa.Table, taken: pa.Table, source: str) -> pa.Table:
+def _reconcile_labels(stats: pa.Table, taken: pa.Table, source: str) -> tuple[pa.Table, np.ndarray]:
     """Check the examples' labels (``taken``: one row per stats row, null where absent) against the log's, and
-    name the classes from them when the log has no names."""
+    name the classes from them when the log has no names; returns (stats, (N,) bool rows whose label differs)."""
     if "label" not in taken.column_names:
-        return stats
+        return stats, np.zeros(stats.num_rows, dtype=bool)
     logged = stats["label"].to_numpy()
     ex = taken["label"].to_numpy(zero_copy_only=False)
     present = ~pd.isna(ex)
@@ -132,7 +142,7 @@ def _reconcile_labels(stats: pa.Table, taken: pa.Table, source: str) -> pa.Table
             names = _names_from(logged[present], taken["label_name"].to_numpy(zero_copy_only=False)[present])
         if names:
             stats = name_classes(stats, _complete(names, stats))
-    return stats
+    return stats, differ
 
 
 def _names_from(indices: np.ndarray, names: np.ndarray) -> list[str] | None:
