@@ -577,10 +577,10 @@ if not run.has_examples:
     facts.append("no examples file: ids only")
 st.caption(state.md_escape(" · ".join(facts)))
 if run.label_notice:
-    st.warning(state.md_escape(run.label_notice[0].upper() + run.label_notice[1:] + "."))
+    st.warning(state.sentence(run.label_notice))
 for r in run.runs:
     if r.recording_notice:
-        st.warning(state.md_escape(f"{r.path.name if len(run.runs) > 1 else 'This run'}: {r.recording_notice}."))
+        st.warning(state.sentence(f"{r.path.name if len(run.runs) > 1 else 'This run'}: {r.recording_notice}"))
 for notice in state.url_notices(st.session_state.pop("raw_query", {}), spec):
     st.warning(state.md_escape(notice))
 
@@ -633,7 +633,7 @@ with tab_map:
         )
         st.dataframe(issues, hide_index=True)
         if unlearned:
-            st.warning(unlearned[0].upper() + unlearned[1:] + ".")
+            st.warning(state.sentence(unlearned))
 
         st.subheader("Examples")
         rows, n_match = subset_rows()[:TABLE_ROWS], len(subset_rows())
@@ -672,13 +672,13 @@ with tab_map:
         if shown_row is not None:
             names = np.asarray(run.label_names, dtype=object)
             example_id = table["id"][shown_row].as_py()  # a Python int or str
+            gold_label = table["label"][shown_row].as_py()
             e = {
                 "id": state.md_escape(example_id),
-                "gold": state.md_escape(names[table["label"][shown_row].as_py()]),
+                "gold": state.md_escape(names[gold_label]),
                 "predicted": state.md_escape(names[table["pred_label"][shown_row].as_py()]),
                 "region": state.md_escape(member_names(members[:, [shown_row]])[0]),
             }
-            gold_label = table["label"][shown_row].as_py()
             filed = table["label_examples"][shown_row].as_py() if "label_examples" in table.column_names else None
             note = ""  # a label corrected in the examples file after training (the scores rate the logged one)
             if filed is not None and filed not in (gold_label, names[gold_label]):

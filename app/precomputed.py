@@ -128,7 +128,7 @@ def show(location: str, sig: str, name: str, run_ids: list[str]) -> None:
         f"{TRAINING_LENGTH_NOTE}."
     )
     if unlearned := unlearned_classes(class_counts(names, ov.region_counts.sum(axis=1), ov.label_issues)):
-        st.warning(unlearned[0].upper() + unlearned[1:] + ".")
+        st.warning(state.sentence(unlearned))
 
     hardest = order == state.ORDERS[0]
     counted = ov.region_counts if cls is None else ov.region_counts[cls : cls + 1]

@@ -167,6 +167,13 @@ def _fmt(v) -> str:
 _BIDI = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
+def sentence(text: str) -> str:
+    """A core message (lower-case start, no full stop) as a notice's sentence, Markdown-escaped: class and run
+    names in it come from users (:func:`md_escape`)."""
+    text = text[:1].upper() + text[1:]
+    return md_escape(text if text.endswith(".") else text + ".")
+
+
 def md_escape(text: str) -> str:
     """``text`` with every Markdown control character backslash-escaped, for elements that render Markdown
     (titles, captions, warnings): run names, class names, link values and log messages come from users, and

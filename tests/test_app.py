@@ -229,6 +229,11 @@ def test_a_class_the_model_did_not_learn_is_named_beside_the_label_error_count(m
         "More than half of class 2 (3 of 3) flagged: the model did not learn it, so these flags do not count wrong "
         "labels (train longer, add examples of the class, or pool several runs)."
     ]
+    # a class name is the user's text: shown as written, never rendered as Markdown (an image link here)
+    evil = "![p](http://e.vil/p.png)"
+    write_log(tmp_path / "d" / "seed-0", [rows, rows], "parquet", meta={"label_names": ["a", "b", evil]})
+    (warning,) = run_app(monkeypatch, tmp_path).warning
+    assert f"class {evil} (3 of 3)" in shown(warning.value) and "](http" not in warning.value
 
 
 @pytest.mark.parametrize("max_runs, reads", [(1, 3), (2, 2)])
