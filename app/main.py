@@ -580,7 +580,7 @@ if run.label_notice:
     st.warning(state.sentence(run.label_notice))
 for r in run.runs:
     if r.recording_notice:
-        st.warning(state.sentence(f"{r.path.name if len(run.runs) > 1 else 'This run'}: {r.recording_notice}"))
+        st.warning(state.md_escape(f"{r.path.name if len(run.runs) > 1 else 'This run'}: {r.recording_notice}."))
 for notice in state.url_notices(st.session_state.pop("raw_query", {}), spec):
     st.warning(state.md_escape(notice))
 
