@@ -173,6 +173,9 @@ def test_cli_train_on_a_csv(tmp_path, capsys):
     assert open_run(tmp_path / "sms" / "seed-1").examples_path == tmp_path / "sms" / "examples.parquet"
     assert main(args + ["--seeds", "0", "--out", str(tmp_path / "sms")]) == 2  # never overwritten unasked
     assert "already holds a run" in capsys.readouterr().err
+    assert open_run(tmp_path / "sms" / "seed-0").meta["pass"] == "train"  # the default
+    assert main(args + ["--seeds", "0", "--record", "eval", "--out", str(tmp_path / "ev")]) == 0
+    assert open_run(tmp_path / "ev" / "seed-0").meta["pass"] == "eval"
 
 
 def test_read_labeled_names_missing_columns(tmp_path):
