@@ -1,14 +1,16 @@
 """Label-error detection against cleanlab, side by side in one run: flip 10% of the labels, then rank.
 
     pip install cleanlab==2.9.0            # benchmark-only; not a runtime dependency
-    python bench/bench_detection.py        # from the repository root; ~20 minutes on 2 cores
+    python bench/bench_detection.py        # from the repository root; ~30 minutes on 2 cores
+    python bench/bench_detection.py --presets label-errors --noise-seeds 103,104,105 --runs 3
 
 For each real dataset of ``sample_logs/`` (its examples.parquet holds the texts and true labels), each noise
 kind (uniform; confusable: to the nearest class, the same as uniform for 2 classes) and noise seeds 100-102
 (not the self-test's defaults):
 
-- ours: the built-in trainer with its defaults, one run, ranked by every score; the ``label_issue`` flag's
-  precision, recall and count; pooled over 1, 3 and 5 runs (trainer seeds 0-4, same noisy labels; uniform);
+- ours: the built-in trainer with each preset (``train.config.PRESETS``: map, the default, and label-errors),
+  one run, ranked by every score; the ``label_issue`` flag's precision, recall and count; pooled over 1, 3
+  and 5 runs (trainer seeds 0-4, same noisy labels; uniform);
 - cleanlab: 5-fold cross-validated probabilities of logistic regression on the same TF-IDF word 1-2 gram
   features and the same training rows, ranked by self-confidence, and ``find_label_issues``.
 
@@ -17,6 +19,7 @@ Results are appended to bench/results/detection.md.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import time
@@ -33,6 +36,7 @@ from cartography_core import compute_stats, pool_runs  # noqa: E402
 from cartography_core.evaluate import detection_scores, flag_quality, flip_labels, nearest_classes  # noqa: E402
 from cartography_core.label_issues import FLAG  # noqa: E402
 from cartography_core.selftest import suspicion  # noqa: E402
+from cartography_core.train.config import PRESETS  # noqa: E402
 from cartography_core.train.trainer import LabeledData, TrainConfig, featurize, train_run  # noqa: E402
 
 DATASETS = ("trec", "sms_spam", "rotten_tomatoes")
@@ -61,11 +65,11 @@ def cleanlab_side(data: LabeledData, rows: np.ndarray, flipped: np.ndarray) -> d
     return {"auroc": d.auroc, "ap": d.average_precision, "flag": q}
 
 
-def ours(data: LabeledData, flipped_all: np.ndarray, n_runs: int) -> dict:
+def ours(data: LabeledData, flipped_all: np.ndarray, n_runs: int, config: TrainConfig) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tables = []
         for s in range(n_runs):
-            train_run(data, Path(tmp) / f"seed-{s}", seed=s, progress=False)
+            train_run(data, Path(tmp) / f"seed-{s}", seed=s, config=config, progress=False)
             tables.append(compute_stats(Path(tmp) / f"seed-{s}"))
     out = {}
     for r in sorted({1, min(3, n_runs), n_runs}):
@@ -87,8 +91,17 @@ def fmt_flag(q) -> str:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--presets", default=",".join(PRESETS), help="the trainer's presets to measure (comma-separated)"
+    )
+    parser.add_argument("--runs", type=int, default=5, help="runs pooled at most (uniform flips; 1, 3 and this)")
+    args = parser.parse_args()
+    args.presets = args.presets.split(",")
+    noise_seeds = [int(x) for x in args.noise_seeds.split(",")]
     lines = [
-        f"\n## {time.strftime('%Y-%m-%d %H:%M')}: 10% label flips, ours (defaults, one run) vs cleanlab (5-fold)\n"
+        f"\n## {time.strftime('%Y-%m-%d %H:%M')}: 10% label flips, ours (presets {', '.join(args.presets)}) vs "
+        "cleanlab (5-fold)\n"
     ]
 
     def say(text: str) -> None:
@@ -103,31 +116,49 @@ def main() -> None:
             kinds["confusable"] = nearest_classes(data.texts, data.labels, k)
         for kind, targets in kinds.items():
             agg: dict[str, list] = {}
-            for seed in NOISE_SEEDS:
+            for seed in noise_seeds:
                 noisy, flipped = flip_labels(data.labels, k, 0.1, seed, targets=targets)
                 noisy_data = replace(data, labels=noisy)
-                t0 = time.perf_counter()
-                res = ours(noisy_data, flipped, 5 if kind == "uniform" else 1)
-                t_ours = time.perf_counter() - t0
-                rows = res[1]["rows"]
+                rows = None
+                for preset in args.presets:
+                    t0 = time.perf_counter()
+                    res = ours(noisy_data, flipped, args.runs if kind == "uniform" else 1, PRESETS[preset])
+                    t_ours = time.perf_counter() - t0
+                    rows = res[1]["rows"] if rows is None else rows
+                    if not np.array_equal(rows, res[1]["rows"]):
+                        raise SystemExit("the presets logged different rows; their rankings are not comparable")
+                    one = res[1]
+                    say(
+                        f"- {folder} {kind} seed {seed}, preset {preset}: "
+                        + "; ".join(f"{n} {d.auroc:.3f}/{d.average_precision:.3f}" for n, d in one["scores"].items())
+                        + f" | flags: {fmt_flag(one['flag'])}"
+                        + (
+                            " | pooled aum "
+                            + ", ".join(
+                                f"{r} runs {v['scores']['aum'].auroc:.3f}/{v['scores']['aum'].average_precision:.3f}"
+                                for r, v in res.items()
+                            )
+                            if len(res) > 1
+                            else ""
+                        )
+                        + f" ({t_ours:.0f} s incl. pooling)"
+                    )
+                    for r, v in res.items():
+                        a = v["scores"]["aum"]
+                        agg.setdefault(f"{preset}, aum, {r} run{'s' * (r > 1)}", []).append(
+                            (
+                                a.auroc,
+                                a.average_precision,
+                                v["flag"].precision,
+                                v["flag"].recall,
+                                v["flag"].flagged / v["flag"].flipped,
+                            )
+                        )
                 t0 = time.perf_counter()
                 cl = cleanlab_side(noisy_data, rows, flipped[rows])
-                t_cl = time.perf_counter() - t0
-                one = res[1]
                 say(
-                    f"- {folder} {kind} seed {seed}: cleanlab AUROC/AP {cl['auroc']:.3f}/{cl['ap']:.3f}; ours "
-                    + "; ".join(f"{n} {d.auroc:.3f}/{d.average_precision:.3f}" for n, d in one["scores"].items())
-                    + f" | flags: ours {fmt_flag(one['flag'])}; cleanlab {fmt_flag(cl['flag'])}"
-                    + (
-                        " | pooled aum "
-                        + ", ".join(
-                            f"{r} runs {v['scores']['aum'].auroc:.3f}/{v['scores']['aum'].average_precision:.3f}"
-                            for r, v in res.items()
-                        )
-                        if len(res) > 1
-                        else ""
-                    )
-                    + f" ({t_ours:.0f} s ours incl. pooling, {t_cl:.0f} s cleanlab)"
+                    f"- {folder} {kind} seed {seed}, cleanlab: self-confidence {cl['auroc']:.3f}/{cl['ap']:.3f} | "
+                    f"flags: {fmt_flag(cl['flag'])} ({time.perf_counter() - t0:.0f} s)"
                 )
                 agg.setdefault("cleanlab", []).append(
                     (
@@ -138,18 +169,7 @@ def main() -> None:
                         cl["flag"].flagged / cl["flag"].flipped,
                     )
                 )
-                for r, v in res.items():
-                    a = v["scores"]["aum"]
-                    agg.setdefault(f"ours aum, {r} run{'s' * (r > 1)}", []).append(
-                        (
-                            a.auroc,
-                            a.average_precision,
-                            v["flag"].precision,
-                            v["flag"].recall,
-                            v["flag"].flagged / v["flag"].flipped,
-                        )
-                    )
-            seeds = ", ".join(map(str, NOISE_SEEDS))
+            seeds = ", ".join(map(str, noise_seeds))
             say(f"\n| {folder}, {kind}, seeds {seeds} | AUROC | AP | flag precision | flag recall | flagged/flipped |")
             say("| --- | --- | --- | --- | --- | --- |")
             for name, vals in agg.items():

