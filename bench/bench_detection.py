@@ -92,9 +92,8 @@ def fmt_flag(q) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--presets", default=",".join(PRESETS), help="the trainer's presets to measure (comma-separated)"
-    )
+    parser.add_argument("--presets", default=",".join(PRESETS), help="the trainer's presets to measure (a,b,...)")
+    parser.add_argument("--noise-seeds", default=",".join(map(str, NOISE_SEEDS)), help="seeds of the flips (a,b,...)")
     parser.add_argument("--runs", type=int, default=5, help="runs pooled at most (uniform flips; 1, 3 and this)")
     args = parser.parse_args()
     args.presets = args.presets.split(",")
