@@ -43,6 +43,16 @@ def test_selftest_reports_every_score_the_flag_and_a_plot(tmp_path, capsys):
     assert set(rows) == set(seed["scores"])
     png = (tmp_path / "st" / "selftest.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24]) == (780, 540)  # 6.5 x 4.5 in at 120 dpi
+    assert report["trainer"]["model"] == "mlp" and report["trainer"]["weight_decay"] == 0  # the map preset
+
+    # the same flips, trained with the label-errors preset: the report says which trainer it measured
+    args += ["--seeds", "3", "--preset", "label-errors", "--epochs", "10", "--out", str(tmp_path / "le")]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "le" / "selftest.json").read_text())
+    assert report["trainer"]["model"] == "linear" and report["trainer"]["weight_decay"] == "auto"
+    assert report["trainer"]["epochs"] == 10 and report["seeds"][0]["epochs"] == 10  # patience 0
+    assert report["seeds"][0]["flipped"] == seed["flipped"]  # seed 3's flips, as above
+    assert report["seeds"][0]["scores"]["aum"]["auroc"] > 0.95
 
 
 def test_suspicion_reads_each_score_in_its_harder_direction():
