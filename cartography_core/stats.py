@@ -139,9 +139,9 @@ def _argmax0(vt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class _Accumulator:
     """Streaming per-example folds over epochs; memory is a few arrays of length N."""
 
-    _FLOAT = ("mean_g", "m2_g", "aum", "margin", "el2n", "entropy", "loss", "dq")
-    _INT = ("count", "n_correct", "forgets", "prev_correct", "first_learned", "streak_start", "last_pred")  # int32
-    _MISSING_IS_MINUS_ONE = ("prev_correct", "first_learned", "streak_start", "last_pred")
+    _FLOAT = ("sum_g", "sum_g2", "aum", "margin", "el2n", "entropy", "loss")
+    _INT = ("count", "n_correct", "forgets", "first_learned", "streak_start", "last_pred")  # int32
+    _MISSING_IS_MINUS_ONE = ("first_learned", "streak_start", "last_pred")
 
     def __init__(self, epochs: list[int] | None = None, *, el2n_epoch: int | None = None) -> None:
         """``epochs``: the run's epoch numbers, to keep every example's per-epoch gold probability and
@@ -180,22 +180,21 @@ class _Accumulator:
         """Fold one epoch's rows into the running values: ``pos`` holds their distinct positions, as an index
         array or a slice. Every right-hand side is a new array, so a slice (a view) never aliases what it is
         assigned to."""
-        count = self.count[pos] + 1
-        self.count[pos] = count
-        # Welford's update, with whole arrays: delta uses the mean before the update, (g - new mean) after.
-        delta = q.p_gold - self.mean_g[pos]
-        new_mean = self.mean_g[pos] + delta / count
-        self.m2_g[pos] += delta * (q.p_gold - new_mean)
-        self.mean_g[pos] = new_mean
+        self.count[pos] += 1
+        # sums of g and g^2 (float64, g in [0, 1]): variance = sum_g2 / n - (sum_g / n)^2 loses at most ~1e-16
+        # to cancellation, and mean g (1 - g) = (sum_g - sum_g2) / n needs no sum of its own
+        g = q.p_gold.astype(np.float64)
+        self.sum_g[pos] += g
+        self.sum_g2[pos] += g * g
 
         correct = q.correct.astype(np.int32)
         self.n_correct[pos] += correct
-        self.forgets[pos] += (self.prev_correct[pos] == 1) & (correct == 0)  # Toneva et al. 2019, Sec. 3
-        self.prev_correct[pos] = correct
+        # start of the current run of correct epochs; -1 after a wrong one (or before the first logged epoch)
+        streak = self.streak_start[pos]
+        self.forgets[pos] += (streak >= 0) & ~q.correct  # correct before, wrong now: Toneva et al. 2019, Sec. 3
         # branch-free forms of np.where (a random mask makes np.where's branches mispredict, ~5x slower):
         first = self.first_learned[pos]  # first learned := epoch where not learned before and correct now
         self.first_learned[pos] = first + ((first < 0) & q.correct) * (epoch - first)
-        streak = self.streak_start[pos]  # start of the current run of correct epochs; -1 after a wrong one
         started = streak + (streak < 0) * (epoch - streak)
         self.streak_start[pos] = correct * (started + 1) - 1
         self.last_pred[pos] = q.pred
@@ -208,7 +207,6 @@ class _Accumulator:
         self.el2n[pos] += q.el2n
         self.entropy[pos] += q.entropy
         self.loss[pos] += q.loss
-        self.dq[pos] += q.p_gold * (1.0 - q.p_gold)
         if el2n_epoch == epoch:
             self.el2n_at[pos] = q.el2n
         if self.epoch_row is not None:
@@ -327,8 +325,9 @@ def table_of(run: Run, reader: DynamicsReader, acc: _Accumulator, *, variability
     ids = reader.ids
     order = row_order(ids)  # (N,) rows sorted by id
     count = acc.count[order].astype(np.float64)
-    conf = acc.mean_g[order]
-    var = acc.m2_g[order] / count  # population variance
+    conf = acc.sum_g[order] / count
+    mean_g2 = acc.sum_g2[order] / count
+    var = np.maximum(mean_g2 - conf * conf, 0.0)  # population variance; clipped: cancellation may leave -1e-17
 
     def mean(a: np.ndarray) -> np.ndarray:
         return a[order] / count
@@ -357,7 +356,7 @@ def table_of(run: Run, reader: DynamicsReader, acc: _Accumulator, *, variability
         "el2n": pa.array(mean(acc.el2n)),
         "entropy": pa.array(mean(acc.entropy)),
         "loss": pa.array(mean(acc.loss)),
-        "data_iq_aleatoric": pa.array(mean(acc.dq)),
+        "data_iq_aleatoric": pa.array(np.maximum(conf - mean_g2, 0.0)),  # mean g (1 - g)
         "pred_label": pa.array(acc.last_pred[order]),
         "label_issue": pa.array(label_issue_mask(aum, margin)),
     }
