@@ -48,7 +48,7 @@ class EpochQuantities:
 
     p_gold: np.ndarray  # float32 or float64 (kernel_dtype)
     correct: np.ndarray  # bool
-    pred: np.ndarray  # int64
+    pred: np.ndarray  # int32 (int64 for K > 32)
     logit_margin: np.ndarray | None  # None for a probability log
     prob_margin: np.ndarray
     el2n: np.ndarray
@@ -88,26 +88,27 @@ def epoch_quantities(values: np.ndarray, labels: np.ndarray, kind: str = "logits
     if kind == "logits":
         with np.errstate(over="ignore"):  # logits further apart than the type's range: -inf, clamped next
             shifted = vt - top  # (K, n), max 0: exp cannot overflow
-        np.maximum(shifted, np.finfo(dtype).min, out=shifted)  # finite, so p log p is 0 where p is 0
+        if float(top.max()) - float(vt.min()) > np.finfo(dtype).max:  # (ingest refuses non-finite logits)
+            np.maximum(shifted, np.finfo(dtype).min, out=shifted)  # finite, so p log p is 0 where p is 0
         p = np.exp(shifted)
         sum_exp = p.sum(axis=0)  # (n,) in [1, K]
         p /= sum_exp
         log_sum = np.log(sum_exp)
-        logp = shifted - log_sum  # (K, n) log-softmax, finite
-        plogp = p * logp
+        # -sum_k p_k log p_k with log p_k = shifted_k - log_sum and sum_k p_k = 1: no (K, n) log-softmax
+        entropy = log_sum - np.einsum("ij,ij->j", p, shifted)
         # -log g = (max z - z_y) + log sum exp: the logit difference in float64 (exact for float32 logits)
         loss = (top.astype(np.float64) - z_gold) + log_sum
     else:
         p = vt
         with np.errstate(divide="ignore", invalid="ignore"):
             logp = np.log(p)  # -inf where p == 0
-            plogp = np.where(p > 0, p * logp, 0.0)
+            entropy = -np.where(p > 0, p * logp, 0.0).sum(axis=0)
         loss = -logp.take(gold)
     p_gold = p.take(gold)
     others = p.copy()
-    others.put(gold, 0.0)  # (K, n) p with the gold class zeroed: p >= 0, so its max is the best other class
+    others.reshape(-1)[gold] = 0.0  # (K, n) p with the gold class zeroed: p >= 0, so its max is the best other
     z_others = vt.copy()
-    z_others.put(gold, -np.inf)
+    z_others.reshape(-1)[gold] = -np.inf  # (an index assignment: ~2x faster than put)
     # ||p - onehot(y)||^2 = sum_{k != y} p_k^2 + (1 - p_y)^2, with 1 - p_y summed from the others: accurate
     # even when p_y is within 1e-16 of 1, where 1 - p_y itself would round to 0
     miss = others.sum(axis=0)
@@ -118,7 +119,7 @@ def epoch_quantities(values: np.ndarray, labels: np.ndarray, kind: str = "logits
         logit_margin=z_gold.astype(np.float64) - z_others.max(axis=0) if kind == "logits" else None,
         prob_margin=p_gold - others.max(axis=0),
         el2n=np.sqrt(np.einsum("ij,ij->j", others, others) + miss * miss),
-        entropy=-plogp.sum(axis=0),
+        entropy=entropy,
         loss=loss,
     )
 
@@ -128,7 +129,7 @@ def _argmax0(vt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     passes."""
     if vt.shape[0] > 32:
         return vt.argmax(axis=0), vt.max(axis=0)
-    best, pred = vt[0].copy(), np.zeros(vt.shape[1], dtype=np.int64)
+    best, pred = vt[0].copy(), np.zeros(vt.shape[1], dtype=np.int32)  # int32: half int64's traffic
     for k in range(1, vt.shape[0]):  # a loop over classes, not examples
         better = vt[k] > best  # strict: an equal later class does not win
         pred += better * (k - pred)  # arithmetic, not np.where: random masks make branches mispredict
@@ -139,7 +140,7 @@ def _argmax0(vt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class _Accumulator:
     """Streaming per-example folds over epochs; memory is a few arrays of length N."""
 
-    _FLOAT = ("sum_g", "sum_g2", "aum", "margin", "el2n", "entropy", "loss")
+    _FLOAT = ("mean_g", "m2_g", "aum", "margin", "el2n", "entropy", "loss")
     _INT = ("count", "n_correct", "forgets", "first_learned", "streak_start", "last_pred")  # int32
     _MISSING_IS_MINUS_ONE = ("first_learned", "streak_start", "last_pred")
 
@@ -180,12 +181,15 @@ class _Accumulator:
         """Fold one epoch's rows into the running values: ``pos`` holds their distinct positions, as an index
         array or a slice. Every right-hand side is a new array, so a slice (a view) never aliases what it is
         assigned to."""
-        self.count[pos] += 1
-        # sums of g and g^2 (float64, g in [0, 1]): variance = sum_g2 / n - (sum_g / n)^2 loses at most ~1e-16
-        # to cancellation, and mean g (1 - g) = (sum_g - sum_g2) / n needs no sum of its own
-        g = q.p_gold.astype(np.float64)
-        self.sum_g[pos] += g
-        self.sum_g2[pos] += g * g
+        count = self.count[pos] + 1
+        self.count[pos] = count
+        # Welford's update, with whole arrays: delta uses the mean before the update, (g - new mean) after (a
+        # variance from sums of g and g^2 would lose ~1e-16 to cancellation: 1e-11 of a variability of 1e-6)
+        mean = self.mean_g[pos]
+        delta = q.p_gold - mean
+        new_mean = mean + delta / count
+        self.m2_g[pos] += delta * (q.p_gold - new_mean)
+        self.mean_g[pos] = new_mean
 
         correct = q.correct.astype(np.int32)
         self.n_correct[pos] += correct
@@ -325,9 +329,8 @@ def table_of(run: Run, reader: DynamicsReader, acc: _Accumulator, *, variability
     ids = reader.ids
     order = row_order(ids)  # (N,) rows sorted by id
     count = acc.count[order].astype(np.float64)
-    conf = acc.sum_g[order] / count
-    mean_g2 = acc.sum_g2[order] / count
-    var = np.maximum(mean_g2 - conf * conf, 0.0)  # population variance; clipped: cancellation may leave -1e-17
+    conf = acc.mean_g[order]
+    var = acc.m2_g[order] / count  # population variance
 
     def mean(a: np.ndarray) -> np.ndarray:
         return a[order] / count
@@ -356,7 +359,8 @@ def table_of(run: Run, reader: DynamicsReader, acc: _Accumulator, *, variability
         "el2n": pa.array(mean(acc.el2n)),
         "entropy": pa.array(mean(acc.entropy)),
         "loss": pa.array(mean(acc.loss)),
-        "data_iq_aleatoric": pa.array(np.maximum(conf - mean_g2, 0.0)),  # mean g (1 - g)
+        # mean g (1 - g) = mean g - mean g^2 = conf - (var + conf^2): no sum of its own
+        "data_iq_aleatoric": pa.array(np.maximum(conf - var - conf * conf, 0.0)),
         "pred_label": pa.array(acc.last_pred[order]),
         "label_issue": pa.array(label_issue_mask(aum, margin)),
     }
