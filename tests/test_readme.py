@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cartography_core import compute_stats, open_run
 from cartography_core.dashboard.catalog import load_run, run_ids
 from tests.e2e.server import start_streamlit
 from tests.logs import assert_same_table
@@ -55,7 +56,7 @@ def env(workdir):
 
 def test_the_readme_has_the_blocks_this_module_runs():
     assert [kind for kind, _ in BLOCKS] == [
-        "bash", "bash", "python", "python", "python", "bash", "bash", "bash", "python", "bash", "bash",
+        "bash", "bash", "python", "python", "python", "bash", "bash", "bash", "bash", "python", "bash", "bash",
     ]  # fmt: skip
 
 
@@ -154,8 +155,23 @@ def test_train_block_and_library_block(workdir, env):
     assert np.all(np.diff(table["confidence"]) >= 0)  # hardest (lowest confidence) first
 
 
-def test_selftest_block(workdir, env):
+def test_label_errors_block(workdir, env):
     run_bash_block(blocks("bash")[4], workdir, env)
+    run = open_run(workdir / "runs" / "trec-errors")
+    hyper = run.meta["hyperparameters"]
+    assert (hyper["model"], hyper["patience"], hyper["epochs"]) == ("linear", 0, 30)
+    assert hyper["weight_decay"] == 1 / run.meta["n_train"]  # "auto", resolved
+    stats = compute_stats(run).to_pandas().set_index("id")
+    suspects = pd.read_csv(workdir / "trec-suspects.csv")
+    flagged = stats.index[stats["label_issue"]]
+    assert sorted(suspects["id"]) == sorted(flagged) and len(flagged) > 100  # every flagged example, once
+    assert np.all(np.diff(stats.loc[suspects["id"], "aum"]) >= 0)  # lowest aum first
+    assert (suspects["text"].to_numpy() == DATASET.loc[suspects["id"], "text"].to_numpy()).all()
+    assert (suspects["label"].to_numpy() == DATASET.loc[suspects["id"], "label"].to_numpy()).all()
+
+
+def test_selftest_block(workdir, env):
+    run_bash_block(blocks("bash")[5], workdir, env)
     report = json.loads((workdir / "selftest-sms" / "selftest.json").read_text())
     seed = report["seeds"][0]
     # SMS: 5,574 rows, 10% held out (stratified), 10% of all rows flipped: about 502 of the 5,016 scored
@@ -197,7 +213,7 @@ def test_review_loop_block(workdir, env):
     """The README's review loop, run whole as one shell script (its export carries through the lines)."""
     expected = label_studio_export(workdir)
     done = subprocess.run(
-        ["bash", "-e", "-c", blocks("bash")[5]], cwd=workdir, env=env, capture_output=True, text=True, timeout=900
+        ["bash", "-e", "-c", blocks("bash")[6]], cwd=workdir, env=env, capture_output=True, text=True, timeout=900
     )
     assert done.returncode == 0, done.stderr[-3000:]
     link = next(line for line in done.stdout.splitlines() if line.startswith("http://localhost:8501/?"))
@@ -226,7 +242,7 @@ def test_cluster_block_gives_the_in_process_tables(workdir, env):
     from cartography_core.reliability import pool_runs
     from cartography_core.stats import compute_stats
 
-    run_bash_block(blocks("bash")[6], workdir, env)
+    run_bash_block(blocks("bash")[7], workdir, env)
     sample = REPO / "sample_logs" / "trec"
     one, want = read_stats(workdir / "trec-stats"), compute_stats(sample / "seed-0")
     assert one.column_names == want.column_names and all(one[c].equals(want[c]) for c in want.column_names)
