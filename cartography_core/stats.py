@@ -282,6 +282,7 @@ def fold(reader: DynamicsReader, *, el2n_epoch: int | None = None, keep_epochs: 
     the rows were shuffled or split, and examples missing from the epoch are skipped. An epoch read in several
     batches is joined into one copy first (memory: one more epoch of logits)."""
     acc = _Accumulator([ef.epoch for ef in reader.epochs] if keep_epochs else None, el2n_epoch=el2n_epoch)
+    row_at = np.empty(0, dtype=np.int32)
     with ThreadPoolExecutor(max_workers=THREADS) as pool:
         for epoch, group in itertools.groupby(reader, key=lambda b: b.epoch):
             batches = list(group)
@@ -296,8 +297,12 @@ def fold(reader: DynamicsReader, *, el2n_epoch: int | None = None, keep_epochs: 
                 labels = np.concatenate([b.labels for b in batches])
             del batches
             values = values.astype(kernel_dtype(reader.dtype, reader.k), copy=False)  # one precision for the run
-            # row_at[j]: the epoch's row holding position j, -1 if none (int32 while it fits: half the traffic)
-            row_at = np.full(acc.n, -1, dtype=np.int32 if pos.size < 2**31 else np.int64)
+            # row_at[j]: the epoch's row holding position j, -1 if none (int32 while it fits: half the traffic);
+            # one buffer for every epoch, refilled: a new one would fault in N x 4 fresh bytes an epoch
+            dtype = np.int32 if pos.size < 2**31 else np.int64
+            if row_at.size != acc.n or row_at.dtype != dtype:
+                row_at = np.empty(acc.n, dtype=dtype)
+            row_at.fill(-1)
             row_at[pos] = np.arange(pos.size, dtype=row_at.dtype)
 
             def fold_chunk(c0: int, values=values, labels=labels, row_at=row_at, kind=kind, epoch=epoch) -> None:
