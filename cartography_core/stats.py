@@ -141,22 +141,26 @@ class _Accumulator:
     """Streaming per-example folds over epochs; memory is a few arrays of length N."""
 
     _FLOAT = ("mean_g", "m2_g", "aum", "margin", "el2n", "entropy", "loss")
-    _INT = ("count", "n_correct", "forgets", "first_learned", "streak_start", "last_pred")  # int32
+    _EPOCH_INT = ("count", "n_correct", "forgets", "first_learned", "streak_start")  # epoch counts and numbers
+    _INT = _EPOCH_INT + ("last_pred",)  # int32
     _MISSING_IS_MINUS_ONE = ("first_learned", "streak_start", "last_pred")
 
-    def __init__(self, epochs: list[int] | None = None, *, el2n_epoch: int | None = None) -> None:
-        """``epochs``: the run's epoch numbers, to keep every example's per-epoch gold probability and
-        prediction as (E, N) arrays (``epoch_p`` float32, NaN where not logged; ``epoch_pred`` int16).
-        ``el2n_epoch``: keep that epoch's EL2N (``el2n_at``, NaN where not logged)."""
+    def __init__(self, epochs: list[int], *, keep_epochs: bool = False, el2n_epoch: int | None = None) -> None:
+        """``epochs``: the run's epoch numbers; with ``keep_epochs``, every example's per-epoch gold probability
+        and prediction are kept as (E, N) arrays (``epoch_p`` float32, NaN where not logged; ``epoch_pred``
+        int16). ``el2n_epoch``: keep that epoch's EL2N (``el2n_at``, NaN where not logged).
+        Counts and epoch numbers are int16 when every epoch number fits (less memory to fault in and stream
+        through each epoch), else int32."""
         self.n = 0
         self._float = self._FLOAT + (("el2n_at",) if el2n_epoch is not None else ())
-        self.epoch_row = {e: i for i, e in enumerate(epochs)} if epochs is not None else None
-        self.epoch_p = np.empty((len(epochs) if epochs is not None else 0, 0), dtype=np.float32)
+        self.epoch_row = {e: i for i, e in enumerate(epochs)} if keep_epochs else None
+        self.epoch_p = np.empty((len(epochs) if keep_epochs else 0, 0), dtype=np.float32)
         self.epoch_pred = np.empty(self.epoch_p.shape, dtype=np.int16)
         for name in self._float:
             setattr(self, name, np.empty(0))
+        small = max(epochs, default=0) < np.iinfo(np.int16).max and len(epochs) < np.iinfo(np.int16).max
         for name in self._INT:
-            setattr(self, name, np.empty(0, dtype=np.int32))
+            setattr(self, name, np.empty(0, dtype=np.int16 if small and name in self._EPOCH_INT else np.int32))
 
     def grow(self, n: int) -> None:
         extra = n - self.n
@@ -191,7 +195,7 @@ class _Accumulator:
         self.m2_g[pos] += delta * (q.p_gold - new_mean)
         self.mean_g[pos] = new_mean
 
-        correct = q.correct.astype(np.int32)
+        correct = q.correct.astype(self.n_correct.dtype)
         self.n_correct[pos] += correct
         # start of the current run of correct epochs; -1 after a wrong one (or before the first logged epoch)
         streak = self.streak_start[pos]
@@ -281,7 +285,7 @@ def fold(reader: DynamicsReader, *, el2n_epoch: int | None = None, keep_epochs: 
     consecutive positions gather their rows, so the running values are read and written sequentially however
     the rows were shuffled or split, and examples missing from the epoch are skipped. An epoch read in several
     batches is joined into one copy first (memory: one more epoch of logits)."""
-    acc = _Accumulator([ef.epoch for ef in reader.epochs] if keep_epochs else None, el2n_epoch=el2n_epoch)
+    acc = _Accumulator([ef.epoch for ef in reader.epochs], keep_epochs=keep_epochs, el2n_epoch=el2n_epoch)
     row_at = np.empty(0, dtype=np.int32)
     with ThreadPoolExecutor(max_workers=THREADS) as pool:
         for epoch, group in itertools.groupby(reader, key=lambda b: b.epoch):

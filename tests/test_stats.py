@@ -368,3 +368,21 @@ def test_ids_at_the_int64_extremes_met_in_a_later_epoch(tmp_path):
     assert got["id"].to_pylist() == [-(2**63), -5, 0, 3, 2**63 - 1]
     assert got["n_epochs"].to_pylist() == [1, 3, 3, 3, 1]
     assert got["correct_count"].to_pylist() == [1, 3, 3, 3, 1]
+
+
+@pytest.mark.parametrize("epochs", [[0, 1, 2], [0, 40_000, 40_001]])
+def test_the_fold_keeps_epoch_numbers_beyond_int16(epochs):
+    # counts and epoch numbers are folded as int16 when every epoch number fits, else int32
+    from cartography_core.stats import _Accumulator
+
+    acc = _Accumulator(epochs)
+    acc.grow(2)
+    logits, labels = np.array([[0.0, 1.0], [2.0, 0.0]]), np.array([0, 0])  # wrong, right
+    for e in epochs:
+        acc.update(
+            e, slice(None), epoch_quantities(logits if e != epochs[-1] else logits[::-1], labels), el2n_epoch=None
+        )
+    # example 0: wrong, wrong, right; example 1: right, right, wrong (one forgetting event)
+    assert acc.first_learned.tolist() == [epochs[2], epochs[0]]
+    assert acc.streak_start.tolist() == [epochs[2], -1]
+    assert acc.forgets.tolist() == [0, 1] and acc.count.tolist() == [3, 3] and acc.n_correct.tolist() == [1, 2]
