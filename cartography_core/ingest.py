@@ -676,7 +676,7 @@ class _IdIndex:
         added yet."""
         if self._lut is None:
             return self._hash.get_indexer(ids) if self._hash is not None else np.full(len(ids), -1, dtype=np.int64)
-        rel = ids - self._lo
+        rel = ids - self._lo if self._lo else ids  # (a table from 0: no N x 8 bytes of offsets an epoch)
         if not ids.size or (int(ids.min()) >= self._lo and int(ids.max()) - self._lo < self._lut.size):
             return self._lut.take(rel)  # take: faster than fancy indexing
         inside = (rel >= 0) & (rel < self._lut.size)
@@ -691,7 +691,9 @@ class _IdIndex:
         self.ids = np.concatenate([self.ids, new_ids])
         if self.ids.dtype != object:
             lo, hi = int(self.ids.min()), int(self.ids.max())
-            if hi - lo < max(self.LUT_SPAN_PER_ID * len(self.ids), 1 << 16):
+            limit = max(self.LUT_SPAN_PER_ID * len(self.ids), 1 << 16)
+            lo = 0 if 0 <= lo and hi < limit else lo  # usual ids (0.. or 1..): a table from 0, looked up as they are
+            if hi - lo < limit:
                 self._lo, self._lut = lo, np.full(hi - lo + 1, -1, dtype=np.int32)
                 self._lut[self.ids - lo] = np.arange(len(self.ids), dtype=np.int32)
                 return

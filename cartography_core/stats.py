@@ -88,7 +88,7 @@ def epoch_quantities(values: np.ndarray, labels: np.ndarray, kind: str = "logits
     if kind == "logits":
         with np.errstate(over="ignore"):  # logits further apart than the type's range: -inf, clamped next
             shifted = vt - top  # (K, n), max 0: exp cannot overflow
-        if float(top.max()) - float(vt.min()) > np.finfo(dtype).max:  # (ingest refuses non-finite logits)
+        if float(top.max()) - float(vt.min()) > float(np.finfo(dtype).max):  # (ingest refuses non-finite logits)
             np.maximum(shifted, np.finfo(dtype).min, out=shifted)  # finite, so p log p is 0 where p is 0
         p = np.exp(shifted)
         sum_exp = p.sum(axis=0)  # (n,) in [1, K]
