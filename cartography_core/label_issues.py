@@ -19,10 +19,10 @@ import numpy as np
 import pyarrow as pa
 
 FLAG = "label_issue"
-TRAINING_LENGTH_NOTE = (  # measured in bench/results/detection.md (2026-11-24 08:16)
+TRAINING_LENGTH_NOTE = (  # measured in bench/results/detection.md (2026-11-24 08:16 and 10:23)
     "the count depends on how long the model trained: with too few epochs hard examples are flagged too, and far "
-    "past the best held-out epoch the model memorizes wrong labels and fewer are flagged (README, Finding label "
-    "errors)"
+    "past the best held-out epoch the model memorizes wrong labels and fewer are flagged; the built-in trainer's "
+    "--preset label-errors holds it steady (README, Finding label errors)"
 )
 
 
