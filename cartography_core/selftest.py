@@ -156,12 +156,22 @@ def run_selftest(
     return SelftestReport(data.name, noise, kind, asdict(config), results)
 
 
+def trainer_line(config: dict) -> str:
+    """The trainer a report measured, in words: model, features, learning rate, penalty, epochs."""
+    stop = f", early stopping (patience {config['patience']})" if config["patience"] else ", no early stopping"
+    return (
+        f"{config['model']} on {config['features']}, lr {config['lr']:g}, weight decay {config['weight_decay']}, "
+        f"at most {config['epochs']} epochs{stop}"
+    )
+
+
 def format_table(report: SelftestReport) -> str:
     """The terminal table: one row per score, means over seeds, best average precision first."""
     n = len(report.seeds)
     head = (
         f"{report.data}: {report.noise:.0%} {report.kind} flips, {n} seed{'s' * (n > 1)}, "
         f"{report.seeds[0].rows} rows scored, {report.seeds[0].flipped} flipped (seed {report.seeds[0].seed})\n"
+        f"trainer: {trainer_line(report.config)}\n"
     )
     summary = report.to_json()  # the means the JSON file holds, printed as they are written
     lines = [f"{'score':28} {'AUROC':>6} {'AP':>6} {'P@k':>6} {'top1%':>6} {'top5%':>6} {'top10%':>6}"]
@@ -177,7 +187,8 @@ def format_table(report: SelftestReport) -> str:
         f"precision {flag['precision']:.3f}, recall {flag['recall']:.3f}"
     )
     lines.append(
-        "Scored: the training split (the trainer holds out 10% of the rows for the held-out accuracy that stops it).\n"
+        f"Scored: the training split (the trainer holds out {report.config['holdout']:.0%} of the rows for its "
+        "held-out accuracy).\n"
         "P@k: precision among the k hardest rows, k = number flipped (there it equals recall); topq: share of all "
         "flips found among the hardest q of the rows (recall).\n"
         "Labels that were already wrong before the flips count here as false positives: on noisy data the "

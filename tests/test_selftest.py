@@ -44,6 +44,7 @@ def test_selftest_reports_every_score_the_flag_and_a_plot(tmp_path, capsys):
     png = (tmp_path / "st" / "selftest.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24]) == (780, 540)  # 6.5 x 4.5 in at 120 dpi
     assert report["trainer"]["model"] == "mlp" and report["trainer"]["weight_decay"] == 0  # the map preset
+    assert "trainer: mlp on tfidf, lr 0.001, weight decay 0.0, at most 30 epochs, early stopping (patience 2)" in out
 
     # the same flips, trained with the label-errors preset: the report says which trainer it measured
     args += ["--seeds", "3", "--preset", "label-errors", "--epochs", "10", "--out", str(tmp_path / "le")]
@@ -53,6 +54,8 @@ def test_selftest_reports_every_score_the_flag_and_a_plot(tmp_path, capsys):
     assert report["trainer"]["epochs"] == 10 and report["seeds"][0]["epochs"] == 10  # patience 0
     assert report["seeds"][0]["flipped"] == seed["flipped"]  # seed 3's flips, as above
     assert report["seeds"][0]["scores"]["aum"]["auroc"] > 0.95
+    out = capsys.readouterr().out
+    assert "trainer: linear on tfidf, lr 0.02, weight decay auto, at most 10 epochs, no early stopping" in out
 
 
 def test_suspicion_reads_each_score_in_its_harder_direction():
