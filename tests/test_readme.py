@@ -155,7 +155,7 @@ def test_train_block_and_library_block(workdir, env):
     assert np.all(np.diff(table["confidence"]) >= 0)  # hardest (lowest confidence) first
 
 
-def test_label_errors_block(workdir, env):
+def test_label_errors_block(workdir, env, monkeypatch):
     run_bash_block(blocks("bash")[4], workdir, env)
     run = open_run(workdir / "runs" / "trec-errors")
     hyper = run.meta["hyperparameters"]
@@ -168,6 +168,11 @@ def test_label_errors_block(workdir, env):
     assert np.all(np.diff(stats.loc[suspects["id"], "aum"]) >= 0)  # lowest aum first
     assert (suspects["text"].to_numpy() == DATASET.loc[suspects["id"], "text"].to_numpy()).all()
     assert (suspects["label"].to_numpy() == DATASET.loc[suspects["id"], "label"].to_numpy()).all()
+    # the dashboard's "likely mislabeled" subset of that run: the same examples, with their own texts
+    at = run_app(monkeypatch, workdir / "runs", run="trec-errors", subset="likely mislabeled", n="5000")
+    view = at.dataframe(key="table").value
+    assert sorted(view["id"].astype(int)) == sorted(flagged)
+    assert (view["text"].to_numpy() == DATASET.loc[view["id"].astype(int), "text"].to_numpy()).all()
 
 
 def test_selftest_block(workdir, env):
