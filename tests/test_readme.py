@@ -169,7 +169,8 @@ def test_label_errors_block(workdir, env, monkeypatch):
     assert (suspects["text"].to_numpy() == DATASET.loc[suspects["id"], "text"].to_numpy()).all()
     assert (suspects["label"].to_numpy() == DATASET.loc[suspects["id"], "label"].to_numpy()).all()
     # the dashboard's "likely mislabeled" subset of that run: the same examples, with their own texts
-    at = run_app(monkeypatch, workdir / "runs", run="trec-errors", subset="likely mislabeled", n="5000")
+    at = run_app(monkeypatch, workdir / "runs", run="trec-errors", subset="likely mislabeled")
+    assert not at.warning, [w.value for w in at.warning]
     view = at.dataframe(key="table").value
     assert sorted(view["id"].astype(int)) == sorted(flagged)
     assert (view["text"].to_numpy() == DATASET.loc[view["id"].astype(int), "text"].to_numpy()).all()
