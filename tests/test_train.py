@@ -1,5 +1,6 @@
 """The built-in trainer on real data (the texts in sample_logs/*/examples.parquet), and noise detection."""
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -147,10 +148,12 @@ def test_the_label_errors_preset_is_logistic_regression_with_c_1(tmp_path):
     assert np.corrcoef(p[rows, y], q[rows, y])[0, 1] > 0.97
 
 
-@pytest.mark.parametrize("bad", ["often", -1e-3])
+@pytest.mark.parametrize("bad", ["often", -1e-3, float("inf"), float("nan")])
 def test_weight_decay_is_a_number_or_auto(bad):
-    with pytest.raises(LogError, match=f"weight_decay must be a number >= 0 or 'auto', got {bad!r}"):
+    with pytest.raises(LogError, match=re.escape(f"weight_decay must be a finite number >= 0 or 'auto', got {bad!r}")):
         TrainConfig(weight_decay=bad)
+    with pytest.raises(LogError, match="lr must be positive and finite, got inf"):
+        TrainConfig(lr=float("inf"))
 
 
 def test_training_stops_once_heldout_accuracy_stops_improving(tmp_path):
@@ -242,7 +245,7 @@ def test_sentence_encoder_features_when_installed(tmp_path, monkeypatch):
 
 
 def test_bad_hyper_parameters_are_refused_together(capsys):
-    with pytest.raises(LogError, match="epochs must be at least 1, got 0; lr must be positive, got -1"):
+    with pytest.raises(LogError, match="epochs must be at least 1, got 0; lr must be positive and finite, got -1"):
         TrainConfig(epochs=0, lr=-1)
     assert main(["train", "x.csv", "--text-col", "t", "--label-col", "y", "--out", "o", "--holdout", "1"]) == 2
     assert "holdout must lie in [0, 1), got 1.0" in capsys.readouterr().err
@@ -262,3 +265,57 @@ def test_without_heldout_rows_every_epoch_runs_and_the_user_is_told(tmp_path, ca
     r = train_run(load("trec", 300), tmp_path / "run", seed=0, config=TrainConfig(holdout=0, epochs=3), progress=False)
     assert len(r.seconds_per_epoch) == 3 and r.holdout_accuracy == [] and r.warning == ""
     assert "no held-out rows (holdout 0): nothing to stop early on, so all 3 epochs run" in capsys.readouterr().err
+
+
+def test_the_trainer_never_replaces_a_users_own_files(tmp_path, capsys):
+    data = load("sms_spam", 300)
+    names = np.asarray(data.label_names, dtype=object)[data.labels]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    pd.DataFrame({"id": data.ids, "text": data.texts, "label": names, "note": "kept"}).to_parquet(
+        mine / "examples.parquet"
+    )
+    (mine / "run.json").write_text('{"my": "notes"}')
+    before = {p.name: p.read_bytes() for p in mine.iterdir()}
+    base = ["train", "--text-col", "text", "--label-col", "label", "--epochs", "1"]
+    # the input file itself inside --out, a run.json of the user's: refused, even with --force
+    for force in ([], ["--force"]):
+        assert main([*base[:1], str(mine / "examples.parquet"), *base[1:], "--out", str(mine), *force]) == 2
+        assert "run.json exists and is not the run.json of a recorded run" in capsys.readouterr().err
+    (mine / "run.json").unlink()
+    before.pop("run.json")
+    assert main([*base[:1], str(mine / "examples.parquet"), *base[1:], "--out", str(mine), "--force"]) == 2
+    assert "examples.parquet exists and no run recorded here wrote it" in capsys.readouterr().err
+    assert main([*base[:1], str(mine / "examples.parquet"), *base[1:], "--seeds", "0", "--out", str(mine)]) == 2
+    assert "examples.parquet exists and no run recorded here wrote it" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in mine.iterdir()} == before  # nothing written, nothing replaced
+    # --out naming a file
+    assert main([*base[:1], str(mine / "examples.parquet"), *base[1:], "--out", str(mine / "examples.parquet")]) == 2
+    assert "examples.parquet: is a file; the trainer writes a folder there" in capsys.readouterr().err
+    # a seed twice
+    args = [*base[:1], str(mine / "examples.parquet"), *base[1:], "--seeds", "0,0", "--out", str(tmp_path / "d")]
+    assert main(args) == 2
+    assert "seeds 0, 0: each seed once" in capsys.readouterr().err and not (tmp_path / "d").exists()
+    # a dataset folder of the trainer's own seeds takes more seeds, its examples file replaced by the same rows
+    args = [*base[:1], str(mine / "examples.parquet"), *base[1:], "--out", str(tmp_path / "d")]
+    assert main([*args, "--seeds", "0"]) == 0 and main([*args, "--seeds", "1"]) == 0
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["examples.parquet", "seed-0", "seed-1"]
+
+
+def test_the_recorder_never_replaces_a_run_json_it_did_not_write(tmp_path):
+    from cartography_core.record import DynamicsRecorder
+
+    (tmp_path / "run.json").write_text('{"experiment": "mine"}')
+    for overwrite in (False, True):
+        with pytest.raises(LogError, match="run.json exists and is not the run.json of a recorded run"):
+            DynamicsRecorder(tmp_path, overwrite=overwrite)
+    assert (tmp_path / "run.json").read_text() == '{"experiment": "mine"}'
+
+
+def test_a_model_that_never_beats_the_majority_class_is_warned_about(tmp_path, capsys):
+    data = load("trec", 600)
+    config = replace(PRESETS["label-errors"], weight_decay=1e9, epochs=2)  # weights held at 0: no learning
+    r = train_run(data, tmp_path / "run", seed=0, config=config, progress=False)
+    assert max(r.holdout_accuracy) <= r.majority_accuracy
+    assert "never beat the majority class on the held-out rows" in r.warning
+    assert r.warning in capsys.readouterr().err and open_run(tmp_path / "run").meta["warning"] == r.warning

@@ -139,6 +139,21 @@ def refuse_existing_run(run_dir: Path) -> None:
         )
 
 
+def is_recorded_run(run_dir: Path) -> bool:
+    """Whether ``run_dir/run.json`` is one this library's recorder wrote (it carries our ``format``)."""
+    return _read_meta(run_dir).get("format") == FORMAT
+
+
+def refuse_foreign_run_json(run_dir: Path) -> None:
+    """Raise :class:`LogError` if ``run_dir/run.json`` exists but is not one this library wrote (no ``format``
+    of ours): recording there would replace a file of the user's."""
+    if (run_dir / "run.json").exists() and not is_recorded_run(run_dir):
+        raise LogError(
+            f"{run_dir / 'run.json'} exists and is not the run.json of a recorded run; recording here would replace "
+            "it: move it, or record into another folder"
+        )
+
+
 def claim_run(run_dir: Path) -> None:
     """Take ``run_dir`` for this process: an exclusive lock on ``run_dir/.cartography.lock``, held until the
     process ends or :func:`release_run`. Another process holding it is a :class:`LogError`."""
@@ -296,6 +311,7 @@ class DynamicsRecorder:
     def _claim(self, overwrite: bool, examples: pa.Table | None) -> None:
         claim_run(self.run_dir)
         try:
+            refuse_foreign_run_json(self.run_dir)  # even with overwrite: it is not a run this library wrote
             if not overwrite:
                 refuse_existing_run(self.run_dir)
             # an examples file an earlier recording of this (reusable or replaced) run wrote is ours to replace

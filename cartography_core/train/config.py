@@ -44,20 +44,27 @@ class TrainConfig:
             else "",
             f"hidden must be at least 1, got {self.hidden}" if self.hidden < 1 else "",
             f"dropout must lie in [0, 1), got {self.dropout}" if not 0 <= self.dropout < 1 else "",
-            f"lr must be positive, got {self.lr}" if not self.lr > 0 else "",
+            f"lr must be positive and finite, got {self.lr}" if not 0 < self.lr < math.inf else "",
             f"batch size must be at least 1, got {self.batch_size}"
             if self.batch_size is not None and self.batch_size < 1
             else "",
             f"patience must be at least 0, got {self.patience}" if self.patience < 0 else "",
             f"holdout must lie in [0, 1), got {self.holdout}" if not 0 <= self.holdout < 1 else "",
-            f"weight_decay must be a number >= 0 or 'auto', got {self.weight_decay!r}"
-            if not (self.weight_decay == "auto" or (not isinstance(self.weight_decay, str) and self.weight_decay >= 0))
+            f"weight_decay must be a finite number >= 0 or 'auto', got {self.weight_decay!r}"
+            if not (
+                self.weight_decay == "auto"
+                or (not isinstance(self.weight_decay, str) and 0 <= self.weight_decay < math.inf)
+            )
             else "",
             f"record must be one of {', '.join(RECORDS)}, got {self.record!r}" if self.record not in RECORDS else "",
         ]
         problems = [p for p in problems if p]
         if problems:
             raise LogError("; ".join(problems))
+
+
+def _finite_nonnegative(x) -> bool:
+    return not isinstance(x, str) and 0 <= x < math.inf
 
 
 PRESETS = {

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from ..errors import LogError
 from ..io import atomic_write_parquet, read_table_file
-from ..record.recorder import DynamicsRecorder, refuse_existing_run
+from ..record.recorder import DynamicsRecorder, is_recorded_run, refuse_existing_run, refuse_foreign_run_json
 from .config import TrainConfig, auto_batch_size, resolved_weight_decay
 
 
@@ -52,7 +52,7 @@ class TrainResult:
     seconds_per_epoch: list[float] = field(default_factory=list)
     majority_accuracy: float = float("nan")
     best_epoch: int | None = None  # the epoch (0-based) of the best held-out accuracy
-    warning: str = ""  # set when the held-out accuracy was still rising at the last epoch
+    warning: str = ""  # set when the model never beat the majority class, or was still improving at the end
     model: nn.Module | None = None  # the trained head, with its weights after the last epoch
 
 
@@ -182,6 +182,7 @@ def train_run(
             file=sys.stderr,
         )
     out = Path(out)
+    refuse_foreign_files(out, dataset_folder=False, examples=examples)  # before any work, even with overwrite
     if not overwrite:
         refuse_existing_run(out)  # before any work; the recorder creates the run only once features exist
     x_train, x_test, n_features = featurize(data, train_rows, test_rows, config, progress)
@@ -255,7 +256,7 @@ def train_run(
             )
             break
     result.model = model
-    result.warning = still_rising(result.holdout_accuracy, config)
+    result.warning = "; ".join(w for w in (not_learned(result), still_rising(result.holdout_accuracy, config)) if w)
     if result.warning:
         print(f"{out.name}: warning: {result.warning}", file=sys.stderr)
         rec.update_meta(warning=result.warning)
@@ -277,6 +278,19 @@ def record_eval_pass(model: Head, x_train, y_train: torch.Tensor, ids: np.ndarra
             rows = np.arange(start, min(start + EVAL_BATCH, len(ids)))
             logits = model(x_train[rows])
             rec.log(ids[rows], logits, y_train[rows], F.cross_entropy(logits, y_train[rows], reduction="none"))
+
+
+def not_learned(result: TrainResult) -> str:
+    """A warning when no epoch's held-out accuracy beat always answering the majority class: the model learned
+    nothing, and every score of the run is noise."""
+    if not result.holdout_accuracy or max(result.holdout_accuracy) > result.majority_accuracy:
+        return ""
+    return (
+        f"the model never beat the majority class on the held-out rows (best held-out accuracy "
+        f"{max(result.holdout_accuracy):.3f}, majority class {result.majority_accuracy:.3f}): it learned nothing, so "
+        f"its scores and label_issue flags are noise; check the label column, or train with a smaller --lr or "
+        f"--weight-decay"
+    )
 
 
 def still_rising(accuracy: list[float], config: TrainConfig) -> str:
@@ -307,6 +321,24 @@ def write_examples(data: LabeledData, path: Path, holdout_rows: np.ndarray) -> N
     atomic_write_parquet(table, path)
 
 
+def refuse_foreign_files(out: Path, *, dataset_folder: bool, examples: bool) -> None:
+    """Raise :class:`LogError` when the trainer would replace a file at ``out`` that no run of this library
+    wrote: ``out`` itself as a file, a ``run.json`` that is not a recorded run's, or an ``examples.parquet``
+    beside no recorded run (``out`` for one run; ``out/seed-*`` for a dataset folder of seeds)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise LogError(f"{out}: is a file; the trainer writes a folder there (a new or empty one, or a run of its own)")
+    if not dataset_folder:
+        refuse_foreign_run_json(out)
+    mine = out / "examples.parquet"
+    runs = sorted(out.glob("seed-*")) if dataset_folder else [out]
+    if examples and mine.exists() and not any(is_recorded_run(r) for r in runs):
+        raise LogError(
+            f"{mine} exists and no run recorded here wrote it; the trainer would replace it with the examples it "
+            "trains on: move it, or choose another --out"
+        )
+
+
 def train_seeds(
     data: LabeledData,
     out: str | Path,
@@ -318,6 +350,9 @@ def train_seeds(
 ) -> list[TrainResult]:
     """One run per seed in ``out/seed-<s>``, with one ``out/examples.parquet`` shared by them."""
     out = Path(out)
+    refuse_foreign_files(out, dataset_folder=True, examples=True)
+    if len(set(seeds)) < len(seeds):
+        raise LogError(f"seeds {', '.join(map(str, seeds))}: each seed once (one run per seed, in seed-<s>)")
     out.mkdir(parents=True, exist_ok=True)
     results = [
         train_run(
