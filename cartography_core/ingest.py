@@ -232,6 +232,7 @@ def open_run(path: str | Path, *, confine_to: str | Path | None = None) -> Run:
             raise LogError(
                 f"{path} holds {len(runs)} run{'s' if len(runs) > 1 else ''} ({shown}); give one run directory, "
                 f"e.g. {path / runs[0]}"
+                + (", or average them: --pool on the command line, pool_runs in Python" if len(runs) > 1 else "")
             )
         raise LogError(
             f"{shown}: no training-dynamics log found; expected dynamics/epoch_<e>.parquet or .jsonl "

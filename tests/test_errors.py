@@ -189,6 +189,7 @@ CASES = {
         "dynamics_epoch_1.jsonl: missing key logits_epoch_1 (or probs)",
     ),
     "several runs": (two_runs, "holds 2 runs (seed-0, seed-1); give one run directory"),
+    "several runs, pooled": (two_runs, "or average them: --pool on the command line, pool_runs in Python"),
     "one run below": (one_run_below, "holds 1 run (seed-0); give one run directory"),
     "bad run.json": (
         lambda t: (jsonl(t, [A, B]), (t / "run.json").write_text("{oops"), t)[-1],
