@@ -873,7 +873,9 @@ class DynamicsReader:
         """None when every row is a new id of this epoch; with ``allow_padding`` (a multi-part epoch of a
         distributed run), the (n,) bool mask of rows to keep when some repeat ids of an earlier part.
         Raises for an id twice within one batch, or repeated across parts of a run not marked distributed."""
-        again = in_epoch.take(pos)  # (n,) bool: id already met in an earlier batch or part of this epoch
+        # (n,) bool: id already met in an earlier batch or part of this epoch (none before the epoch's first batch:
+        # no gather over N positions for an epoch read in one batch)
+        again = in_epoch.take(pos) if n_before else np.zeros(pos.size, dtype=bool)
         in_epoch[pos] = True
         n_new = pos.size - np.count_nonzero(again)
         if np.count_nonzero(in_epoch) == n_before + n_new:  # no id twice within this batch
