@@ -142,7 +142,7 @@ class _Accumulator:
 
     _FLOAT = ("mean_g", "m2_g", "aum", "margin", "el2n", "entropy", "loss")
     _EPOCH_INT = ("count", "n_correct", "forgets", "first_learned", "streak_start")  # epoch counts and numbers
-    _INT = _EPOCH_INT + ("last_pred",)  # int32
+    _INT = _EPOCH_INT + ("last_pred",)  # last_pred: int32
     _MISSING_IS_MINUS_ONE = ("first_learned", "streak_start", "last_pred")
 
     def __init__(self, epochs: list[int], *, keep_epochs: bool = False, el2n_epoch: int | None = None) -> None:
