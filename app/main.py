@@ -45,6 +45,7 @@ from cartography_core import (  # noqa: E402
     region_codes,
     region_counts,
     split_half_reliability,
+    table_meta,
 )
 from cartography_core.dashboard.cache import cached_epochs, signature  # noqa: E402
 from cartography_core.dashboard.catalog import (  # noqa: E402
@@ -67,7 +68,7 @@ from cartography_core.dashboard.datamap import (  # noqa: E402
     trajectory,
 )
 from cartography_core.io import cache_dir, table_bytes  # noqa: E402
-from cartography_core.label_issues import TRAINING_LENGTH_NOTE, issue_counts, unlearned_classes  # noqa: E402
+from cartography_core.label_issues import count_note, issue_counts, unlearned_classes  # noqa: E402
 from cartography_core.regions import member_names, region_members  # noqa: E402
 from cartography_core.reviews import (  # noqa: E402
     OUTCOMES,
@@ -629,7 +630,7 @@ with tab_map:
             "Estimated count of wrong labels: examples whose gold class lost, on average over training, to another "
             "class (aum < 0; margin < 0 for a log of probabilities). Choose the subset 'likely mislabeled' to list, "
             "review or download them. `python -m cartography_core selftest` measures how precise this is on your "
-            f"data; {TRAINING_LENGTH_NOTE}."
+            f"data; {count_note(table_meta(run.table))}."
         )
         st.dataframe(issues, hide_index=True)
         if unlearned:

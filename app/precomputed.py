@@ -19,7 +19,7 @@ from cartography_core.dashboard.precomputed import (
     top_rows,
     with_texts,
 )
-from cartography_core.label_issues import TRAINING_LENGTH_NOTE, class_counts, unlearned_classes
+from cartography_core.label_issues import class_counts, count_note, unlearned_classes
 from cartography_core.regions import AMBIGUOUS, EASY, HARD, OTHER, REGIONS, RegionThresholds
 from cartography_core.scores import SCORES
 
@@ -125,7 +125,7 @@ def show(location: str, sig: str, name: str, run_ids: list[str]) -> None:
     st.caption(
         "Estimated count of wrong labels: examples whose gold class lost, on average over training, to another class "
         f"(aum < 0; margin < 0 for a log of probabilities). The subset 'likely mislabeled' lists them; "
-        f"{TRAINING_LENGTH_NOTE}."
+        f"{count_note(ds.meta)}."
     )
     if unlearned := unlearned_classes(class_counts(names, ov.region_counts.sum(axis=1), ov.label_issues)):
         st.warning(state.sentence(unlearned))

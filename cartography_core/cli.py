@@ -24,7 +24,7 @@ from .evaluate import NOISE_KINDS
 from .examples import checked_examples, never_logged, with_examples
 from .ingest import EXAMPLES_NAMES, find_runs, is_run_dir, open_run, read_examples, run_folder
 from .io import FORMATS, table_bytes, write_table
-from .label_issues import TRAINING_LENGTH_NOTE, issue_counts, unlearned_classes
+from .label_issues import count_note, issue_counts, unlearned_classes
 from .regions import REGIONS, RegionThresholds, region_codes, region_counts, region_names
 from .reliability import compare_groups, pool_runs, split_half_reliability
 from .scores import SCORES
@@ -472,7 +472,7 @@ def cmd_summary(args: argparse.Namespace) -> None:
     print("likely label errors per class (label_issue: aum < 0, or margin < 0 for probabilities):")
     counts = issue_counts(stats, class_names(stats))
     print(table_bytes(counts, ".csv").decode().replace('"', ""), end="")
-    print(f"note: {TRAINING_LENGTH_NOTE}")
+    print(f"note: {count_note(meta)}")
     if warning := unlearned_classes(counts):
         print(f"warning: {warning}")
 

@@ -191,6 +191,7 @@ def _run(client, run, epochs, out_fs, out_path, out, strict, partition_rows, uni
         "n_classes": first.k,
         "kind": first.kind,
         "pass": run.meta.get("pass"),
+        "preset": run.meta.get("preset"),
         "label_names": run.label_names,
         "padding_rows": int(per_epoch[:, 1].sum()),
         "n_examples": n,
@@ -543,7 +544,7 @@ def read_stats(location: str | Path) -> pa.Table:
 
 def _table_meta(meta: dict) -> dict:
     """The in-process table's metadata keys of a dataset's ``cartography.json``."""
-    keep = ("run", "layout", "n_epochs", "n_classes", "kind", "pass", "label_names", "padding_rows", "runs")
+    keep = ("run", "layout", "n_epochs", "n_classes", "kind", "pass", "preset", "label_names", "padding_rows", "runs")
     return {k: meta[k] for k in keep if k in meta}
 
 

@@ -171,6 +171,7 @@ def test_label_errors_block(workdir, env, monkeypatch):
     # the dashboard's "likely mislabeled" subset of that run: the same examples, with their own texts
     at = run_app(monkeypatch, workdir / "runs", run="trec-errors", subset="likely mislabeled")
     assert not at.warning, [w.value for w in at.warning]
+    assert any("trained with --preset label-errors" in c.value for c in at.caption)  # what its count means
     view = at.dataframe(key="table").value
     assert sorted(view["id"].astype(int)) == sorted(flagged)
     assert (view["text"].to_numpy() == DATASET.loc[view["id"].astype(int), "text"].to_numpy()).all()

@@ -13,6 +13,7 @@ import torch
 from cartography_core import LogError, compute_stats, open_run
 from cartography_core.cli import main
 from cartography_core.evaluate import detection_scores, flag_quality, flip_labels
+from cartography_core.label_issues import PENALIZED_NOTE, TRAINING_LENGTH_NOTE
 from cartography_core.train.config import PRESETS, auto_batch_size
 from cartography_core.train.trainer import (
     LabeledData,
@@ -116,6 +117,7 @@ def test_defaults_find_planted_flips_and_the_flag_counts_them(tmp_path, folder, 
     noisy, flipped = flip_labels(data.labels, len(data.label_names), 0.1, seed=0)
     result = train_run(replace(data, labels=noisy), tmp_path / "run", seed=0, progress=False)
     assert result.best_epoch is not None and len(result.holdout_accuracy) < TrainConfig().epochs  # stopped early
+    assert open_run(tmp_path / "run").meta["preset"] == "map"  # the defaults are the map preset
     stats = compute_stats(tmp_path / "run")
     is_flipped = flipped[np.searchsorted(data.ids, stats["id"].to_numpy())]
     assert detection_scores(is_flipped, -stats["aum"].to_numpy()).auroc > bound
@@ -124,7 +126,7 @@ def test_defaults_find_planted_flips_and_the_flag_counts_them(tmp_path, folder, 
     assert 0.8 < q.flagged / q.flipped < 2.0, q  # the estimated count, against the true number of flips
 
 
-def test_the_label_errors_preset_is_logistic_regression_with_c_1(tmp_path):
+def test_the_label_errors_preset_is_logistic_regression_with_c_1(tmp_path, capsys):
     # "auto" weight decay 1 / n makes mean cross-entropy + ||W||^2 / (2 n): scikit-learn's objective with C = 1,
     # so the trained model's probabilities are close to LogisticRegression(C=1)'s on the same features. Measured:
     # mean |dp| 0.010 and correlation 0.989 of the gold probabilities; weight decay 0 or 0.01: 0.13 / 0.34, 0.11 / 0.76
@@ -136,6 +138,7 @@ def test_the_label_errors_preset_is_logistic_regression_with_c_1(tmp_path):
     train_rows, test_rows = split(data, config)
     hyper = open_run(tmp_path / "run").meta["hyperparameters"]
     assert hyper["weight_decay"] == 1 / train_rows.size and hyper["model"] == "linear"  # resolved and recorded
+    assert open_run(tmp_path / "run").meta["preset"] == "label-errors"
     assert len(r.holdout_accuracy) == config.epochs  # patience 0: trained to convergence, no early stop
     x, _, _ = featurize(data, train_rows, test_rows, config, False)
     y = data.labels[train_rows]
@@ -146,6 +149,10 @@ def test_the_label_errors_preset_is_logistic_regression_with_c_1(tmp_path):
     rows = np.arange(len(y))
     assert np.abs(p - q).mean() < 0.03
     assert np.corrcoef(p[rows, y], q[rows, y])[0, 1] > 0.97
+    # summary says what the count of such a run means
+    capsys.readouterr()
+    assert main(["summary", str(tmp_path / "run")]) == 0
+    assert f"note: {PENALIZED_NOTE}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("bad", ["often", -1e-3, float("inf"), float("nan")])
@@ -204,6 +211,9 @@ def test_cli_train_on_a_csv(tmp_path, capsys):
     assert main(args + ["--seeds", "0,1", "--out", str(tmp_path / "sms")]) == 0
     assert sorted(p.name for p in (tmp_path / "sms").iterdir()) == ["examples.parquet", "seed-0", "seed-1"]
     assert open_run(tmp_path / "sms" / "seed-1").examples_path == tmp_path / "sms" / "examples.parquet"
+    capsys.readouterr()
+    assert main(["summary", str(tmp_path / "sms" / "seed-1")]) == 0
+    assert f"note: {TRAINING_LENGTH_NOTE}" in capsys.readouterr().out
     assert main(args + ["--seeds", "0", "--out", str(tmp_path / "sms")]) == 2  # never overwritten unasked
     assert "already holds a run" in capsys.readouterr().err
     assert open_run(tmp_path / "sms" / "seed-0").meta["pass"] == "train"  # the default
@@ -213,6 +223,8 @@ def test_cli_train_on_a_csv(tmp_path, capsys):
     assert main(args + ["--preset", "label-errors", "--lr", "0.05", "--out", str(tmp_path / "le")]) == 0
     hyper = open_run(tmp_path / "le").meta["hyperparameters"]
     n_train = open_run(tmp_path / "le").meta["n_train"]
+    assert open_run(tmp_path / "le").meta["preset"] is None  # a preset with a value of one's own is no preset
+    assert open_run(tmp_path / "sms" / "seed-0").meta["preset"] is None  # map with --epochs 2
     assert (hyper["model"], hyper["lr"], hyper["epochs"], hyper["patience"]) == ("linear", 0.05, 2, 0)
     assert hyper["weight_decay"] == 1 / n_train == 1 / 360  # auto: 1 / (400 rows less 10% held out)
     assert main(args + ["--weight-decay", "0.5", "--out", str(tmp_path / "wd")]) == 0
