@@ -175,7 +175,7 @@ def test_statistics_metadata_is_pinned(tmp_path):
     t = compute_stats(_run(tmp_path, [rows, rows], label_names=["neg", "pos"]))
     assert table_meta(t) == {
         "run": "r", "layout": "cartography", "n_epochs": 2, "n_classes": 2, "kind": "logits", "pass": None,
-        "label_names": ["neg", "pos"], "padding_rows": 0,
+        "preset": None, "label_names": ["neg", "pos"], "padding_rows": 0,
     }  # fmt: skip
     assert t["id"].type == pa.string()
     assert t["label_name"].to_pylist() == ["pos", "neg"] and t["pred_label_name"].to_pylist() == ["pos", "pos"]
