@@ -264,7 +264,10 @@ TRAINER_FLAGS = "epochs patience model features hidden lr weight_decay batch_siz
 def _train_config(args: argparse.Namespace) -> TrainConfig:
     """The preset's configuration with every trainer flag the user gave in place of its value."""
     given = {f: getattr(args, f) for f in TRAINER_FLAGS if getattr(args, f) is not None}
-    return replace(PRESETS[args.preset], **given)
+    config = replace(PRESETS[args.preset], **given)
+    if "hidden" in given and config.model != "mlp":
+        raise LogError(f"--hidden sets the MLP's width; the {config.model} model (--preset {args.preset}) has none")
+    return config
 
 
 def _weight_decay(text: str) -> float | str:

@@ -227,6 +227,8 @@ def test_cli_train_on_a_csv(tmp_path, capsys):
     assert open_run(tmp_path / "sms" / "seed-0").meta["preset"] is None  # map with --epochs 2
     assert (hyper["model"], hyper["lr"], hyper["epochs"], hyper["patience"]) == ("linear", 0.05, 2, 0)
     assert hyper["weight_decay"] == 1 / n_train == 1 / 360  # auto: 1 / (400 rows less 10% held out)
+    assert main(args + ["--preset", "label-errors", "--hidden", "64", "--out", str(tmp_path / "h")]) == 2
+    assert "--hidden sets the MLP's width; the linear model (--preset label-errors) has none" in capsys.readouterr().err
     assert main(args + ["--weight-decay", "0.5", "--out", str(tmp_path / "wd")]) == 0
     hyper = open_run(tmp_path / "wd").meta["hyperparameters"]
     assert (hyper["model"], hyper["weight_decay"], hyper["lr"]) == ("mlp", 0.5, PRESETS["map"].lr)
