@@ -68,7 +68,7 @@ from cartography_core.dashboard.datamap import (  # noqa: E402
     trajectory,
 )
 from cartography_core.io import cache_dir, table_bytes  # noqa: E402
-from cartography_core.label_issues import count_note, issue_counts, unlearned_classes  # noqa: E402
+from cartography_core.label_issues import count_note, issue_counts, map_note, unlearned_classes  # noqa: E402
 from cartography_core.regions import member_names, region_members  # noqa: E402
 from cartography_core.reviews import (  # noqa: E402
     OUTCOMES,
@@ -620,6 +620,7 @@ with tab_map:
         st.caption(
             rule_text + ". Ambiguous means the model's gold-class probability swung across epochs, not that people "
             "disagree: on human-rated data low confidence tracks rater disagreement, variability does not (README)."
+            + (f" {note}" if (note := map_note(table_meta(run.table))) else "")
         )
         st.dataframe(counts, hide_index=True, key="counts")
 

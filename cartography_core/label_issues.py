@@ -31,6 +31,18 @@ PENALIZED_NOTE = (  # the same measurements, for the label-errors preset
 )
 
 
+FLAT_MAP_NOTE = (
+    "This run was trained with --preset label-errors: its penalized model settles within a few epochs, so few "
+    "examples vary enough to be ambiguous; it is made for the likely-mislabeled subset (train with the map preset "
+    "for a data map)."
+)
+
+
+def map_note(meta: dict) -> str:
+    """A sentence for the data map of a statistics table with metadata ``meta``, or ""."""
+    return FLAT_MAP_NOTE if meta.get("preset") == "label-errors" else ""
+
+
 def count_note(meta: dict) -> str:
     """What the flagged count means for a statistics table with metadata ``meta`` (``stats.table_meta``)."""
     return PENALIZED_NOTE if meta.get("preset") == "label-errors" else TRAINING_LENGTH_NOTE

@@ -17,6 +17,7 @@ import pytest
 
 from cartography_core import compute_stats, open_run
 from cartography_core.dashboard.catalog import load_run, run_ids
+from cartography_core.label_issues import FLAT_MAP_NOTE
 from tests.e2e.server import start_streamlit
 from tests.logs import assert_same_table
 from tests.test_app import run_app
@@ -172,6 +173,7 @@ def test_label_errors_block(workdir, env, monkeypatch):
     at = run_app(monkeypatch, workdir / "runs", run="trec-errors", subset="likely mislabeled")
     assert not at.warning, [w.value for w in at.warning]
     assert any("trained with --preset label-errors" in c.value for c in at.caption)  # what its count means
+    assert any(FLAT_MAP_NOTE in c.value for c in at.caption)  # and why its map is flat
     view = at.dataframe(key="table").value
     assert sorted(view["id"].astype(int)) == sorted(flagged)
     assert (view["text"].to_numpy() == DATASET.loc[view["id"].astype(int), "text"].to_numpy()).all()
