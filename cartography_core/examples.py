@@ -41,15 +41,11 @@ def with_examples(stats: pa.Table, examples: pa.Table | None) -> pa.Table:
     return out.replace_schema_metadata(stats.schema.metadata)
 
 
-def check_examples(stats: pa.Table, examples: pa.Table | None) -> pa.Table:
-    """``stats`` with class names from ``examples`` when it has none, after checking that ``examples``
-    describes the logged rows (the check :func:`with_examples` makes). Call it on the whole statistics table
-    before selecting: a subset may hold too few disagreeing rows to show a mismatched file."""
-    return stats if examples is None else _aligned(stats, examples)[0]
-
-
 def checked_examples(stats: pa.Table, examples: pa.Table | None) -> tuple[pa.Table, str]:
-    """:func:`check_examples`' table and :func:`label_disagreements`' sentence, from one alignment."""
+    """(``stats`` with class names from ``examples`` when it has none, :func:`label_disagreements`' sentence),
+    after checking that ``examples`` describes the logged rows (the check :func:`with_examples` makes), from one
+    alignment. Call it on the whole statistics table before selecting: a subset may hold too few disagreeing
+    rows to show a mismatched file."""
     if examples is None:
         return stats, ""
     stats, _, differ = _aligned(stats, examples)
@@ -59,7 +55,7 @@ def checked_examples(stats: pa.Table, examples: pa.Table | None) -> tuple[pa.Tab
 def never_logged(stats: pa.Table, examples: pa.Table) -> pa.ChunkedArray:
     """The ids of ``examples`` rows that no epoch logged: rows the data map cannot show (a sampler that drops
     the last batch, a filter before training, ...)."""
-    ex_ids = examples["id"].cast(stats["id"].type)  # a mismatch is refused first by check_examples
+    ex_ids = examples["id"].cast(stats["id"].type)  # a mismatch is refused first by checked_examples
     return ex_ids.filter(pc.invert(pc.is_in(ex_ids, value_set=stats["id"].combine_chunks())))
 
 
@@ -99,14 +95,12 @@ def _disagreement_sentence(stats: pa.Table, differ: np.ndarray) -> str:
     )
 
 
-def _differ(stats: pa.Table, taken: pa.Table) -> tuple[np.ndarray, list[str] | None]:
-    """((N,) bool: rows whose examples label (``taken``: one row per stats row, null where absent) differs
-    from the logged one, the class names known from the log or the examples)."""
-    logged = stats["label"].to_numpy()
-    ex = taken["label"].to_numpy(zero_copy_only=False)
-    present = ~pd.isna(ex)
+def _differ(
+    stats: pa.Table, logged: np.ndarray, ex: np.ndarray, present: np.ndarray, by_name: bool
+) -> tuple[np.ndarray, list[str] | None]:
+    """((N,) bool: rows whose examples label ``ex`` (one per stats row, ``present`` where not null; class names
+    when ``by_name``) differs from the ``logged`` one, the class names known from the log or the examples)."""
     names = table_meta(stats).get("label_names")
-    by_name = pa.types.is_string(taken["label"].type) or pa.types.is_large_string(taken["label"].type)
     if not by_name:
         return present & (ex.astype(np.float64) != logged), names
     names = names or _names_from(logged[present], ex[present])
@@ -124,7 +118,7 @@ def _reconcile_labels(stats: pa.Table, taken: pa.Table, source: str) -> tuple[pa
     ex = taken["label"].to_numpy(zero_copy_only=False)
     present = ~pd.isna(ex)
     by_name = pa.types.is_string(taken["label"].type) or pa.types.is_large_string(taken["label"].type)
-    differ, names = _differ(stats, taken)
+    differ, names = _differ(stats, logged, ex, present, by_name)
     n_bad = int(differ.sum())
     if n_bad > LABEL_DISAGREEMENTS_ALLOWED:
         rows = np.flatnonzero(differ)[:3]

@@ -51,10 +51,7 @@ class TrainConfig:
             f"patience must be at least 0, got {self.patience}" if self.patience < 0 else "",
             f"holdout must lie in [0, 1), got {self.holdout}" if not 0 <= self.holdout < 1 else "",
             f"weight_decay must be a finite number >= 0 or 'auto', got {self.weight_decay!r}"
-            if not (
-                self.weight_decay == "auto"
-                or (not isinstance(self.weight_decay, str) and 0 <= self.weight_decay < math.inf)
-            )
+            if not (self.weight_decay == "auto" or _finite_nonnegative(self.weight_decay))
             else "",
             f"record must be one of {', '.join(RECORDS)}, got {self.record!r}" if self.record not in RECORDS else "",
         ]
@@ -64,6 +61,7 @@ class TrainConfig:
 
 
 def _finite_nonnegative(x) -> bool:
+    """A number in [0, inf) (a string, NaN or infinity is not)."""
     return not isinstance(x, str) and 0 <= x < math.inf
 
 
