@@ -11,8 +11,9 @@ kind (uniform; confusable: to the nearest class, the same as uniform for 2 class
 - ours: the built-in trainer with each preset (``train.config.PRESETS``: map, the default, and label-errors),
   one run, ranked by every score; the ``label_issue`` flag's precision, recall and count; pooled over 1, 3
   and 5 runs (trainer seeds 0-4, same noisy labels; uniform);
-- cleanlab: 5-fold cross-validated probabilities of logistic regression on the same TF-IDF word 1-2 gram
-  features and the same training rows, ranked by self-confidence, and ``find_label_issues``.
+- cleanlab: 5-fold cross-validated probabilities of logistic regression on the same features (each feature
+  set a measured preset uses: TF-IDF word 1-2 grams, and with character 2-5 grams) and the same training
+  rows, ranked by self-confidence, and ``find_label_issues``.
 
 Results are appended to bench/results/detection.md.
 """
@@ -52,12 +53,12 @@ def load(folder: str) -> LabeledData:
     )
 
 
-def cleanlab_side(data: LabeledData, rows: np.ndarray, flipped: np.ndarray) -> dict:
+def cleanlab_side(data: LabeledData, rows: np.ndarray, flipped: np.ndarray, features: str) -> dict:
     from cleanlab.filter import find_label_issues
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_predict
 
-    x, _, _ = featurize(data, rows, rows[:0], TrainConfig(), False)
+    x, _, _ = featurize(data, rows, rows[:0], TrainConfig(features=features), False)
     y = data.labels[rows]
     probs = cross_val_predict(LogisticRegression(max_iter=1000), x, y, cv=5, method="predict_proba")
     d = detection_scores(flipped, -probs[np.arange(len(y)), y])
@@ -153,21 +154,24 @@ def main() -> None:
                                 v["flag"].flagged / v["flag"].flipped,
                             )
                         )
-                t0 = time.perf_counter()
-                cl = cleanlab_side(noisy_data, rows, flipped[rows])
-                say(
-                    f"- {folder} {kind} seed {seed}, cleanlab: self-confidence {cl['auroc']:.3f}/{cl['ap']:.3f} | "
-                    f"flags: {fmt_flag(cl['flag'])} ({time.perf_counter() - t0:.0f} s)"
-                )
-                agg.setdefault("cleanlab", []).append(
-                    (
-                        cl["auroc"],
-                        cl["ap"],
-                        cl["flag"].precision,
-                        cl["flag"].recall,
-                        cl["flag"].flagged / cl["flag"].flipped,
+                # cleanlab on every feature set a measured preset uses: the same inputs as ours
+                for features in dict.fromkeys(PRESETS[p].features for p in args.presets):
+                    t0 = time.perf_counter()
+                    cl = cleanlab_side(noisy_data, rows, flipped[rows], features)
+                    say(
+                        f"- {folder} {kind} seed {seed}, cleanlab on {features}: self-confidence "
+                        f"{cl['auroc']:.3f}/{cl['ap']:.3f} | flags: {fmt_flag(cl['flag'])} "
+                        f"({time.perf_counter() - t0:.0f} s)"
                     )
-                )
+                    agg.setdefault(f"cleanlab on {features}", []).append(
+                        (
+                            cl["auroc"],
+                            cl["ap"],
+                            cl["flag"].precision,
+                            cl["flag"].recall,
+                            cl["flag"].flagged / cl["flag"].flipped,
+                        )
+                    )
             seeds = ", ".join(map(str, noise_seeds))
             say(f"\n| {folder}, {kind}, seeds {seeds} | AUROC | AP | flag precision | flag recall | flagged/flipped |")
             say("| --- | --- | --- | --- | --- | --- |")

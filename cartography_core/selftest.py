@@ -160,7 +160,8 @@ def trainer_line(config: dict) -> str:
     """The trainer a report measured, in words: model, features, learning rate, penalty, epochs."""
     stop = f", early stopping (patience {config['patience']})" if config["patience"] else ", no early stopping"
     return (
-        f"{config['model']} on {config['features']}, lr {config['lr']:g}, weight decay {config['weight_decay']}, "
+        f"{config['model']} on {config['features']}, lr {config['lr']:g} ({config['schedule']}), "
+        f"weight decay {config['weight_decay']}, "
         f"at most {config['epochs']} epochs{stop}"
     )
 

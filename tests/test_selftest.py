@@ -44,7 +44,8 @@ def test_selftest_reports_every_score_the_flag_and_a_plot(tmp_path, capsys):
     png = (tmp_path / "st" / "selftest.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24]) == (780, 540)  # 6.5 x 4.5 in at 120 dpi
     assert report["trainer"]["model"] == "mlp" and report["trainer"]["weight_decay"] == 0  # the map preset
-    assert "trainer: mlp on tfidf, lr 0.001, weight decay 0.0, at most 30 epochs, early stopping (patience 2)" in out
+    trainer = "mlp on tfidf, lr 0.001 (constant), weight decay 0.0, at most 30 epochs, early stopping (patience 2)"
+    assert f"trainer: {trainer}" in out
 
     # the same flips, trained with the label-errors preset: the report says which trainer it measured
     args += ["--seeds", "3", "--preset", "label-errors", "--epochs", "10", "--out", str(tmp_path / "le")]
@@ -55,7 +56,8 @@ def test_selftest_reports_every_score_the_flag_and_a_plot(tmp_path, capsys):
     assert report["seeds"][0]["flipped"] == seed["flipped"]  # seed 3's flips, as above
     assert report["seeds"][0]["scores"]["aum"]["auroc"] > 0.95
     out = capsys.readouterr().out
-    assert "trainer: linear on tfidf, lr 0.02, weight decay auto, at most 10 epochs, no early stopping" in out
+    trainer = "linear on tfidf+char, lr 0.02 (linear), weight decay auto, at most 10 epochs, no early stopping"
+    assert f"trainer: {trainer}" in out
 
 
 def test_suspicion_reads_each_score_in_its_harder_direction():

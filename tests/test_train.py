@@ -128,8 +128,10 @@ def test_defaults_find_planted_flips_and_the_flag_counts_them(tmp_path, folder, 
 
 def test_the_label_errors_preset_is_logistic_regression_with_c_1(tmp_path, capsys):
     # "auto" weight decay 1 / n makes mean cross-entropy + ||W||^2 / (2 n): scikit-learn's objective with C = 1,
-    # so the trained model's probabilities are close to LogisticRegression(C=1)'s on the same features. Measured:
-    # mean |dp| 0.010 and correlation 0.989 of the gold probabilities; weight decay 0 or 0.01: 0.13 / 0.34, 0.11 / 0.76
+    # and the linear schedule lets Adam settle at its optimum, so the trained model's probabilities match
+    # LogisticRegression(C=1)'s on the same features. Measured (1,350 rows): mean |dp| 0.003, correlation 0.999 of
+    # the gold probabilities; a constant rate 0.025 / 0.878; weight decay 0, 0.01 or 0.1 / n: 0.10 / 0.70,
+    # 0.12 / 0.82, 0.08 / 0.95
     from sklearn.linear_model import LogisticRegression
 
     data = load("trec", 1500)
@@ -147,8 +149,8 @@ def test_the_label_errors_preset_is_logistic_regression_with_c_1(tmp_path, capsy
         p = torch.softmax(r.model(x), dim=1).numpy()
     q = LogisticRegression(C=1, max_iter=2000).fit(x, y).predict_proba(x)
     rows = np.arange(len(y))
-    assert np.abs(p - q).mean() < 0.03
-    assert np.corrcoef(p[rows, y], q[rows, y])[0, 1] > 0.97
+    assert np.abs(p - q).mean() < 0.01
+    assert np.corrcoef(p[rows, y], q[rows, y])[0, 1] > 0.99
     # summary says what the count of such a run means
     capsys.readouterr()
     assert main(["summary", str(tmp_path / "run")]) == 0
@@ -261,6 +263,8 @@ def test_sentence_encoder_features_when_installed(tmp_path, monkeypatch):
 def test_bad_hyper_parameters_are_refused_together(capsys):
     with pytest.raises(LogError, match="epochs must be at least 1, got 0; lr must be positive and finite, got -1"):
         TrainConfig(epochs=0, lr=-1)
+    with pytest.raises(LogError, match="schedule must be one of constant, linear, got 'cosine'"):
+        TrainConfig(schedule="cosine")
     assert main(["train", "x.csv", "--text-col", "t", "--label-col", "y", "--out", "o", "--holdout", "1"]) == 2
     assert "holdout must lie in [0, 1), got 1.0" in capsys.readouterr().err
 
@@ -273,6 +277,23 @@ def test_texts_without_shared_words_are_a_clear_error(tmp_path, capsys):
     assert main(args + ["--holdout", "0"]) == 2
     assert "d.csv: no words to build TF-IDF features from" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()  # a failed start leaves nothing that would block the next try
+
+
+def test_char_ngrams_join_spellings_that_share_no_word():
+    # "colour" and "colours" share no word, so their word features are orthogonal; character 2-5 grams inside
+    # word boundaries (" c", "co", ..., "colo", "olour") give them common features. The word block is unchanged.
+    texts = np.array(["colour red", "colours blue", "colour green", "colours red"], dtype=object)
+    data = LabeledData(np.arange(4), texts, np.array([0, 1, 0, 1]), ["a", "b"], "toy")
+    rows = np.arange(4)
+    words, _, n_words = featurize(data, rows, rows[:0], TrainConfig(min_df=1), False)
+    both, _, n_both = featurize(data, rows, rows[:0], TrainConfig(min_df=1, features="tfidf+char"), False)
+    assert n_words == 9  # colour, red, colours, blue, green and the four bigrams ("colour red", ...)
+    assert np.allclose(both[:, :n_words].toarray(), words.toarray())
+    assert (words[0] @ words[1].T).toarray()[0, 0] == 0
+    assert (both[0] @ both[1].T).toarray()[0, 0] > 0
+    # each block is unit length (TF-IDF's l2 norm), so a row of both is sqrt(2) long
+    assert np.allclose(np.sqrt(both.multiply(both).sum(axis=1)).A.ravel(), np.sqrt(2), atol=1e-6)
+    assert n_both > n_words
 
 
 def test_without_heldout_rows_every_epoch_runs_and_the_user_is_told(tmp_path, capsys):

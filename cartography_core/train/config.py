@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from ..errors import LogError
 
 MODELS = ("mlp", "linear")
-FEATURES = ("tfidf", "minilm")
+FEATURES = ("tfidf", "tfidf+char", "minilm")
 RECORDS = ("train", "eval")
+SCHEDULES = ("constant", "linear")
 
 
 @dataclass(frozen=True)
@@ -17,10 +18,15 @@ class TrainConfig:
     epochs: int = 30  # the most epochs; training stops earlier once held-out accuracy stops improving (patience)
     patience: int = 2  # stop after this many epochs without a better held-out accuracy; 0: train every epoch
     model: str = "mlp"  # "mlp" or "linear"
-    features: str = "tfidf"  # "tfidf" (word 1-2 grams) or "minilm" (frozen sentence encoder, features.py)
+    # "tfidf": word 1-2 grams; "tfidf+char": those and character 2-5 grams inside word boundaries (spelling
+    # variants, word pieces, punctuation: max_features of each); "minilm": a frozen sentence encoder (features.py)
+    features: str = "tfidf"
     hidden: int = 32
     dropout: float = 0.5
     lr: float = 1e-3
+    # "constant", or "linear": the learning rate falls step by step from lr to 0 at the last of ``epochs``, so
+    # the weights settle at the optimum instead of hovering around it (Adam at a constant rate keeps moving)
+    schedule: str = "constant"
     # L2 penalty (Adam's weight_decay, on every parameter); "auto": 1 / (training rows), which makes the linear
     # model's objective logistic regression's with C = 1: mean cross-entropy + ||W||^2 / (2 n)
     weight_decay: float | str = 0.0
@@ -53,6 +59,9 @@ class TrainConfig:
             f"weight_decay must be a finite number >= 0 or 'auto', got {self.weight_decay!r}"
             if not (self.weight_decay == "auto" or _finite_nonnegative(self.weight_decay))
             else "",
+            f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
+            if self.schedule not in SCHEDULES
+            else "",
             f"record must be one of {', '.join(RECORDS)}, got {self.record!r}" if self.record not in RECORDS else "",
         ]
         problems = [p for p in problems if p]
@@ -68,11 +77,13 @@ def _finite_nonnegative(x) -> bool:
 PRESETS = {
     # the data map: a small MLP trained until the held-out accuracy stops improving
     "map": TrainConfig(),
-    # ranking and flagging wrong labels: logistic regression (linear, L2 as scikit-learn's C = 1) trained to
-    # convergence. The penalty keeps the model from memorizing flipped labels, so from one run the ranking is
-    # about as good as cleanlab's 5-fold cross-validation and the flag's count does not shrink with more
-    # epochs; the map is flatter (little variability). Measured in bench/results/detection.md.
-    "label-errors": TrainConfig(model="linear", lr=2e-2, weight_decay="auto", patience=0, epochs=30),
+    # ranking and flagging wrong labels: logistic regression (linear, L2 as scikit-learn's C = 1) on word and
+    # character n-grams, trained to convergence. The penalty keeps the model from memorizing flipped labels, so
+    # from one run the ranking is at least as good as cleanlab's 5-fold cross-validation and the flag's count
+    # does not shrink with more epochs; the map is flatter (little variability). bench/results/detection.md.
+    "label-errors": TrainConfig(
+        model="linear", features="tfidf+char", lr=2e-2, schedule="linear", weight_decay="auto", patience=0, epochs=30
+    ),
 }
 
 

@@ -2,12 +2,14 @@
 
     python -m cartography_core train DATA --text-col text --label-col label --out RUN [--epochs 6] [--seeds 0,1,2]
 
-Model: TF-IDF over word 1-2 grams (scikit-learn, fitted on the training rows) feeding a torch head: a
-linear layer, or (default) a small MLP, both as an ``EmbeddingBag`` over the sparse TF-IDF weights. With
-``features="minilm"`` the head reads frozen all-MiniLM-L6-v2 sentence embeddings instead (``features.py``). The
-training forward pass of every training example is logged each epoch (``pass: train``, as allenai's code
-does). A fixed, stratified held-out split (``holdout``, chosen by ``split_seed``, the same for every seed)
-gives the held-out accuracy per epoch, stored in ``run.json``. The same seed gives the same log, bit for bit.
+Model: TF-IDF over word 1-2 grams (scikit-learn, fitted on the training rows; ``features="tfidf+char"`` adds
+character 2-5 grams) feeding a torch head: a linear layer, or (default) a small MLP, both as an ``EmbeddingBag``
+over the sparse TF-IDF weights. Adam at a constant learning rate, or one falling linearly to 0 over the epochs
+(``schedule="linear"``). With ``features="minilm"`` the head reads frozen all-MiniLM-L6-v2 sentence embeddings
+instead (``features.py``). The training forward pass of every training example is logged each epoch
+(``pass: train``, as allenai's code does). A fixed, stratified held-out split (``holdout``, chosen by
+``split_seed``, the same for every seed) gives the held-out accuracy per epoch, stored in ``run.json``. The
+same seed gives the same log, bit for bit.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_union
 from torch import nn
 from tqdm import tqdm
 
@@ -56,7 +59,11 @@ class TrainResult:
     model: nn.Module | None = None  # the trained head, with its weights after the last epoch
 
 
-FEATURE_NAMES = {"tfidf": "tfidf-1-2gram", "minilm": "all-MiniLM-L6-v2 (frozen)"}
+FEATURE_NAMES = {
+    "tfidf": "tfidf-1-2gram",
+    "tfidf+char": "tfidf-1-2gram + char_wb-2-5gram",
+    "minilm": "all-MiniLM-L6-v2 (frozen)",
+}
 
 
 def read_labeled(path: str | Path, text_col: str, label_col: str, id_col: str | None = None) -> LabeledData:
@@ -124,8 +131,19 @@ def featurize(data: LabeledData, train_rows: np.ndarray, test_rows: np.ndarray, 
 
         emb = sentence_embeddings(data.texts, progress=progress)  # (N, 384), cached on disk
         return emb[train_rows], (emb[test_rows] if test_rows.size else None), emb.shape[1]
-    vec = TfidfVectorizer(
-        ngram_range=(1, 2), min_df=config.min_df, sublinear_tf=True, max_features=config.max_features, dtype=np.float32
+    vectorizers = [("word", (1, 2))] + ([("char_wb", (2, 5))] if config.features == "tfidf+char" else [])
+    vec = make_union(
+        *(
+            TfidfVectorizer(
+                analyzer=analyzer,
+                ngram_range=ngrams,
+                min_df=config.min_df,
+                sublinear_tf=True,
+                max_features=config.max_features,
+                dtype=np.float32,
+            )
+            for analyzer, ngrams in vectorizers
+        )
     )
     try:
         x_train = vec.fit_transform(data.texts[train_rows]).tocsr()
@@ -209,9 +227,13 @@ def train_run(
     ids = data.ids[train_rows]
 
     torch.manual_seed(seed)
-    model = Head(n_features, len(data.label_names), config, sparse=config.features == "tfidf")
+    model = Head(n_features, len(data.label_names), config, sparse=config.features != "minilm")
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(seed)
+    steps = config.epochs * max(1, -(-len(train_rows) // config.batch_size))  # every step of every epoch
+    decay = torch.optim.lr_scheduler.LinearLR(
+        opt, start_factor=1.0, end_factor=0.0 if config.schedule == "linear" else 1.0, total_iters=steps
+    )
     counts = np.bincount(data.labels[test_rows], minlength=len(data.label_names)) if test_rows.size else None
     result = TrainResult(out, majority_accuracy=float(counts.max() / counts.sum()) if counts is not None else np.nan)
     for epoch in range(config.epochs):
@@ -226,6 +248,7 @@ def train_run(
             opt.zero_grad()
             losses.mean().backward()
             opt.step()
+            decay.step()
             total += float(losses.detach().sum())
             if config.record == "train":
                 rec.log(ids[rows], logits, y_train[rows], losses)
