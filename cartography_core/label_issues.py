@@ -24,10 +24,10 @@ TRAINING_LENGTH_NOTE = (  # measured in bench/results/detection.md (2026-11-24 0
     "past the best held-out epoch the model memorizes wrong labels and fewer are flagged; the built-in trainer's "
     "--preset label-errors holds it steady (README, Finding label errors)"
 )
-PENALIZED_NOTE = (  # the same measurements, for the label-errors preset
-    "this run was trained with --preset label-errors, whose count holds from 10 epochs on but counts genuinely "
-    "hard examples too (+12% to +85% of the flips in bench/results/detection.md): read it as an upper bound "
-    "(README, Finding label errors)"
+PENALIZED_NOTE = (  # the same measurements, for the label-errors preset (and its 2026-11-24 13:07 section)
+    "this run was trained with --preset label-errors, whose count settles after 20 epochs but counts genuinely "
+    "hard examples too (+0% to +43% of the flips after 30 epochs in bench/results/detection.md): read it as an "
+    "upper bound (README, Finding label errors)"
 )
 
 
