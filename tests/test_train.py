@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from cartography_core import LogError, compute_stats, open_run
-from cartography_core.cli import main
+from cartography_core.cli import _train_config, build_parser, main
 from cartography_core.evaluate import detection_scores, flag_quality, flip_labels
 from cartography_core.label_issues import PENALIZED_NOTE, TRAINING_LENGTH_NOTE
 from cartography_core.train.config import PRESETS, auto_batch_size
@@ -234,6 +234,30 @@ def test_cli_train_on_a_csv(tmp_path, capsys):
     assert main(args + ["--weight-decay", "0.5", "--out", str(tmp_path / "wd")]) == 0
     hyper = open_run(tmp_path / "wd").meta["hyperparameters"]
     assert (hyper["model"], hyper["weight_decay"], hyper["lr"]) == ("mlp", 0.5, PRESETS["map"].lr)
+
+
+@pytest.mark.parametrize("command", ["train", "selftest"])
+def test_every_trainer_flag_replaces_its_presets_value(command):
+    given = {
+        "epochs": 7,
+        "patience": 3,
+        "model": "linear",
+        "features": "tfidf+char",
+        "lr": 0.5,
+        "schedule": "linear",
+        "weight_decay": "auto",
+        "batch_size": 16,
+        "holdout": 0.2,
+        "record": "eval",
+    }
+    base = [command, "d.csv", "--text-col", "t", "--label-col", "y", "--out", "o"]
+    assert _train_config(build_parser().parse_args(base)) == PRESETS["map"]  # no flag: the preset as it is
+    flags = [x for k, v in given.items() for x in (f"--{k.replace('_', '-')}", str(v))]
+    assert _train_config(build_parser().parse_args(base + flags)) == replace(PRESETS["map"], **given)
+    flags = ["--preset", "label-errors", "--schedule", "constant", "--features", "tfidf"]
+    config = _train_config(build_parser().parse_args(base + flags))
+    assert config == replace(PRESETS["label-errors"], schedule="constant", features="tfidf")
+    assert _train_config(build_parser().parse_args(base + ["--hidden", "8"])).hidden == 8
 
 
 def test_read_labeled_names_missing_columns(tmp_path):
