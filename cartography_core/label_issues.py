@@ -1,16 +1,26 @@
 """Which labels are likely wrong, and how many: the ``label_issue`` flag and its counts per class.
 
-An example is a likely label issue when, averaged over the epochs it was logged in, the model preferred
-another class to its gold label::
+An example is a likely label issue when the model preferred another class to its gold label. Which epochs
+decide depends on how the model was trained::
 
-    label_issue = aum < 0              (logits: mean_e z_e[y] - max_{k != y} z_e[k] < 0; Pleiss et al. 2020)
-                = margin < 0           (a log of probabilities, which has no aum)
+    label_issue = late_margin < 0   a run of the built-in trainer's label-errors preset (run.json's "preset"):
+                                    mean_e (p_e[y] - max_{k != y} p_e[k]) over the run's last ceil(E / 6) epochs
+                = aum < 0           any other log (mean over every epoch of z_e[y] - max_{k != y} z_e[k];
+                                    Pleiss et al. 2020)
+                = margin < 0        a log of probabilities, which has no aum
 
-Zero is the margin's natural threshold: the point where the gold class stops winning on average, the same for
-every dataset and class, with nothing fitted to the log (Pleiss et al. plant "threshold samples" to move it;
-``selftest`` measures how precise and complete it is on the user's own data). The estimated number of label
-errors of a run or class is the number flagged. Both are read from the statistics table, so they exist for any
-log: a user's own training loop, allenai's format, or pooled runs (from the pooled aum / margin).
+(an example that the late epochs did not log falls back to the aum rule). Zero is the margin's natural
+threshold: the point where the gold class stops winning, the same for every dataset and class, with nothing
+fitted to the log (Pleiss et al. plant "threshold samples" to move it: on these models they over-count 3 to 8
+times, bench/results/detection.md). ``label-errors`` trains a penalized model that cannot memorize a wrong
+label to convergence, so the model it settles at is the judge: averaged over all its epochs, the early ones,
+before it had learned the hard but correct examples, flag those too (+30% to +43% over the true count),
+while its last epochs count within 20% (bench/results/detection.md, 2026-11-24). A model that memorizes
+(the ``map`` preset, most users' own loops) fits the wrong labels by its last epochs, so there the mean over
+all epochs is the better judge. ``selftest`` measures how precise and complete the flag is on the user's own
+data. The estimated number of label errors of a run or class is the number flagged. Both are read from the
+statistics table, so they exist for any log: a user's own training loop, allenai's format, or pooled runs
+(from the pooled scores).
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 FLAG = "label_issue"
+LATE_RULE_PRESET = "label-errors"  # runs of this preset flag by late_margin (the module docstring says why)
 TRAINING_LENGTH_NOTE = (  # measured in bench/results/detection.md (2026-11-24 08:16 and 10:23)
     "the count depends on how long the model trained: with too few epochs hard examples are flagged too, and far "
     "past the best held-out epoch the model memorizes wrong labels and fewer are flagged; the built-in trainer's "
@@ -48,9 +59,16 @@ def count_note(meta: dict) -> str:
     return PENALIZED_NOTE if meta.get("preset") == "label-errors" else TRAINING_LENGTH_NOTE
 
 
-def label_issue_mask(aum: np.ndarray, margin: np.ndarray) -> np.ndarray:
-    """(N,) bool: ``aum < 0`` where the aum is defined (not NaN), else ``margin < 0``."""
-    return np.where(np.isnan(aum), margin < 0, aum < 0)
+def label_issue_mask(aum: np.ndarray, margin: np.ndarray, late_margin: np.ndarray | None = None) -> np.ndarray:
+    """(N,) bool: ``late_margin < 0`` where it is given and defined (not NaN); else ``aum < 0`` where the aum is
+    defined, else ``margin < 0``."""
+    flag = np.where(np.isnan(aum), margin < 0, aum < 0)
+    return flag if late_margin is None else np.where(np.isnan(late_margin), flag, late_margin < 0)
+
+
+def uses_late_rule(meta: dict) -> bool:
+    """Whether a statistics table with metadata ``meta`` flags by ``late_margin`` (a label-errors run)."""
+    return meta.get("preset") == LATE_RULE_PRESET
 
 
 def issue_counts(table: pa.Table, names: list[str]) -> pa.Table:

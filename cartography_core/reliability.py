@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .errors import LogError, show_id
-from .label_issues import FLAG, label_issue_mask
+from .label_issues import FLAG, label_issue_mask, uses_late_rule
 from .scores import SCORES
 from .stats import name_classes, table_meta
 
@@ -40,7 +40,8 @@ def pool_runs(tables: list[pa.Table], names: list[str] | None = None) -> pa.Tabl
 
     Columns: ``id, label, n_runs``, then for every score in ``stats.SCORES`` its mean over runs and
     ``<score>_se``, ``never_learned`` (in every run that logged it), ``pred_label`` (the most frequent final
-    prediction, ties to the lowest class), ``label_issue`` (from the pooled aum / margin) and ``label_name`` /
+    prediction, ties to the lowest class), ``label_issue`` (from the pooled scores, by
+    ``label_issues.label_issue_mask``; by late_margin when every run is a label-errors run) and ``label_name`` /
     ``pred_label_name`` when the runs name classes.
     """
     if not tables:
@@ -92,10 +93,12 @@ def pool_runs(tables: list[pa.Table], names: list[str] | None = None) -> pa.Tabl
         votes[p, t["pred_label"].to_numpy()] += 1
     cols["never_learned"] = never
     cols["pred_label"] = votes.argmax(axis=1)
-    cols[FLAG] = label_issue_mask(
-        cols["aum"].to_numpy(zero_copy_only=False), cols["margin"].to_numpy(zero_copy_only=False)
-    )
     meta = {**table_meta(tables[0]), "run": None, "runs": names}  # E, K, layout and class names: the first run's
+    late_rule = all(uses_late_rule(table_meta(t)) for t in tables)  # every run a label-errors run
+    late = cols["late_margin"].to_numpy(zero_copy_only=False) if late_rule else None
+    cols[FLAG] = label_issue_mask(
+        cols["aum"].to_numpy(zero_copy_only=False), cols["margin"].to_numpy(zero_copy_only=False), late
+    )
     pooled = pa.table(cols).replace_schema_metadata({"cartography": json.dumps(meta)})
     return name_classes(pooled, meta["label_names"]) if meta.get("label_names") else pooled
 

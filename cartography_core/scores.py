@@ -69,6 +69,13 @@ _ALL = [
         "lower",
         "[-1, 1]",
     ),
+    Score(
+        "late_margin",
+        "margin's mean over the run's last ceil(E/6) epochs only (E the run's epoch count: the last 5 of 30); "
+        "null for an example logged in none of them",
+        "lower",
+        "[-1, 1]",
+    ),
     Score("el2n", "mean_e \\|\\|p_e - onehot(y)\\|\\|_2", "higher", "[0, sqrt 2]", "Paul et al. 2021"),
     Score("entropy", "mean_e -sum_k p_e[k] log p_e[k] (natural log)", "higher", "[0, log K]"),
     Score("loss", "mean_e -log g_e (cross-entropy, natural log)", "higher", "[0, inf)"),
@@ -88,8 +95,8 @@ OTHER_COLUMNS: dict[str, Score] = {
         Score("pred_label", "argmax z_e at the last epoch the example was logged", None, "0..K-1"),
         Score(
             "label_issue",
-            "aum < 0 (margin < 0 for a log of probabilities): on average the model preferred another class "
-            "(`label_issues.py`)",
+            "late_margin < 0 for a run of the `label-errors` preset, else aum < 0 (margin < 0 for a log of "
+            "probabilities): the model preferred another class (`label_issues.py` says why)",
             None,
             "bool",
             "Pleiss et al. 2020",

@@ -30,14 +30,14 @@ import pyarrow as pa
 
 from .errors import LogError
 from .ingest import DynamicsReader, Run, open_run
-from .label_issues import label_issue_mask
+from .label_issues import label_issue_mask, uses_late_rule
 
 CHUNK = 1 << 15  # rows per kernel call
 THREADS = min(4, os.cpu_count() or 1)
 
 COLUMNS = (
     "id label n_epochs confidence variability correctness correct_count threshold_closeness forgetting_events "
-    "never_learned first_learned_epoch consistently_learned_epoch aum margin el2n entropy loss "
+    "never_learned first_learned_epoch consistently_learned_epoch aum margin late_margin el2n entropy loss "
     "data_iq_aleatoric pred_label label_issue"
 ).split()
 
@@ -137,11 +137,20 @@ def _argmax0(vt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pred, best
 
 
+LATE_SHARE = 6  # late_margin averages the last ceil(E / LATE_SHARE) epochs: the last 5 of 30
+
+
+def late_epochs(n_epochs: int) -> int:
+    """How many of a run's last epochs ``late_margin`` averages: ``ceil(n_epochs / 6)`` (1 for runs of up to 6
+    epochs, 5 for 30)."""
+    return -(-n_epochs // LATE_SHARE)
+
+
 class _Accumulator:
     """Streaming per-example folds over epochs; memory is a few arrays of length N."""
 
-    _FLOAT = ("mean_g", "m2_g", "aum", "margin", "el2n", "entropy", "loss")
-    _EPOCH_INT = ("count", "n_correct", "forgets", "first_learned", "streak_start")  # epoch counts and numbers
+    _FLOAT = ("mean_g", "m2_g", "aum", "margin", "el2n", "entropy", "loss", "late_margin")
+    _EPOCH_INT = ("count", "n_correct", "forgets", "first_learned", "streak_start", "late_count")  # counts, epochs
     _INT = _EPOCH_INT + ("last_pred",)  # last_pred: int32
     _MISSING_IS_MINUS_ONE = ("first_learned", "streak_start", "last_pred")
 
@@ -152,6 +161,7 @@ class _Accumulator:
         Counts and epoch numbers are int16 when every epoch number fits (less memory to fault in and stream
         through each epoch), else int32."""
         self.n = 0
+        self.late = frozenset(epochs[len(epochs) - late_epochs(len(epochs)) :])  # late_margin's epochs
         self._float = self._FLOAT + (("el2n_at",) if el2n_epoch is not None else ())
         self.epoch_row = {e: i for i, e in enumerate(epochs)} if keep_epochs else None
         self.epoch_p = np.empty((len(epochs) if keep_epochs else 0, 0), dtype=np.float32)
@@ -212,6 +222,9 @@ class _Accumulator:
         else:
             self.aum[pos] = np.nan
         self.margin[pos] += q.prob_margin
+        if epoch in self.late:
+            self.late_margin[pos] += q.prob_margin
+            self.late_count[pos] += 1
         self.el2n[pos] += q.el2n
         self.entropy[pos] += q.entropy
         self.loss[pos] += q.loss
@@ -349,6 +362,9 @@ def table_of(run: Run, reader: DynamicsReader, acc: _Accumulator, *, variability
         return pa.array(a, type=pa.int32(), mask=a < 0)
 
     aum, margin = mean(acc.aum), mean(acc.margin)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        late = acc.late_margin[order] / acc.late_count[order]  # NaN: logged in none of the late epochs
+    late_rule = uses_late_rule(run.meta)
 
     cols: dict[str, pa.Array] = {
         "id": pa.array(ids[order], type=pa.string() if ids.dtype == object else pa.int64()),
@@ -365,13 +381,14 @@ def table_of(run: Run, reader: DynamicsReader, acc: _Accumulator, *, variability
         "consistently_learned_epoch": maybe_null(acc.streak_start),
         "aum": pa.array(aum, from_pandas=True),  # NaN -> null for a probability log
         "margin": pa.array(margin),
+        "late_margin": pa.array(late, from_pandas=True),
         "el2n": pa.array(mean(acc.el2n)),
         "entropy": pa.array(mean(acc.entropy)),
         "loss": pa.array(mean(acc.loss)),
         # mean g (1 - g) = mean g - mean g^2 = conf - (var + conf^2): no sum of its own
         "data_iq_aleatoric": pa.array(np.maximum(conf - var - conf * conf, 0.0)),
         "pred_label": pa.array(acc.last_pred[order]),
-        "label_issue": pa.array(label_issue_mask(aum, margin)),
+        "label_issue": pa.array(label_issue_mask(aum, margin, late if late_rule else None)),
     }
     names = run.label_names
     if names is not None and len(names) != reader.k:

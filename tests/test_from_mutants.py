@@ -152,7 +152,8 @@ def test_statistics_table_schema_is_pinned(tmp_path):
         "variability": pa.float64(), "correctness": pa.float64(), "correct_count": pa.int32(),
         "threshold_closeness": pa.float64(), "forgetting_events": pa.int32(), "never_learned": pa.bool_(),
         "first_learned_epoch": pa.int32(), "consistently_learned_epoch": pa.int32(), "aum": pa.float64(),
-        "margin": pa.float64(), "el2n": pa.float64(), "entropy": pa.float64(), "loss": pa.float64(),
+        "margin": pa.float64(), "late_margin": pa.float64(), "el2n": pa.float64(), "entropy": pa.float64(),
+        "loss": pa.float64(),
         "data_iq_aleatoric": pa.float64(), "pred_label": pa.int32(), "label_issue": pa.bool_(),
         "variability_ci": pa.float64(),
     }  # fmt: skip

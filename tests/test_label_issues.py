@@ -29,6 +29,30 @@ def test_the_flag_reads_aum_for_logits_and_margin_for_probabilities(tmp_path):
     assert zero.tolist() == [False, False, False]
 
 
+def test_a_label_errors_run_flags_by_its_last_sixth_of_epochs(tmp_path):
+    """7 epochs: late_margin averages the last ceil(7/6) = 2. id 1 is wrong for 5 epochs and then right, id 2
+    the reverse, id 3 is logged only in epochs 0-2 (no late value: the aum rule decides)."""
+    wrong, right = [0.0, 3.0], [2.0, 0.0]
+    epochs = [
+        [{"id": 1, "label": 0, "logits": wrong if e < 5 else right}]
+        + [{"id": 2, "label": 0, "logits": [3.0, 0.0] if e < 5 else [0.0, 1.0]}]
+        + ([{"id": 3, "label": 0, "logits": [0.0, 1.0]}] if e < 3 else [])
+        for e in range(7)
+    ]
+    le = compute_stats(write_log(tmp_path / "le", epochs, "jsonl", meta={"preset": "label-errors"}))
+    other = compute_stats(write_log(tmp_path / "map", epochs, "jsonl", meta={"preset": "map"}))
+    # p[gold] - p[other] = tanh((z_gold - z_other) / 2)
+    assert le["late_margin"].to_pylist()[:2] == pytest.approx([np.tanh(1.0), np.tanh(-0.5)])
+    assert le["late_margin"][2].as_py() is None
+    assert le["aum"].to_pylist() == pytest.approx([(5 * -3 + 2 * 2) / 7, (5 * 3 - 2) / 7, -1.0])
+    assert le["label_issue"].to_pylist() == [False, True, True]
+    assert other["label_issue"].to_pylist() == [True, False, True]  # aum < 0
+    assert other["late_margin"].to_pylist()[:2] == le["late_margin"].to_pylist()[:2]  # defined for every log
+    # pooled: the late rule only when every run is a label-errors run
+    assert pool_runs([le, le])["label_issue"].to_pylist() == [False, True, True]
+    assert pool_runs([le, other])["label_issue"].to_pylist() == [True, False, True]
+
+
 def test_pooled_runs_flag_from_the_pooled_aum_not_a_vote(tmp_path):
     run_a = write_log(tmp_path / "a", [[{"id": 1, "label": 0, "logits": [0.0, 1.0]}]], "jsonl")  # aum -1
     run_b = write_log(tmp_path / "b", [[{"id": 1, "label": 0, "logits": [3.0, 0.0]}]], "jsonl")  # aum +3

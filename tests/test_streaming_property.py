@@ -14,8 +14,9 @@ from cartography_core import compute_stats
 from tests.logs import write_log
 
 
-def direct(trajectory, gold):
-    """All scores of one example from its list of logits vectors (the epochs it was logged in, in order)."""
+def direct(trajectory, gold, late):
+    """All scores of one example from its list of logits vectors (the epochs it was logged in, in order);
+    ``late[j]``: whether entry j is one of the run's last ceil(E/6) epochs (late_margin's)."""
     g, acc, aum, margin, el2n, ent, loss = [], [], [], [], [], [], []
     for z in trajectory:
         z = np.asarray(z, dtype=float)
@@ -44,6 +45,7 @@ def direct(trajectory, gold):
         "consistent_index": consistent,
         "aum": sum(aum) / len(aum),
         "margin": sum(margin) / len(margin),
+        "late_margin": np.mean([m for m, x in zip(margin, late) if x]) if any(late) else None,
         "el2n": sum(el2n) / len(el2n),
         "entropy": sum(ent) / len(ent),
         "loss": sum(loss) / len(loss),
@@ -55,7 +57,7 @@ def direct(trajectory, gold):
 def random_logs(draw):
     n = draw(st.integers(2, 12))
     k = draw(st.integers(2, 4))
-    e = draw(st.integers(1, 5))
+    e = draw(st.integers(1, 14))  # late_margin's window: 1 epoch up to E = 6, 2 up to 12, then 3
     seed = draw(st.integers(0, 2**31))
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, k, n)
@@ -86,7 +88,7 @@ def test_streaming_equals_direct(tmp_path_factory, log):
     assert sorted(got) == [i * 7 for i in range(n)]
     for i in range(n):
         seen = np.flatnonzero(present[:, i])  # the epochs example i was logged in
-        want = direct([logits[ep, i] for ep in seen], labels[i])
+        want = direct([logits[ep, i] for ep in seen], labels[i], seen >= e - math.ceil(e / 6))
         row = got[i * 7]
         want["first_learned_epoch"] = (
             None if want["first_learned_index"] is None else int(seen[want["first_learned_index"]])
