@@ -35,10 +35,11 @@ TRAINING_LENGTH_NOTE = (  # measured in bench/results/detection.md (2026-11-24 0
     "past the best held-out epoch the model memorizes wrong labels and fewer are flagged; the built-in trainer's "
     "--preset label-errors holds it steady (README, Finding label errors)"
 )
-PENALIZED_NOTE = (  # the same measurements, for the label-errors preset (and its 2026-11-24 13:07 section)
-    "this run was trained with --preset label-errors, whose count settles after 20 epochs but counts genuinely "
-    "hard examples too (+0% to +43% of the flips after 30 epochs in bench/results/detection.md): read it as an "
-    "upper bound (README, Finding label errors)"
+PENALIZED_NOTE = (  # bench/results/detection.md, 2026-11-24 14:00 (noise seeds 103-105)
+    "this run was trained with --preset label-errors, so it counts the examples its model still put in another "
+    "class over the last sixth of training (late_margin < 0); with 10% of labels flipped that count came within "
+    "-15% to +7% of the flips in bench/results/detection.md, and it includes correct examples the model gets "
+    "wrong (README, Finding label errors)"
 )
 
 
