@@ -68,7 +68,7 @@ from cartography_core.dashboard.datamap import (  # noqa: E402
     trajectory,
 )
 from cartography_core.io import cache_dir, table_bytes  # noqa: E402
-from cartography_core.label_issues import count_note, issue_counts, map_note, unlearned_classes  # noqa: E402
+from cartography_core.label_issues import count_note, flag_rule, issue_counts, map_note, unlearned_classes  # noqa: E402
 from cartography_core.regions import member_names, region_members  # noqa: E402
 from cartography_core.reviews import (  # noqa: E402
     OUTCOMES,
@@ -628,10 +628,9 @@ with tab_map:
         total = int(issues["label_issues"].iloc[-1])
         st.subheader(f"Likely label errors: {total:,} of {run.n:,} examples")
         st.caption(
-            "Estimated count of wrong labels: examples whose gold class lost, on average over training, to another "
-            "class (aum < 0; margin < 0 for a log of probabilities). Choose the subset 'likely mislabeled' to list, "
-            "review or download them. `python -m cartography_core selftest` measures how precise this is on your "
-            f"data; {count_note(table_meta(run.table))}."
+            f"Estimated count of wrong labels: examples flagged by {flag_rule(table_meta(run.table))}. Choose the "
+            "subset 'likely mislabeled' to list, review or download them. `python -m cartography_core selftest` "
+            f"measures how precise this is on your data; {count_note(table_meta(run.table))}."
         )
         st.dataframe(issues, hide_index=True)
         if unlearned:

@@ -19,7 +19,7 @@ from cartography_core.dashboard.precomputed import (
     top_rows,
     with_texts,
 )
-from cartography_core.label_issues import class_counts, count_note, unlearned_classes
+from cartography_core.label_issues import class_counts, count_note, flag_rule, unlearned_classes
 from cartography_core.regions import AMBIGUOUS, EASY, HARD, OTHER, REGIONS, RegionThresholds
 from cartography_core.scores import SCORES
 
@@ -123,9 +123,8 @@ def show(location: str, sig: str, name: str, run_ids: list[str]) -> None:
     issues = ov.label_issues if cls is None else ov.label_issues[cls : cls + 1]
     st.subheader(f"Likely label errors: {int(issues.sum()):,} of {n_class:,} examples")
     st.caption(
-        "Estimated count of wrong labels: examples whose gold class lost, on average over training, to another class "
-        f"(aum < 0; margin < 0 for a log of probabilities). The subset 'likely mislabeled' lists them; "
-        f"{count_note(ds.meta)}."
+        f"Estimated count of wrong labels: examples flagged by {flag_rule(ds.meta)}. The subset 'likely mislabeled' "
+        f"lists them; {count_note(ds.meta)}."
     )
     if unlearned := unlearned_classes(class_counts(names, ov.region_counts.sum(axis=1), ov.label_issues)):
         st.warning(state.sentence(unlearned))

@@ -24,7 +24,7 @@ from .evaluate import NOISE_KINDS
 from .examples import checked_examples, never_logged, with_examples
 from .ingest import EXAMPLES_NAMES, find_runs, is_run_dir, open_run, read_examples, run_folder
 from .io import FORMATS, table_bytes, write_table
-from .label_issues import count_note, issue_counts, unlearned_classes
+from .label_issues import count_note, flag_rule, issue_counts, unlearned_classes
 from .regions import REGIONS, RegionThresholds, region_codes, region_counts, region_names
 from .reliability import compare_groups, pool_runs, split_half_reliability
 from .scores import SCORES
@@ -100,9 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--region", choices=REGIONS, help="every example of this region")
     how.add_argument("--metric", choices=list(SCORES), help="rank by this score (with --fraction)")
-    how.add_argument(
-        "--label-issues", action="store_true", help="every example flagged label_issue (aum < 0), lowest aum first"
-    )
+    how.add_argument("--label-issues", action="store_true", help="every example flagged label_issue, lowest aum first")
     p.add_argument("--fraction", type=float, metavar="F", help="select floor(F * N) examples (0 < F <= 1)")
     end = p.add_mutually_exclusive_group()
     end.add_argument("--hardest", dest="hardest", action="store_true", default=True, help="the hard end (default)")
@@ -478,7 +476,7 @@ def cmd_summary(args: argparse.Namespace) -> None:
     print(f"classes:   {len(np.unique(labels))}" + (f" ({', '.join(names)})" if names else ""))
     print("regions per class:")
     print(table_bytes(region_counts(codes, labels, names), ".csv").decode().replace('"', ""), end="")
-    print("likely label errors per class (label_issue: aum < 0, or margin < 0 for probabilities):")
+    print(f"likely label errors per class (label_issue, {flag_rule(meta)}):")
     counts = issue_counts(stats, class_names(stats))
     print(table_bytes(counts, ".csv").decode().replace('"', ""), end="")
     print(f"note: {count_note(meta)}")

@@ -3,13 +3,15 @@
 An example is a likely label issue when the model preferred another class to its gold label. Which epochs
 decide depends on how the model was trained::
 
-    label_issue = late_margin < 0   a run of the built-in trainer's label-errors preset (run.json's "preset"):
+    label_issue = late_margin < 0   a run trained like the label-errors preset (run.json's "label_issue_rule"):
                                     mean_e (p_e[y] - max_{k != y} p_e[k]) over the run's last ceil(E / 6) epochs
                 = aum < 0           any other log (mean over every epoch of z_e[y] - max_{k != y} z_e[k];
                                     Pleiss et al. 2020)
                 = margin < 0        a log of probabilities, which has no aum
 
-(an example that the late epochs did not log falls back to the aum rule). Zero is the margin's natural
+(an example that the late epochs did not log falls back to the aum rule). "Trained like label-errors" is
+``train.config.label_issue_rule``: the same penalized linear model, schedule and no early stopping, whatever
+the epochs, rate or features. Zero is the margin's natural
 threshold: the point where the gold class stops winning, the same for every dataset and class, with nothing
 fitted to the log (Pleiss et al. plant "threshold samples" to move it: on these models they over-count 3 to 8
 times, bench/results/detection.md). ``label-errors`` trains a penalized model that cannot memorize a wrong
@@ -29,14 +31,14 @@ import numpy as np
 import pyarrow as pa
 
 FLAG = "label_issue"
-LATE_RULE_PRESET = "label-errors"  # runs of this preset flag by late_margin (the module docstring says why)
 TRAINING_LENGTH_NOTE = (  # measured in bench/results/detection.md (2026-11-24 08:16 and 10:23)
     "the count depends on how long the model trained: with too few epochs hard examples are flagged too, and far "
     "past the best held-out epoch the model memorizes wrong labels and fewer are flagged; the built-in trainer's "
     "--preset label-errors holds it steady (README, Finding label errors)"
 )
 PENALIZED_NOTE = (  # bench/results/detection.md, 2026-11-24 14:00 (noise seeds 103-105)
-    "this run was trained with --preset label-errors, so it counts the examples its model still put in another "
+    "this run was trained like --preset label-errors (penalized, to convergence), so it counts the examples its "
+    "model still put in another "
     "class over the last sixth of training (late_margin < 0); with 10% of labels flipped that count came within "
     "-15% to +7% of the flips in bench/results/detection.md, and it includes correct examples the model gets "
     "wrong (README, Finding label errors)"
@@ -57,7 +59,7 @@ def map_note(meta: dict) -> str:
 
 def count_note(meta: dict) -> str:
     """What the flagged count means for a statistics table with metadata ``meta`` (``stats.table_meta``)."""
-    return PENALIZED_NOTE if meta.get("preset") == "label-errors" else TRAINING_LENGTH_NOTE
+    return PENALIZED_NOTE if uses_late_rule(meta) else TRAINING_LENGTH_NOTE
 
 
 def label_issue_mask(aum: np.ndarray, margin: np.ndarray, late_margin: np.ndarray | None = None) -> np.ndarray:
@@ -68,8 +70,18 @@ def label_issue_mask(aum: np.ndarray, margin: np.ndarray, late_margin: np.ndarra
 
 
 def uses_late_rule(meta: dict) -> bool:
-    """Whether a statistics table with metadata ``meta`` flags by ``late_margin`` (a label-errors run)."""
-    return meta.get("preset") == LATE_RULE_PRESET
+    """Whether a statistics table with metadata ``meta`` flags by ``late_margin``: its run.json says
+    ``"label_issue_rule": "late_margin"``, as the built-in trainer writes for a model penalized and trained to
+    convergence like the label-errors preset (``train.config.label_issue_rule``); a recorder's ``meta`` can say
+    it of a user's own such loop."""
+    return meta.get("label_issue_rule") == "late_margin"
+
+
+def flag_rule(meta: dict) -> str:
+    """The ``label_issue`` rule of a statistics table with metadata ``meta``, in words."""
+    if uses_late_rule(meta):
+        return "late_margin < 0: the gold class lost on average over the last sixth of training"
+    return "aum < 0, or margin < 0 for a log of probabilities: the gold class lost on average over training"
 
 
 def issue_counts(table: pa.Table, names: list[str]) -> pa.Table:

@@ -30,10 +30,10 @@ from .evaluate import (
     nearest_classes,
 )
 from .io import atomic_write, write_json
-from .label_issues import FLAG
+from .label_issues import FLAG, flag_rule
 from .scores import SCORES
 from .stats import compute_stats
-from .train.config import TrainConfig
+from .train.config import TrainConfig, label_issue_rule
 
 
 def suspicion(table: pa.Table, score: str) -> np.ndarray | None:
@@ -184,7 +184,8 @@ def format_table(report: SelftestReport) -> str:
         )
     flag = summary["label_issue_flag"]
     lines.append(
-        f"\nlabel_issue flag (aum < 0): {flag['flagged']:.0f} flagged for {flag['flipped']:.0f} flipped: "
+        f"\nlabel_issue flag ({flag_rule({'label_issue_rule': label_issue_rule(TrainConfig(**report.config))})}): "
+        f"{flag['flagged']:.0f} flagged for {flag['flipped']:.0f} flipped: "
         f"precision {flag['precision']:.3f}, recall {flag['recall']:.3f}"
     )
     lines.append(

@@ -409,6 +409,7 @@ def table_of(run: Run, reader: DynamicsReader, acc: _Accumulator, *, variability
         "kind": reader.kind,
         "pass": run.meta.get("pass"),  # which logits the recorder logged (train or eval), when run.json says
         "preset": run.meta.get("preset"),  # the built-in trainer's preset, when it trained the run with one
+        "label_issue_rule": run.meta.get("label_issue_rule"),  # "late_margin": judged late (label_issues.py)
         "label_names": names,
         "padding_rows": reader.padding_rows,
     }

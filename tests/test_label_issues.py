@@ -29,8 +29,9 @@ def test_the_flag_reads_aum_for_logits_and_margin_for_probabilities(tmp_path):
     assert zero.tolist() == [False, False, False]
 
 
-def test_a_label_errors_run_flags_by_its_last_sixth_of_epochs(tmp_path):
-    """7 epochs: late_margin averages the last ceil(7/6) = 2. id 1 is wrong for 5 epochs and then right, id 2
+def test_a_run_judged_late_flags_by_its_last_sixth_of_epochs(tmp_path):
+    """A run.json with "label_issue_rule": "late_margin" (the label-errors preset's runs). 7 epochs:
+    late_margin averages the last ceil(7/6) = 2. id 1 is wrong for 5 epochs and then right, id 2
     the reverse, id 3 is logged only in epochs 0-2 (no late value: the aum rule decides)."""
     wrong, right = [0.0, 3.0], [2.0, 0.0]
     epochs = [
@@ -39,8 +40,8 @@ def test_a_label_errors_run_flags_by_its_last_sixth_of_epochs(tmp_path):
         + ([{"id": 3, "label": 0, "logits": [0.0, 1.0]}] if e < 3 else [])
         for e in range(7)
     ]
-    le = compute_stats(write_log(tmp_path / "le", epochs, "jsonl", meta={"preset": "label-errors"}))
-    other = compute_stats(write_log(tmp_path / "map", epochs, "jsonl", meta={"preset": "map"}))
+    le = compute_stats(write_log(tmp_path / "le", epochs, "jsonl", meta={"label_issue_rule": "late_margin"}))
+    other = compute_stats(write_log(tmp_path / "map", epochs, "jsonl", meta={"label_issue_rule": "aum"}))
     # p[gold] - p[other] = tanh((z_gold - z_other) / 2)
     assert le["late_margin"].to_pylist()[:2] == pytest.approx([np.tanh(1.0), np.tanh(-0.5)])
     assert le["late_margin"][2].as_py() is None
@@ -51,6 +52,22 @@ def test_a_label_errors_run_flags_by_its_last_sixth_of_epochs(tmp_path):
     # pooled: the late rule only when every run is a label-errors run
     assert pool_runs([le, le])["label_issue"].to_pylist() == [False, True, True]
     assert pool_runs([le, other])["label_issue"].to_pylist() == [True, False, True]
+
+
+def test_a_users_own_loop_opts_in_through_the_recorders_meta(tmp_path):
+    """The README's promise: DynamicsRecorder(meta={"label_issue_rule": "late_margin"}) judges the run late."""
+    from cartography_core import DynamicsRecorder
+
+    z = np.array([[0.0, 3.0]] * 5 + [[2.0, 0.0]])  # gold 0: wrong 5 epochs, right in the last (6 epochs: 1 late)
+    for name, meta in [("own", {"label_issue_rule": "late_margin"}), ("plain", None)]:
+        rec = DynamicsRecorder(tmp_path / name, meta=meta)
+        for e in range(6):
+            rec.log(np.array([7]), z[e : e + 1], np.array([0]))
+            rec.end_epoch()
+        rec.close()
+        t = compute_stats(tmp_path / name)
+        assert t["late_margin"][0].as_py() == pytest.approx(np.tanh(1.0))
+        assert t["label_issue"].to_pylist() == [meta is None]  # aum (5 * -3 + 2) / 6 < 0 flags the plain run
 
 
 def test_pooled_runs_flag_from_the_pooled_aum_not_a_vote(tmp_path):

@@ -13,7 +13,7 @@ import torch
 from cartography_core import LogError, compute_stats, open_run
 from cartography_core.cli import _train_config, build_parser, main
 from cartography_core.evaluate import detection_scores, flag_quality, flip_labels
-from cartography_core.label_issues import PENALIZED_NOTE, TRAINING_LENGTH_NOTE
+from cartography_core.label_issues import PENALIZED_NOTE, TRAINING_LENGTH_NOTE, flag_rule
 from cartography_core.train.config import PRESETS, auto_batch_size
 from cartography_core.train.trainer import (
     LabeledData,
@@ -154,7 +154,13 @@ def test_the_label_errors_preset_is_logistic_regression_with_c_1(tmp_path, capsy
     # summary says what the count of such a run means
     capsys.readouterr()
     assert main(["summary", str(tmp_path / "run")]) == 0
-    assert f"note: {PENALIZED_NOTE}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"note: {PENALIZED_NOTE}" in out and flag_rule({"label_issue_rule": "late_margin"}) in out
+    # and flags by its last sixth of training (30 epochs: the last 5), not by aum
+    stats = compute_stats(tmp_path / "run")
+    late = stats["late_margin"].to_numpy()
+    assert np.array_equal(stats["label_issue"].to_numpy(zero_copy_only=False), late < 0)
+    assert (late < 0).sum() != (stats["aum"].to_numpy() < 0).sum()
 
 
 @pytest.mark.parametrize("bad", ["often", -1e-3, float("inf"), float("nan")])
@@ -215,7 +221,8 @@ def test_cli_train_on_a_csv(tmp_path, capsys):
     assert open_run(tmp_path / "sms" / "seed-1").examples_path == tmp_path / "sms" / "examples.parquet"
     capsys.readouterr()
     assert main(["summary", str(tmp_path / "sms" / "seed-1")]) == 0
-    assert f"note: {TRAINING_LENGTH_NOTE}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"note: {TRAINING_LENGTH_NOTE}" in out and flag_rule({}) in out
     assert main(args + ["--seeds", "0", "--out", str(tmp_path / "sms")]) == 2  # never overwritten unasked
     assert "already holds a run" in capsys.readouterr().err
     assert open_run(tmp_path / "sms" / "seed-0").meta["pass"] == "train"  # the default
@@ -234,6 +241,19 @@ def test_cli_train_on_a_csv(tmp_path, capsys):
     assert main(args + ["--weight-decay", "0.5", "--out", str(tmp_path / "wd")]) == 0
     hyper = open_run(tmp_path / "wd").meta["hyperparameters"]
     assert (hyper["model"], hyper["weight_decay"], hyper["lr"]) == ("mlp", 0.5, PRESETS["map"].lr)
+
+
+def test_which_configs_are_judged_by_their_late_epochs():
+    """label_issue_rule: the label-errors preset's penalized, converging model, whatever its length, rate or
+    features; any config that can memorize or stops early is judged by aum."""
+    from cartography_core.train.config import label_issue_rule
+
+    le = PRESETS["label-errors"]
+    assert label_issue_rule(le) == "late_margin"
+    assert label_issue_rule(replace(le, epochs=12, lr=5e-3, features="tfidf")) == "late_margin"
+    for changed in [dict(weight_decay=0.0), dict(model="mlp"), dict(schedule="constant"), dict(patience=2)]:
+        assert label_issue_rule(replace(le, **changed)) == "aum", changed
+    assert label_issue_rule(PRESETS["map"]) == "aum"
 
 
 @pytest.mark.parametrize("command", ["train", "selftest"])

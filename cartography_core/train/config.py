@@ -87,6 +87,22 @@ PRESETS = {
 }
 
 
+LATE_RULE_FIELDS = ("model", "weight_decay", "schedule", "patience")
+
+
+def label_issue_rule(config: TrainConfig) -> str:
+    """Which epochs judge a run's ``label_issue`` flag (``label_issues.py``): ``"late_margin"`` for a model that is
+    penalized and trained to convergence like the label-errors preset (the same model, weight decay, schedule
+    and no early stopping; the epochs, rate or features may differ), else ``"aum"``."""
+    le = PRESETS["label-errors"]
+    return "late_margin" if all(getattr(config, f) == getattr(le, f) for f in LATE_RULE_FIELDS) else "aum"
+
+
+def preset_of(config: TrainConfig) -> str | None:
+    """The name of the preset that ``config`` is exactly, or None (a config of one's own: a changed flag)."""
+    return next((name for name, c in PRESETS.items() if c == config), None)
+
+
 def resolved_weight_decay(config: TrainConfig, n_train: int) -> float:
     """The L2 penalty the optimizer gets: ``config.weight_decay``, or 1 / ``n_train`` for "auto"."""
     return 1.0 / max(n_train, 1) if config.weight_decay == "auto" else float(config.weight_decay)

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from ..errors import LogError
 from ..io import atomic_write_parquet, read_table_file
 from ..record.recorder import DynamicsRecorder, is_recorded_run, refuse_existing_run, refuse_foreign_run_json
-from .config import PRESETS, TrainConfig, auto_batch_size, resolved_weight_decay
+from .config import TrainConfig, auto_batch_size, label_issue_rule, preset_of, resolved_weight_decay
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,7 @@ def train_run(
 ) -> TrainResult:
     """Train one model with ``seed`` and write the run directory ``out`` (dynamics, run.json, examples)."""
     progress = sys.stderr.isatty() if progress is None else progress
-    preset = next((name for name, c in PRESETS.items() if c == config), None)  # None: a config of one's own
+    preset, rule = preset_of(config), label_issue_rule(config)  # of the config as given, before it is resolved
     train_rows, test_rows = split(data, config)
     config = replace(
         config,
@@ -217,6 +217,7 @@ def train_run(
             "group": f"{config.features}-{config.model}",
             "seed": seed,
             "preset": preset,
+            "label_issue_rule": rule,
             "hyperparameters": asdict(config),
             "n_train": int(train_rows.size),
             "n_holdout": int(test_rows.size),
