@@ -49,6 +49,7 @@ from .ingest import (
     read_file,
 )
 from .io import atomic_write
+from .label_issues import uses_late_rule
 from .reliability import Reliability, check_one_pass, spearman_brown
 from .scores import SCORES
 from .stats import fold, kernel_dtype, name_classes, row_order, table_of
@@ -192,6 +193,7 @@ def _run(client, run, epochs, out_fs, out_path, out, strict, partition_rows, uni
         "kind": first.kind,
         "pass": run.meta.get("pass"),
         "preset": run.meta.get("preset"),
+        "label_issue_rule": run.meta.get("label_issue_rule"),
         "label_names": run.label_names,
         "padding_rows": int(per_epoch[:, 1].sum()),
         "n_examples": n,
@@ -345,6 +347,8 @@ def pool_runs_dask(
             for r, d in zip(runs, run_dirs)
         ]
         metas = [finished_meta(d) for d in run_dirs]
+        rule = "late_margin" if all(uses_late_rule(m) for m in metas) else "aum"  # as pool_runs decides it
+        metas = [{**m, "label_issue_rule": rule} for m in metas]  # a partition missing a run decides the same
         frames = [
             dd.read_parquet(_part_files(*storage.locate(d)), dtype_backend="pyarrow").assign(_run=np.int32(r))
             for r, d in enumerate(run_dirs)
@@ -544,7 +548,8 @@ def read_stats(location: str | Path) -> pa.Table:
 
 def _table_meta(meta: dict) -> dict:
     """The in-process table's metadata keys of a dataset's ``cartography.json``."""
-    keep = ("run", "layout", "n_epochs", "n_classes", "kind", "pass", "preset", "label_names", "padding_rows", "runs")
+    keep = ("run", "layout", "n_epochs", "n_classes", "kind", "pass", "preset", "label_issue_rule", "label_names")
+    keep += ("padding_rows", "runs")
     return {k: meta[k] for k in keep if k in meta}
 
 

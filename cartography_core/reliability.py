@@ -93,8 +93,13 @@ def pool_runs(tables: list[pa.Table], names: list[str] | None = None) -> pa.Tabl
         votes[p, t["pred_label"].to_numpy()] += 1
     cols["never_learned"] = never
     cols["pred_label"] = votes.argmax(axis=1)
-    meta = {**table_meta(tables[0]), "run": None, "runs": names}  # E, K, layout and class names: the first run's
-    late_rule = all(uses_late_rule(table_meta(t)) for t in tables)  # every run a label-errors run
+    late_rule = all(uses_late_rule(table_meta(t)) for t in tables)  # every run judged late (a label-errors run)
+    meta = {  # E, K, layout and class names: the first run's; the flag's rule: the pooled one
+        **table_meta(tables[0]),
+        "run": None,
+        "runs": names,
+        "label_issue_rule": "late_margin" if late_rule else "aum",
+    }
     late = cols["late_margin"].to_numpy(zero_copy_only=False) if late_rule else None
     cols[FLAG] = label_issue_mask(
         cols["aum"].to_numpy(zero_copy_only=False), cols["margin"].to_numpy(zero_copy_only=False), late

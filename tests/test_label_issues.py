@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from cartography_core import compute_stats, pool_runs
-from cartography_core.label_issues import issue_counts, label_issue_mask
+from cartography_core.label_issues import flag_rule, issue_counts, label_issue_mask
+from cartography_core.stats import table_meta
 from tests.logs import write_log
 
 
@@ -51,7 +52,10 @@ def test_a_run_judged_late_flags_by_its_last_sixth_of_epochs(tmp_path):
     assert other["late_margin"].to_pylist()[:2] == le["late_margin"].to_pylist()[:2]  # defined for every log
     # pooled: the late rule only when every run is a label-errors run
     assert pool_runs([le, le])["label_issue"].to_pylist() == [False, True, True]
-    assert pool_runs([le, other])["label_issue"].to_pylist() == [True, False, True]
+    mixed = pool_runs([le, other])
+    assert mixed["label_issue"].to_pylist() == [True, False, True]
+    # the pooled table names the rule it flagged by (the first run's would be wrong here)
+    assert flag_rule(table_meta(mixed)) == flag_rule({}) != flag_rule(table_meta(pool_runs([le, le])))
 
 
 def test_a_users_own_loop_opts_in_through_the_recorders_meta(tmp_path):
