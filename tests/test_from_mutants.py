@@ -176,7 +176,7 @@ def test_statistics_metadata_is_pinned(tmp_path):
     t = compute_stats(_run(tmp_path, [rows, rows], label_names=["neg", "pos"]))
     assert table_meta(t) == {
         "run": "r", "layout": "cartography", "n_epochs": 2, "n_classes": 2, "kind": "logits", "pass": None,
-        "preset": None, "label_names": ["neg", "pos"], "padding_rows": 0,
+        "preset": None, "label_issue_rule": None, "label_names": ["neg", "pos"], "padding_rows": 0,
     }  # fmt: skip
     assert t["id"].type == pa.string()
     assert t["label_name"].to_pylist() == ["pos", "neg"] and t["pred_label_name"].to_pylist() == ["pos", "pos"]
@@ -367,4 +367,5 @@ def test_pooled_metadata_is_the_first_runs():
     a, b = run_table([1, 2], [0, 1], [0.2, 0.7]), run_table([1, 2], [0, 1], [0.3, 0.6])
     meta = lambda e: {b"cartography": json.dumps({"n_epochs": e, "layout": "cartography"}).encode()}  # noqa: E731
     pooled = pool_runs([a.replace_schema_metadata(meta(3)), b.replace_schema_metadata(meta(5))], ["a", "b"])
-    assert table_meta(pooled) == {"n_epochs": 3, "layout": "cartography", "run": None, "runs": ["a", "b"]}
+    want = {"n_epochs": 3, "layout": "cartography", "run": None, "runs": ["a", "b"], "label_issue_rule": "aum"}
+    assert table_meta(pooled) == want  # the flag's rule: the pooled one
