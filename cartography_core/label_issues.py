@@ -38,10 +38,9 @@ TRAINING_LENGTH_NOTE = (  # measured in bench/results/detection.md (2026-11-24 0
 )
 PENALIZED_NOTE = (  # bench/results/detection.md, 2026-11-24 14:00 (noise seeds 103-105)
     "this run was trained like --preset label-errors (penalized, to convergence), so it counts the examples its "
-    "model still put in another "
-    "class over the last sixth of training (late_margin < 0); with 10% of labels flipped that count came within "
-    "-15% to +7% of the flips in bench/results/detection.md, and it includes correct examples the model gets "
-    "wrong (README, Finding label errors)"
+    "model still put in another class over the last sixth of training (late_margin < 0); with 10% of labels "
+    "flipped that count came within -15% to +7% of the flips in bench/results/detection.md, and it includes "
+    "correct examples the model gets wrong (README, Finding label errors)"
 )
 
 

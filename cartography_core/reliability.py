@@ -41,7 +41,7 @@ def pool_runs(tables: list[pa.Table], names: list[str] | None = None) -> pa.Tabl
     Columns: ``id, label, n_runs``, then for every score in ``stats.SCORES`` its mean over runs and
     ``<score>_se``, ``never_learned`` (in every run that logged it), ``pred_label`` (the most frequent final
     prediction, ties to the lowest class), ``label_issue`` (from the pooled scores, by
-    ``label_issues.label_issue_mask``; by late_margin when every run is a label-errors run) and ``label_name`` /
+    ``label_issues.label_issue_mask``; by late_margin when every run is judged late) and ``label_name`` /
     ``pred_label_name`` when the runs name classes.
     """
     if not tables:

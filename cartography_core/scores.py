@@ -95,8 +95,9 @@ OTHER_COLUMNS: dict[str, Score] = {
         Score("pred_label", "argmax z_e at the last epoch the example was logged", None, "0..K-1"),
         Score(
             "label_issue",
-            "late_margin < 0 for a run of the `label-errors` preset, else aum < 0 (margin < 0 for a log of "
-            "probabilities): the model preferred another class (`label_issues.py` says why)",
+            "late_margin < 0 for a run judged late (run.json's label_issue_rule: the `label-errors` preset's runs), "
+            "else aum < 0 (margin < 0 for a log of probabilities): the model preferred another class "
+            "(`label_issues.py` says why)",
             None,
             "bool",
             "Pleiss et al. 2020",
