@@ -620,7 +620,7 @@ with tab_map:
         st.caption(
             rule_text + ". Ambiguous means the model's gold-class probability swung across epochs, not that people "
             "disagree: on human-rated data low confidence tracks rater disagreement, variability does not (README)."
-            + (f" {note}" if (note := map_note(table_meta(run.table))) else "")
+            + (f" {note}" if (note := map_note(meta := table_meta(run.table))) else "")
         )
         st.dataframe(counts, hide_index=True, key="counts")
 
@@ -628,9 +628,9 @@ with tab_map:
         total = int(issues["label_issues"].iloc[-1])
         st.subheader(f"Likely label errors: {total:,} of {run.n:,} examples")
         st.caption(
-            f"Estimated count of wrong labels: examples flagged by {flag_rule(table_meta(run.table))}. Choose the "
-            "subset 'likely mislabeled' to list, review or download them. `python -m cartography_core selftest` "
-            f"measures how precise this is on your data; {count_note(table_meta(run.table))}."
+            f"Estimated count of wrong labels: examples flagged by {flag_rule(meta)}. Choose the subset 'likely "
+            "mislabeled' to list, review or download them. `python -m cartography_core selftest` measures how "
+            f"precise this is on your data; {count_note(meta)}."
         )
         st.dataframe(issues, hide_index=True)
         if unlearned:

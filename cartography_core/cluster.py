@@ -49,7 +49,7 @@ from .ingest import (
     read_file,
 )
 from .io import atomic_write
-from .label_issues import uses_late_rule
+from .label_issues import pooled_rule
 from .reliability import Reliability, check_one_pass, spearman_brown
 from .scores import SCORES
 from .stats import fold, kernel_dtype, name_classes, row_order, table_of
@@ -347,8 +347,8 @@ def pool_runs_dask(
             for r, d in zip(runs, run_dirs)
         ]
         metas = [finished_meta(d) for d in run_dirs]
-        rule = "late_margin" if all(uses_late_rule(m) for m in metas) else "aum"  # as pool_runs decides it
-        metas = [{**m, "label_issue_rule": rule} for m in metas]  # a partition missing a run decides the same
+        rule = pooled_rule(metas)  # over every run: a partition missing one must not decide otherwise
+        metas = [{**m, "label_issue_rule": rule} for m in metas]
         frames = [
             dd.read_parquet(_part_files(*storage.locate(d)), dtype_backend="pyarrow").assign(_run=np.int32(r))
             for r, d in enumerate(run_dirs)

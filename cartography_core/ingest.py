@@ -44,6 +44,7 @@ import pyarrow.parquet as pq
 from . import storage
 from .errors import LogError, short, show_id
 from .io import check_file_kind, file_kind, read_table_file
+from .label_issues import check_rule
 
 BATCH_ROWS = 1 << 20
 MAX_EPOCH_DIGITS = 6  # an epoch number of more digits is refused (a name like epoch_99999999999999999999)
@@ -360,6 +361,7 @@ def _read_run_json(fs, p: Path) -> dict:
     names = meta.get("label_names")
     if names is not None and not (isinstance(names, list) and all(isinstance(n, (str, int)) for n in names)):
         raise LogError(f"{shown}: label_names must be a list of class names, found {short(repr(names))}")
+    check_rule(meta.get("label_issue_rule"), shown)
     return meta
 
 

@@ -30,7 +30,11 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from .errors import LogError
+
 FLAG = "label_issue"
+LATE, AUM = "late_margin", "aum"  # run.json's "label_issue_rule": which rule flags the run
+RULES = (LATE, AUM)
 TRAINING_LENGTH_NOTE = (  # measured in bench/results/detection.md (2026-11-24 08:16 and 10:23)
     "the count depends on how long the model trained: with too few epochs hard examples are flagged too, and far "
     "past the best held-out epoch the model memorizes wrong labels and fewer are flagged; the built-in trainer's "
@@ -73,7 +77,20 @@ def uses_late_rule(meta: dict) -> bool:
     ``"label_issue_rule": "late_margin"``, as the built-in trainer writes for a model penalized and trained to
     convergence like the label-errors preset (``train.config.label_issue_rule``); a recorder's ``meta`` can say
     it of a user's own such loop."""
-    return meta.get("label_issue_rule") == "late_margin"
+    return meta.get("label_issue_rule") == LATE
+
+
+def pooled_rule(metas: list[dict]) -> str:
+    """The rule that flags runs pooled together (statistics-table metadata ``metas``): late_margin only when every
+    run is judged late, else aum."""
+    return LATE if all(uses_late_rule(m) for m in metas) else AUM
+
+
+def check_rule(value, where: str) -> None:
+    """Raise :class:`LogError` naming ``where`` unless ``value`` (a "label_issue_rule") is None or one of RULES:
+    a misspelt rule would otherwise fall back to aum without a word."""
+    if value is not None and value not in RULES:
+        raise LogError(f"{where}: label_issue_rule must be one of {', '.join(map(repr, RULES))}, found {value!r}")
 
 
 def flag_rule(meta: dict) -> str:

@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .errors import LogError, show_id
-from .label_issues import FLAG, label_issue_mask, uses_late_rule
+from .label_issues import FLAG, LATE, label_issue_mask, pooled_rule
 from .scores import SCORES
 from .stats import name_classes, table_meta
 
@@ -93,14 +93,9 @@ def pool_runs(tables: list[pa.Table], names: list[str] | None = None) -> pa.Tabl
         votes[p, t["pred_label"].to_numpy()] += 1
     cols["never_learned"] = never
     cols["pred_label"] = votes.argmax(axis=1)
-    late_rule = all(uses_late_rule(table_meta(t)) for t in tables)  # every run judged late (a label-errors run)
-    meta = {  # E, K, layout and class names: the first run's; the flag's rule: the pooled one
-        **table_meta(tables[0]),
-        "run": None,
-        "runs": names,
-        "label_issue_rule": "late_margin" if late_rule else "aum",
-    }
-    late = cols["late_margin"].to_numpy(zero_copy_only=False) if late_rule else None
+    rule = pooled_rule([table_meta(t) for t in tables])
+    meta = {**table_meta(tables[0]), "run": None, "runs": names, "label_issue_rule": rule}  # the first run's E, K, ...
+    late = cols["late_margin"].to_numpy(zero_copy_only=False) if rule == LATE else None
     cols[FLAG] = label_issue_mask(
         cols["aum"].to_numpy(zero_copy_only=False), cols["margin"].to_numpy(zero_copy_only=False), late
     )

@@ -133,3 +133,18 @@ def test_a_class_flagged_in_the_main_is_named_as_not_learned(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "warning: more than half of class 2 (3 of 3) flagged: the model did not learn it" in out
     assert "note: the count depends on how long the model trained" in out  # measured: detection.md
+
+
+def test_a_misspelt_label_issue_rule_is_refused_not_read_as_aum(tmp_path):
+    """A hand-written "label_issue_rule" that is not one of the two rules would silently flag by aum: refused,
+    naming run.json, and by the recorder before any epoch is trained."""
+    from cartography_core import DynamicsRecorder, LogError
+
+    rows = [[{"id": 1, "label": 0, "logits": [0.0, 1.0]}]]
+    run = write_log(tmp_path / "r", rows, "jsonl", meta={"label_issue_rule": "late"})
+    want = r"r/run.json: label_issue_rule must be one of 'late_margin', 'aum', found 'late'"
+    with pytest.raises(LogError, match=want):
+        compute_stats(run)
+    with pytest.raises(LogError, match=r"DynamicsRecorder\(meta=...\): label_issue_rule must be one of"):
+        DynamicsRecorder(tmp_path / "rec", meta={"label_issue_rule": "late_margins"})
+    assert not (tmp_path / "rec" / "run.json").exists()

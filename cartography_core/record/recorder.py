@@ -50,6 +50,7 @@ import pyarrow as pa
 from ..errors import LogError, show_id
 from ..ingest import EXAMPLES_NAMES
 from ..io import ParquetStream, atomic_write_parquet, file_kind, write_json
+from ..label_issues import check_rule
 
 FORMAT = "cartography-logs/1"
 PASSES = ("train", "eval")
@@ -287,6 +288,7 @@ class DynamicsRecorder:
         table = examples_table(examples, self.label_names) if examples is not None else None
         self._examples_index = None if table is None else pd.Index(table["id"].to_numpy(zero_copy_only=False))
         self._examples_labels = None if table is None else table["label"].to_numpy()
+        check_rule((meta or {}).get("label_issue_rule"), "DynamicsRecorder(meta=...)")  # before training, not after
         self.meta = {
             "format": FORMAT,
             "pass": pass_,

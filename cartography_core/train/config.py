@@ -4,6 +4,7 @@ import math
 from dataclasses import dataclass
 
 from ..errors import LogError
+from ..label_issues import AUM, LATE
 
 MODELS = ("mlp", "linear")
 FEATURES = ("tfidf", "tfidf+char", "minilm")
@@ -95,7 +96,7 @@ def label_issue_rule(config: TrainConfig) -> str:
     penalized and trained to convergence like the label-errors preset (the same model, weight decay, schedule
     and no early stopping; the epochs, rate or features may differ), else ``"aum"``."""
     le = PRESETS["label-errors"]
-    return "late_margin" if all(getattr(config, f) == getattr(le, f) for f in LATE_RULE_FIELDS) else "aum"
+    return LATE if all(getattr(config, f) == getattr(le, f) for f in LATE_RULE_FIELDS) else AUM
 
 
 def preset_of(config: TrainConfig) -> str | None:
