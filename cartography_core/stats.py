@@ -401,20 +401,31 @@ def table_of(run: Run, reader: DynamicsReader, acc: _Accumulator, *, variability
         cols["variability_ci"] = pa.array(ci, mask=count < 2)
     if el2n_epoch is not None:
         cols[f"el2n_epoch_{el2n_epoch}"] = pa.array(acc.el2n_at[order], from_pandas=True)
-    meta = {
+    meta = table_meta_of(run, len(reader.epochs), reader.k, reader.kind, reader.padding_rows)
+    table = pa.table(cols).replace_schema_metadata({"cartography": json.dumps(meta)})
+    return table if names is None else name_classes(table, names)
+
+
+TABLE_META_KEYS = (
+    "run", "layout", "n_epochs", "n_classes", "kind", "pass", "preset", "label_issue_rule", "label_names",
+    "padding_rows",
+)  # fmt: skip
+
+
+def table_meta_of(run: Run, n_epochs: int, n_classes: int, kind: str, padding_rows: int) -> dict:
+    """A statistics table's ``cartography`` metadata (``TABLE_META_KEYS``), for either engine."""
+    return {
         "run": run.path.name,  # no server path travels with a downloaded table
         "layout": run.layout,
-        "n_epochs": len(reader.epochs),
-        "n_classes": reader.k,
-        "kind": reader.kind,
+        "n_epochs": n_epochs,
+        "n_classes": n_classes,
+        "kind": kind,
         "pass": run.meta.get("pass"),  # which logits the recorder logged (train or eval), when run.json says
         "preset": run.meta.get("preset"),  # the built-in trainer's preset, when it trained the run with one
         "label_issue_rule": run.meta.get("label_issue_rule"),  # "late_margin": judged late (label_issues.py)
-        "label_names": names,
-        "padding_rows": reader.padding_rows,
+        "label_names": run.label_names,
+        "padding_rows": padding_rows,
     }
-    table = pa.table(cols).replace_schema_metadata({"cartography": json.dumps(meta)})
-    return table if names is None else name_classes(table, names)
 
 
 def name_classes(table: pa.Table, names: list[str]) -> pa.Table:

@@ -21,7 +21,7 @@ from cartography_core.reliability import (
 )
 from cartography_core.scores import SCORES
 from cartography_core.select import top_fraction_members
-from cartography_core.stats import name_classes
+from cartography_core.stats import TABLE_META_KEYS, name_classes
 from tests.test_reliability import run_table
 
 
@@ -178,6 +178,7 @@ def test_statistics_metadata_is_pinned(tmp_path):
         "run": "r", "layout": "cartography", "n_epochs": 2, "n_classes": 2, "kind": "logits", "pass": None,
         "preset": None, "label_issue_rule": None, "label_names": ["neg", "pos"], "padding_rows": 0,
     }  # fmt: skip
+    assert tuple(table_meta(t)) == TABLE_META_KEYS  # the key list the Dask engine keeps for its tables
     assert t["id"].type == pa.string()
     assert t["label_name"].to_pylist() == ["pos", "neg"] and t["pred_label_name"].to_pylist() == ["pos", "pos"]
 
