@@ -50,7 +50,7 @@ from .ingest import (
 )
 from .io import atomic_write
 from .label_issues import pooled_rule
-from .reliability import Reliability, check_one_pass, spearman_brown
+from .reliability import Reliability, check_one_pass, raise_for_different_labels, spearman_brown
 from .scores import SCORES
 from .stats import TABLE_META_KEYS, fold, kernel_dtype, name_classes, row_order, table_meta_of, table_of
 
@@ -637,14 +637,7 @@ def _half_means(frame: pd.DataFrame, score: str, perms: np.ndarray, names: list[
             f"{', '.join(missing)}"
         )
     labels = frame["label"].to_numpy().reshape(-1, r_total)  # (n, R)
-    differ = np.flatnonzero((labels != labels[:, :1]).any(axis=1))
-    if differ.size:  # as reliability.check_same_labels
-        row = labels[differ[0]]
-        r = int(np.flatnonzero(row != row[0])[0])
-        raise LogError(
-            f"{names[r]}: id {show_id(ids[starts[differ[0]]])} has gold label {row[r]}, {names[0]} has {row[0]} "
-            f"(one or more ids differ); runs compared as seeds must share their gold labels"
-        )
+    raise_for_different_labels(labels, lambda i: ids[starts[i]], names, part=True)
     mat = frame[score].to_numpy(dtype=np.float64, na_value=np.nan).reshape(-1, r_total).T  # (R, n) as in-process
     out = []
     for s, perm in enumerate(perms):  # a loop over splits, not examples
