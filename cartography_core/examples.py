@@ -25,9 +25,15 @@ def with_examples(stats: pa.Table, examples: pa.Table | None) -> pa.Table:
     (``label_name`` and ``pred_label_name`` are then added). Any other column both tables hold is kept once
     when equal on every row, else the examples' copy is kept as ``<name>_examples``.
     """
+    return joined_examples(stats, examples)[0]
+
+
+def joined_examples(stats: pa.Table, examples: pa.Table | None) -> tuple[pa.Table, str]:
+    """(:func:`with_examples`, :func:`checked_examples`' sentence naming the ids whose label differs) from one
+    alignment of the two tables."""
     if examples is None:
-        return stats
-    stats, taken, _ = _aligned(stats, examples)
+        return stats, ""
+    stats, taken, differ = _aligned(stats, examples)
     out = stats.select(["id"])
     for name in taken.column_names:
         col = taken[name]
@@ -38,14 +44,14 @@ def with_examples(stats: pa.Table, examples: pa.Table | None) -> pa.Table:
         out = out.append_column(name, col)
     for name in stats.column_names[1:]:
         out = out.append_column(name, stats[name])
-    return out.replace_schema_metadata(stats.schema.metadata)
+    return out.replace_schema_metadata(stats.schema.metadata), _disagreement_sentence(stats, differ)
 
 
 def checked_examples(stats: pa.Table, examples: pa.Table | None) -> tuple[pa.Table, str]:
-    """(``stats`` with class names from ``examples`` when it has none, :func:`label_disagreements`' sentence),
-    after checking that ``examples`` describes the logged rows (the check :func:`with_examples` makes), from one
-    alignment. Call it on the whole statistics table before selecting: a subset may hold too few disagreeing
-    rows to show a mismatched file."""
+    """(``stats`` with class names from ``examples`` when it has none, a sentence naming the ids whose examples
+    label differs from the logged one, or ""), after checking that ``examples`` describes the logged rows (the
+    check :func:`with_examples` makes), from one alignment. Call it on the whole statistics table before
+    selecting: a subset may hold too few disagreeing rows to show a mismatched file."""
     if examples is None:
         return stats, ""
     stats, _, differ = _aligned(stats, examples)
@@ -74,13 +80,6 @@ def _aligned(stats: pa.Table, examples: pa.Table) -> tuple[pa.Table, pa.Table, n
     taken = examples.drop_columns(["id"]).take(pa.array(pos, mask=pos < 0))
     stats, differ = _reconcile_labels(stats, taken, source)
     return stats, taken, differ
-
-
-def label_disagreements(stats: pa.Table, examples: pa.Table | None) -> str:
-    """A sentence naming the ids whose label in ``examples`` differs from the logged gold label (at most
-    ``LABEL_DISAGREEMENTS_ALLOWED`` are accepted; more are refused), or "" when none does. The scores rate
-    the logged labels; the examples' labels travel in downloads as ``label_examples``."""
-    return checked_examples(stats, examples)[1]
 
 
 def _disagreement_sentence(stats: pa.Table, differ: np.ndarray) -> str:

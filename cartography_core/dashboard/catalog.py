@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from ..errors import LogError, short
-from ..examples import label_disagreements, with_examples
+from ..examples import joined_examples
 from ..ingest import Run, find_runs, open_run, read_examples, run_folder
 from ..reliability import pool_runs
 from ..stats import class_names, table_meta
@@ -127,7 +127,7 @@ class LoadedRun:
     text_column: str | None
     label_names: list[str]
     n_epochs: int
-    label_notice: str = ""  # examples.label_disagreements: ids whose examples label is not the logged one
+    label_notice: str = ""  # examples.joined_examples: ids whose examples label is not the logged one
 
     @property
     def n(self) -> int:
@@ -154,7 +154,7 @@ def load_run(
     per_run = [cached_stats(r, cache) for r in runs]
     stats = per_run[0] if len(per_run) == 1 else pool_runs(per_run, [r.path.name for r in runs])
     examples = read_examples(runs[0])
-    table = with_examples(stats, examples)
+    table, label_notice = joined_examples(stats, examples)
     text_column = _text_column(examples)
     meta = table_meta(table)
     names = class_names(table)  # from the log, else from the examples file
@@ -168,8 +168,7 @@ def load_run(
         text_column=text_column,
         label_names=names,
         n_epochs=int(meta["n_epochs"]),
-        # the join keeps a differing label as label_examples: only then are the few ids looked for
-        label_notice=label_disagreements(stats, examples) if "label_examples" in table.column_names else "",
+        label_notice=label_notice,
     )
 
 
