@@ -6,8 +6,8 @@ the folder is ``io.cache_dir()`` (``CARTOGRAPHY_CACHE``).
 
 An entry is the table as an uncompressed Arrow IPC file, memory-mapped when read (no decoding: a restarted
 server has a 10M-example table at once, where zstd parquet took 2.5 s to read), and the per-epoch arrays as
-``.npy``. A new entry is written by a background thread while the dashboard draws the page (7 s at 10M
-examples); a later read of the same entry in this process waits for that write.
+``.npy``. A new entry is written by a background thread at the lowest CPU priority while the dashboard draws
+the page (7 s at 10M examples); a later read of the same entry in this process waits for that write.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import os
 import re
+import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -88,7 +89,16 @@ def _prune(stem: Path) -> None:
 
 EPOCH_ARRAYS = ("epochs", "p_gold", "pred")  # EpochMatrix fields, one .npy file each beside the table
 
-_WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cartography-cache")  # joined at exit
+
+def _yield_cpu() -> None:
+    """Lower the calling thread's CPU priority to the least (nice 19), on Linux, where priority is per thread:
+    the cache writer then takes no core from the page being drawn, and still runs whenever one is idle."""
+    if sys.platform.startswith("linux"):  # elsewhere a thread id is not a process id setpriority knows
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
+_WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cartography-cache", initializer=_yield_cpu)
 _PENDING: dict[str, Future] = {}  # entry stem -> its write in flight
 _PENDING_LOCK = threading.Lock()
 
