@@ -140,16 +140,19 @@ def map_layers(root: str, run_id: str, sig: str, cls: int | None) -> tuple[pd.Da
     """(points to draw, density bins or None, histograms) of one class (None: all classes)."""
     run = load(root, run_id, sig)
     t = run.table
-    rows = np.arange(run.n) if cls is None else np.flatnonzero(t["label"].to_numpy() == cls)
-    conf, var = t["confidence"].to_numpy()[rows], t["variability"].to_numpy()[rows]
-    drawn = rows[sample_points(conf, var)]
-    bins = density(var, conf).to_pandas() if rows.size > MAX_POINTS else None
+    rows = None if cls is None else np.flatnonzero(t["label"].to_numpy() == cls)  # None: every row, no gather
+
+    def column(name: str) -> np.ndarray:
+        return t[name].to_numpy() if rows is None else t[name].to_numpy()[rows]
+
+    conf, var = column("confidence"), column("variability")
+    drawn = sample_points(conf, var)
+    drawn = drawn if rows is None else rows[drawn]
+    bins = density(var, conf).to_pandas() if conf.size > MAX_POINTS else None
     hists = {
         "confidence": histogram(conf).to_pandas(),
         "variability": histogram(var, hi=VARIABILITY_MAX).to_pandas(),
-        "correctness": histogram(
-            t["correctness"].to_numpy()[rows], bins=run.n_epochs + 1 if run.n_epochs < 20 else 20
-        ).to_pandas(),
+        "correctness": histogram(column("correctness"), bins=run.n_epochs + 1 if run.n_epochs < 20 else 20).to_pandas(),
     }
     return points_frame(run, drawn), bins, hists
 

@@ -88,6 +88,13 @@ def test_region_counts_per_class():
     assert counts[0] == {"class": "neg", "easy-to-learn": 1, "ambiguous": 0, "hard-to-learn": 1, "other": 0, "total": 2}
     assert counts[1]["hard-to-learn"] == 1 and counts[1]["easy-to-learn"] == 1 and counts[1]["ambiguous"] == 1
     assert counts[2]["class"] == "all" and counts[2]["total"] == 5
+    # a class with no example has no row; the others keep their own names (class 2 is "c", not the second)
+    gap = region_counts(np.array([1, 0, 3, 0]), np.array([2, 0, 2, 2]), ["a", "b", "c"]).to_pylist()
+    assert [(r["class"], r["easy-to-learn"], r["ambiguous"], r["other"], r["total"]) for r in gap] == [
+        ("a", 1, 0, 0, 1),
+        ("c", 1, 1, 1, 3),
+        ("all", 2, 1, 1, 4),
+    ]
 
 
 def test_inconsistent_thresholds_are_refused():
