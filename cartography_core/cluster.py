@@ -637,7 +637,7 @@ def _half_means(frame: pd.DataFrame, score: str, perms: np.ndarray, names: list[
             f"{', '.join(missing)}"
         )
     labels = frame["label"].to_numpy().reshape(-1, r_total)  # (n, R)
-    raise_for_different_labels(labels, lambda i: ids[starts[i]], names, part=True)
+    raise_for_different_labels(list(labels.T), lambda i: ids[starts[i]], names, part=True)
     mat = frame[score].to_numpy(dtype=np.float64, na_value=np.nan).reshape(-1, r_total).T  # (R, n) as in-process
     out = []
     for s, perm in enumerate(perms):  # a loop over splits, not examples

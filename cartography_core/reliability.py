@@ -151,22 +151,25 @@ def check_same_labels(tables: list[pa.Table], names: list[str]) -> None:
     """Raise :class:`LogError` when runs that log the same ids (in the same order) give one a different gold
     label: their scores rate different labels (a retrain after relabeling is another dataset), and are
     neither compared as seeds nor pooled."""
-    labels = np.stack([t["label"].to_numpy() for t in tables], axis=1)  # (n, R)
+    labels = [t["label"].to_numpy() for t in tables]
     raise_for_different_labels(labels, lambda i: tables[0]["id"][int(i)].as_py(), names)
 
 
-def raise_for_different_labels(labels: np.ndarray, id_at, names: list[str], *, part: bool = False) -> None:
-    """The check of :func:`check_same_labels` on ``labels`` (n, R), row i the gold labels of id ``id_at(i)`` in
-    each of the R runs ``names``; ``part``: the rows are one part of the ids (the Dask engine checks each
-    partition this way), so the count of differing ids is a lower bound."""
-    differ = np.flatnonzero((labels != labels[:, :1]).any(axis=1))
-    if differ.size:
-        row = labels[differ[0]]
-        r = int(np.flatnonzero(row != row[0])[0])
+def raise_for_different_labels(labels: list[np.ndarray], id_at, names: list[str], *, part: bool = False) -> None:
+    """The check of :func:`check_same_labels` on ``labels``, the (n,) gold labels of each run ``names``, row i
+    those of id ``id_at(i)``; ``part``: the rows are one part of the ids (the Dask engine checks each partition
+    this way), so the count of differing ids is a lower bound."""
+    differ = np.zeros(len(labels[0]), dtype=bool)
+    for other in labels[1:]:  # a loop over runs, not examples; no (n, R) copy
+        differ |= other != labels[0]
+    if differ.any():
+        i = int(np.flatnonzero(differ)[0])
+        row = [int(x[i]) for x in labels]
+        r = next(r for r, v in enumerate(row) if v != row[0])
         raise LogError(
-            f"{names[r]}: id {show_id(id_at(differ[0]))} has gold label {row[r]}, {names[0]} has {row[0]} "
-            f"({'at least ' if part else ''}{differ.size} ids differ); runs compared as seeds must share their gold "
-            "labels"
+            f"{names[r]}: id {show_id(id_at(i))} has gold label {row[r]}, {names[0]} has {row[0]} "
+            f"({'at least ' if part else ''}{int(differ.sum())} ids differ); runs compared as seeds must share "
+            "their gold labels"
         )
 
 
