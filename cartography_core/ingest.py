@@ -607,6 +607,8 @@ def _to_batch(table: pa.Table, epoch: int, source: str, row0: int, jsonl: bool, 
     if out.size:
         i = out[0]
         raise LogError(f"{where(i)}: {label_col} {labels[i]} is outside [0, {k}) for {k} classes")
+    if kind == "logits" and row0 == 0 and are_probabilities(values):
+        raise LogError(f"{source}: column {value_col} holds {PROBS_AS_LOGITS}, or name the column 'probs'")
     if kind == "probs":
         sums = values.sum(axis=1, dtype=np.float64)
         off = np.flatnonzero((np.abs(sums - 1.0) > PROB_SUM_ATOL) | (values < 0).any(axis=1))
@@ -617,6 +619,25 @@ def _to_batch(table: pa.Table, epoch: int, source: str, row0: int, jsonl: bool, 
                 f">= 0 and sum to 1 (within {PROB_SUM_ATOL}); write raw logits to the 'logits' column instead"
             )
     return Batch(epoch, source, row0, ids, labels, values, kind, jsonl)
+
+
+PROBS_AS_LOGITS = (
+    "probabilities, not logits: every row lies in [0, 1] and sums to 1. Scored as logits they would go through "
+    "softmax a second time, which squeezes every confidence toward 1/K and marks the whole map hard-to-learn. Log "
+    "the model's raw outputs (before softmax), or np.log(probs) when probabilities are all you have (softmax gives "
+    "them back exactly)"
+)
+
+
+def are_probabilities(values: np.ndarray) -> bool:
+    """Whether ``values`` (n, K) with n >= 2 rows look like softmax outputs: every value in [0, 1], every row
+    summing to 1 within ``PROB_SUM_ATOL``, and not every value exactly 0 or 1. Real logits of two or more examples
+    practically never do; one-hot rows are left alone (hand-written test logs; a softmax is never exactly one-hot
+    on every row of a batch unless the model is saturated on all of them)."""
+    if values.shape[0] < 2 or values.min() < 0 or values.max() > 1:
+        return False
+    sums_to_one = (np.abs(values.sum(axis=1, dtype=np.float64) - 1.0) <= PROB_SUM_ATOL).all()
+    return bool(sums_to_one and ((values > 0) & (values < 1)).any())
 
 
 def check_like(b: Batch, kind: str, id_is_str: bool) -> None:

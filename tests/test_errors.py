@@ -331,3 +331,31 @@ def test_stray_files_are_ignored(tmp_path):
     for name in ("README.md", "epoch_0.parquet.tmp", ".epoch_1.jsonl.partial", "checkpoint.pt"):
         (run / "dynamics" / name).write_text("not a log")
     assert compute_stats(run).num_rows == 2
+
+
+def test_probabilities_written_as_logits_are_refused_and_accepted_as_probs(tmp_path):
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(6, 3)) * 2
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    labels = [0, 1, 2, 0, 1, 2]
+
+    def rows(values, key="logits"):
+        return [{"id": i, "label": labels[i], key: values[i].tolist()} for i in range(6)]
+
+    for layout in ("jsonl", "parquet"):
+        run = write_log(tmp_path / layout, [rows(p)], layout)
+        with pytest.raises(
+            LogError, match=rf"{layout}/dynamics/epoch_0+\.{layout}: column logits holds probabilities, not logits"
+        ):
+            compute_stats(run)
+    # the same values as probs, or their logarithms as logits, are the same confidences: softmax(log p) = p
+    as_probs = compute_stats(write_log(tmp_path / "probs", [rows(p, "probs")], "jsonl"))
+    as_log = compute_stats(write_log(tmp_path / "log", [rows(np.log(p))], "jsonl"))
+    expected = p[np.arange(6), labels]
+    np.testing.assert_allclose(as_probs["confidence"].to_numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(as_log["confidence"].to_numpy(), expected, rtol=1e-6)
+    # logits that happen to lie in [0, 1] but do not sum to 1, and hand-written one-hot rows, are logits
+    compute_stats(write_log(tmp_path / "unit", [rows(p * 0.9)], "jsonl"))
+    one_hot = np.eye(3)[labels]
+    t = compute_stats(write_log(tmp_path / "onehot", [rows(one_hot)], "jsonl"))
+    np.testing.assert_allclose(t["confidence"].to_numpy(), np.e / (np.e + 2), rtol=1e-6)

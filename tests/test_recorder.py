@@ -172,6 +172,37 @@ def test_a_batch_unlike_the_epochs_others_is_refused(tmp_path):
     assert table["id"].to_pylist() == [1, 2, 3] and table["loss"].to_pylist() == [0.5, pytest.approx(0.1), 1.0]
 
 
+def test_probabilities_wrong_widths_and_labels_are_refused_before_a_second_epoch(tmp_path):
+    ids, labels, logits = random_epochs(n=40, k=3, epochs=1)
+    probs = torch.softmax(torch.tensor(logits[0]), dim=1)
+    rec = DynamicsRecorder(tmp_path / "probs")
+    rec.log(ids[:20], probs[:20], labels[:20])
+    rec.log(ids[20:], probs[20:], labels[20:])
+    with pytest.raises(LogError, match=r"values logged as logits in step 0 of epoch 0 and after are probabilities"):
+        rec.end_epoch()
+    assert not (tmp_path / "probs" / "dynamics" / "epoch_000.parquet").exists()
+    rec.close()
+    # what the message advises: their logarithms are logits whose softmax is the same probabilities
+    with DynamicsRecorder(tmp_path / "log") as rec:
+        rec.log(ids, torch.log(probs), labels)
+        rec.end_epoch()
+    conf = compute_stats(tmp_path / "log").to_pandas().set_index("id")["confidence"]
+    np.testing.assert_allclose(conf.loc[ids], probs.numpy()[np.arange(40), labels], rtol=1e-5)
+
+    # logits one class short of the names: refused at the first log, not after training
+    rec = DynamicsRecorder(tmp_path / "width", label_names=list("abcd"))
+    with pytest.raises(LogError, match=re.escape("logits have 3 columns but label_names names 4 classes")):
+        rec.log(ids, logits[0], labels)
+    # a label outside the logits' classes: named with its step at the row group's write (end of this epoch)
+    bad = labels.copy()
+    bad[25] = 3
+    rec = DynamicsRecorder(tmp_path / "label")
+    rec.log(ids[:20], logits[0][:20], bad[:20])
+    rec.log(ids[20:], logits[0][20:], bad[20:])
+    with pytest.raises(LogError, match=re.escape("labels logged in step 1 of epoch 0 hold 3, outside [0, 3)")):
+        rec.end_epoch()
+
+
 def test_cpu_tensors_and_arrays_are_copied_when_logged(tmp_path):
     """Changes torch cannot see (through .data, a numpy view, a numpy buffer behind torch.from_numpy) after
     log() never reach the file: CPU inputs are copied at once."""

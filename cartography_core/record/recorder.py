@@ -48,7 +48,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..errors import LogError, show_id
-from ..ingest import EXAMPLES_NAMES
+from ..ingest import EXAMPLES_NAMES, PROBS_AS_LOGITS, are_probabilities
 from ..io import ParquetStream, atomic_write_parquet, file_kind, write_json
 from ..label_issues import check_rule
 
@@ -392,6 +392,11 @@ class DynamicsRecorder:
             raise LogError(f"log(): loss {tuple(held[3][0].shape)} must hold one value per example ({n})")
         str_ids = not on_device and x0.dtype.kind in "USO"
         if self._steps == 0:
+            if self.label_names is not None and x1.shape[1] != len(self.label_names):
+                raise LogError(
+                    f"log(): logits have {x1.shape[1]} columns but label_names names {len(self.label_names)} "
+                    f"classes ({self.label_names}); one logit per class"
+                )
             self._k, self._has_loss, self._str_ids = x1.shape[1], loss is not None, str_ids
         elif str_ids != self._str_ids:
             kinds = ("strings", "integers") if str_ids else ("integers", "strings")
@@ -445,6 +450,16 @@ class DynamicsRecorder:
             raise LogError(
                 f"log(): the logits logged {where(_first_step(cols[1], row))} hold NaN or infinity: "
                 f"{logits[row].tolist()}; a diverged step cannot be scored"
+            )
+        if self._file is None and are_probabilities(logits):  # the epoch's first row group: once is enough
+            raise LogError(f"log(): the values logged as logits {where(0)} and after are {PROBS_AS_LOGITS}")
+        out = (labels < 0) | (labels >= self._k)
+        if out.any():
+            i = int(np.flatnonzero(out)[0])
+            names = f" and {len(self.label_names)} label_names" if self.label_names is not None else ""
+            raise LogError(
+                f"log(): the labels logged {where(_first_step(cols[2], i))} hold {labels[i]}, outside [0, {self._k}) "
+                f"for logits of {self._k} classes{names}"
             )
         table = {
             "id": pa.array(ids, type=pa.string() if ids.dtype == object else pa.int64()),
