@@ -2,6 +2,8 @@
 
 import json
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -351,3 +353,14 @@ def test_closing_an_older_recorder_of_the_same_folder_leaves_the_newer_ones_run(
     meta = json.loads((tmp_path / "run" / "run.json").read_text())
     assert meta["attempt"] == 2 and meta["ended"] is not None
     assert str((tmp_path / "run").resolve()) not in recorder._HELD
+
+
+def test_a_recorder_refused_at_construction_leaves_nothing_to_close_at_exit(tmp_path):
+    code = (
+        "from cartography_core.record import DynamicsRecorder\n"
+        f"DynamicsRecorder({str(tmp_path / 'run')!r}, examples={{'id': [1, 1], 'label': [0, 1]}})\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "examples: id 1 appears more than once" in done.stderr
+    assert "Exception ignored" not in done.stderr and done.stderr.count("Traceback") == 1
+    assert not (tmp_path / "run").exists()

@@ -282,7 +282,6 @@ class DynamicsRecorder:
         self._held_rows = self._steps = 0
         self._k, self._has_loss, self._str_ids = 0, False, False
         self._closed = False
-        _OPEN.add(self)  # closed at exit: an unfinished epoch leaves no temporary file, and a warning
         self._epoch_ids: list[np.ndarray] = []  # the epoch's ids and labels, checked at its end
         self._epoch_labels: list[np.ndarray] = []
         table = examples_table(examples, self.label_names) if examples is not None else None
@@ -306,6 +305,7 @@ class DynamicsRecorder:
             self._claim(overwrite, table)
             self._claim_key = str(self.run_dir.resolve())
         self._lock = _HELD.get(self._claim_key) if self._claim_key else None
+        _OPEN.add(self)  # once whole, closed at exit: an unfinished epoch leaves no temporary file, and a warning
         # the other ranks create nothing until their first end_epoch, which under data-parallel training cannot
         # come before rank 0's first gradient step, so before its claim (no barrier: a recorder made on rank 0
         # alone must not wait for ranks that never make one)
