@@ -693,7 +693,7 @@ with tab_map:
                 f"region {e['region']}"
             )
             if run.text_column:
-                st.text(str(table[run.text_column][shown_row].as_py()))
+                st.text(state.example_text(table[run.text_column][shown_row].as_py()))
             show_trajectory(example_id)
         else:
             st.caption("Select a row to see its text and its gold-class probability, epoch by epoch.")

@@ -207,7 +207,7 @@ def _example(run, row, pos, n, my_verdict, by_me, current, trajectory) -> None:
     gold, predicted = run.label_names[_at(run, "label", row)], run.label_names[_at(run, "pred_label", row)]
     st.subheader(f"Example {state.md_escape(current)} ({pos + 1:,} of {n:,} in this queue)")
     if run.text_column:
-        st.text(str(t[run.text_column][row].as_py()))
+        st.text(state.example_text(t[run.text_column][row].as_py()))
     else:
         st.caption("This run has no examples file: only the id is known.")
     c = st.columns(5)

@@ -167,6 +167,11 @@ def _fmt(v) -> str:
 _BIDI = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
+def example_text(value) -> str:
+    """An example's text as shown: a null (an id the examples file lacks, or a row without text) says so."""
+    return "(no text for this id in the examples file)" if value is None else str(value)
+
+
 def sentence(text: str) -> str:
     """A core message (lower-case start, no full stop) as a notice's sentence, Markdown-escaped: class and run
     names in it come from users (:func:`md_escape`)."""

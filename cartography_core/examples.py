@@ -29,11 +29,10 @@ def with_examples(stats: pa.Table, examples: pa.Table | None) -> pa.Table:
 
 
 def joined_examples(stats: pa.Table, examples: pa.Table | None) -> tuple[pa.Table, str]:
-    """(:func:`with_examples`, :func:`checked_examples`' sentence naming the ids whose label differs) from one
-    alignment of the two tables."""
+    """(:func:`with_examples`, :func:`checked_examples`' notice) from one alignment of the two tables."""
     if examples is None:
         return stats, ""
-    stats, taken, differ = _aligned(stats, examples)
+    stats, taken, differ, missing = _aligned(stats, examples)
     out = stats.select(["id"])
     for name in taken.column_names:
         col = taken[name]
@@ -44,18 +43,18 @@ def joined_examples(stats: pa.Table, examples: pa.Table | None) -> tuple[pa.Tabl
         out = out.append_column(name, col)
     for name in stats.column_names[1:]:
         out = out.append_column(name, stats[name])
-    return out.replace_schema_metadata(stats.schema.metadata), _disagreement_sentence(stats, differ)
+    return out.replace_schema_metadata(stats.schema.metadata), _notice(stats, differ, missing)
 
 
 def checked_examples(stats: pa.Table, examples: pa.Table | None) -> tuple[pa.Table, str]:
-    """(``stats`` with class names from ``examples`` when it has none, a sentence naming the ids whose examples
-    label differs from the logged one, or ""), after checking that ``examples`` describes the logged rows (the
-    check :func:`with_examples` makes), from one alignment. Call it on the whole statistics table before
-    selecting: a subset may hold too few disagreeing rows to show a mismatched file."""
+    """(``stats`` with class names from ``examples`` when it has none, sentences naming the ids whose examples
+    label differs from the logged one and the logged ids the file lacks, or ""), after checking that ``examples``
+    describes the logged rows (the check :func:`with_examples` makes), from one alignment. Call it on the whole
+    statistics table before selecting: a subset may hold too few disagreeing rows to show a mismatched file."""
     if examples is None:
         return stats, ""
-    stats, _, differ = _aligned(stats, examples)
-    return stats, _disagreement_sentence(stats, differ)
+    stats, _, differ, missing = _aligned(stats, examples)
+    return stats, _notice(stats, differ, missing)
 
 
 def never_logged(stats: pa.Table, examples: pa.Table) -> pa.ChunkedArray:
@@ -65,9 +64,9 @@ def never_logged(stats: pa.Table, examples: pa.Table) -> pa.ChunkedArray:
     return ex_ids.filter(pc.invert(pc.is_in(ex_ids, value_set=stats["id"].combine_chunks())))
 
 
-def _aligned(stats: pa.Table, examples: pa.Table) -> tuple[pa.Table, pa.Table, np.ndarray]:
+def _aligned(stats: pa.Table, examples: pa.Table) -> tuple[pa.Table, pa.Table, np.ndarray, np.ndarray]:
     """(``stats`` checked and named, the examples' other columns with one row per ``stats`` row, (N,) bool:
-    rows whose examples label differs from the logged one)."""
+    rows whose examples label differs from the logged one, (N,) bool: rows whose id the examples lack)."""
     source = (examples.schema.metadata or {}).get(b"source", b"examples file").decode()
     ex_ids = examples["id"]
     try:
@@ -79,19 +78,37 @@ def _aligned(stats: pa.Table, examples: pa.Table) -> tuple[pa.Table, pa.Table, n
     pos = pd.Index(ex_ids.to_numpy(zero_copy_only=False)).get_indexer(stats["id"].to_numpy(zero_copy_only=False))
     taken = examples.drop_columns(["id"]).take(pa.array(pos, mask=pos < 0))
     stats, differ = _reconcile_labels(stats, taken, source)
-    return stats, taken, differ
+    return stats, taken, differ, pos < 0
 
 
-def _disagreement_sentence(stats: pa.Table, differ: np.ndarray) -> str:
-    rows = np.flatnonzero(differ)
-    if not rows.size:
-        return ""
-    ids = ", ".join(show_id(stats["id"][int(i)].as_py()) for i in rows)
-    return (
-        f"{rows.size} id{'s' * (rows.size > 1)} ({ids}) {'have' if rows.size > 1 else 'has'} another label in the "
-        "examples file than in the log; the scores rate the logged label (downloads also carry the file's, as "
-        "label_examples)"
-    )
+MISSING_IDS_SHOWN = 5
+
+
+def _notice(stats: pa.Table, differ: np.ndarray, missing: np.ndarray) -> str:
+    """Sentences naming the ids whose examples label differs from the logged one (all of them: at most
+    ``LABEL_DISAGREEMENTS_ALLOWED``) and the logged ids the examples file lacks (the first few), or ""."""
+    out = []
+    if (rows := np.flatnonzero(differ)).size:
+        ids = ", ".join(show_id(stats["id"][int(i)].as_py()) for i in rows)
+        out.append(
+            f"{rows.size} id{'s' * (rows.size > 1)} ({ids}) {'have' if rows.size > 1 else 'has'} another label in "
+            "the examples file than in the log; the scores rate the logged label (downloads also carry the file's, "
+            "as label_examples)"
+        )
+    if (rows := np.flatnonzero(missing)).size:
+        ids = ", ".join(show_id(stats["id"][int(i)].as_py()) for i in rows[:MISSING_IDS_SHOWN])
+        more = ", ..." if rows.size > MISSING_IDS_SHOWN else ""
+        if rows.size == stats.num_rows:
+            out.append(
+                f"none of the {rows.size} logged ids is in the examples file ({ids}{more}): log the dataset's own ids, "
+                "or give the file of the rows that were logged; the scores are shown without text"
+            )
+        else:
+            out.append(
+                f"{rows.size} logged id{'s are' if rows.size > 1 else ' is'} not in the examples file ({ids}{more}); "
+                f"{'they have' if rows.size > 1 else 'it has'} scores but no text or other columns"
+            )
+    return ". ".join(out)
 
 
 def _differ(

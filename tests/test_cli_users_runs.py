@@ -82,6 +82,26 @@ def test_a_few_corrected_labels_are_kept_beside_the_logged_ones(tmp_path, capsys
     assert not any("another label" in w.value for w in run_app(monkeypatch, tmp_path / "same", run=run.name).warning)
 
 
+def test_logged_ids_missing_from_the_examples_file_are_named_and_shown_without_text(tmp_path, capsys, monkeypatch):
+    from tests.test_app import run_app, shown
+
+    ex = shifted_examples(0)
+    run = run_with_examples(tmp_path, ex.drop(index=[4, 9]))  # two logged rows the file lacks
+    assert main(["summary", str(run)]) == 0
+    notice = "2 logged ids are not in the examples file (4, 9); they have scores but no text or other columns"
+    assert f"warning: {notice}" in capsys.readouterr().err
+    assert any(notice in shown(w.value) for w in run_app(monkeypatch, tmp_path, run=run.name).warning)
+    page = run_app(monkeypatch, tmp_path, run=run.name, example="4")
+    assert [t.value for t in page.text] == ["(no text for this id in the examples file)"]
+    assert [t.value for t in run_app(monkeypatch, tmp_path, run=run.name, example="5").text] == ["row 5"]
+    # a file of other ids (positions against dataset ids): every logged id is named as missing
+    other = ex.assign(id=ex["id"] + 100)
+    run = run_with_examples(tmp_path / "other", other)
+    assert main(["summary", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "none of the 12 logged ids is in the examples file (0, 1, 2, 3, 4, ...): log the dataset's own ids" in err
+
+
 def test_class_names_come_from_the_examples_file_for_an_allenai_log(tmp_path):
     ex = shifted_examples(0)
     ex["label_name"] = np.asarray(NAMES, dtype=object)[ex["label"]]
