@@ -100,7 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--region", choices=REGIONS, help="every example of this region")
     how.add_argument("--metric", choices=list(SCORES), help="rank by this score (with --fraction)")
-    how.add_argument("--label-issues", action="store_true", help="every example flagged label_issue, lowest aum first")
+    how.add_argument(
+        "--label-issues",
+        action="store_true",
+        help="every example flagged label_issue (its run's rule), ordered lowest aum first",
+    )
     p.add_argument("--fraction", type=float, metavar="F", help="select floor(F * N) examples (0 < F <= 1)")
     end = p.add_mutually_exclusive_group()
     end.add_argument("--hardest", dest="hardest", action="store_true", default=True, help="the hard end (default)")
@@ -433,7 +437,8 @@ def cmd_select(args: argparse.Namespace) -> None:
     if args.region:
         rows, what = select_region(stats, args.region, t), f"region {args.region}"
     elif args.label_issues:
-        rows, what = select_label_issues(stats), "likely label errors, lowest aum first"
+        rule = flag_rule(table_meta(stats)).split(":")[0]
+        rows, what = select_label_issues(stats), f"likely label errors (flagged by {rule}), ordered lowest aum first"
     else:
         rows = select_fraction(stats, args.metric, args.fraction, hardest=args.hardest, both_ends=args.both_ends)
         end = "both ends" if args.both_ends else "hardest" if args.hardest else "easiest"

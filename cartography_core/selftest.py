@@ -195,7 +195,8 @@ def format_table(report: SelftestReport) -> str:
         "flips found among the hardest q of the rows (recall).\n"
         "Labels that were already wrong before the flips count here as false positives: on noisy data the "
         "flag's precision is a lower bound, and 'flagged' estimates flips plus the labels already wrong.\n"
-        f"Highest average precision on this data: {summary['recommended_score']} (the label_issue flag uses aum)."
+        f"Highest average precision on this data: {summary['recommended_score']}: rank by it to review the likeliest "
+        "errors first (the label_issue flag keeps its own rule, above)."
     )
     return head + "\n".join(lines)
 

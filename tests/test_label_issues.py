@@ -110,7 +110,10 @@ def test_select_label_issues_writes_the_flagged_examples_likeliest_first(tmp_pat
     assert main(["select", str(run), "--label-issues", "--out", str(tmp_path / "issues.csv")]) == 0
     out = pd.read_csv(tmp_path / "issues.csv")
     assert out["id"].tolist() == [2, 1, 4] and out["rank"].tolist() == [1, 2, 3]  # the tie -1.5: id order
-    assert "wrote 3 of 4 examples (likely label errors" in capsys.readouterr().out
+    assert "wrote 3 of 4 examples (likely label errors (flagged by aum < 0, or margin" in capsys.readouterr().out
+    (run / "run.json").write_text('{"label_issue_rule": "late_margin"}')  # one epoch: late_margin = mean margin
+    assert main(["select", str(run), "--label-issues", "--out", str(tmp_path / "late.csv")]) == 0
+    assert "(likely label errors (flagged by late_margin < 0), ordered lowest aum first" in capsys.readouterr().out
     bad = ["select", str(run), "--label-issues", "--fraction", "0.5", "--out", str(tmp_path / "x.csv")]
     assert main(bad) == 2 and "--fraction and --both-ends go with --metric" in capsys.readouterr().err
 
