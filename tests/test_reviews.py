@@ -224,6 +224,8 @@ def test_corrected_dataset_flags_or_drops_removed_rows():
     )
     flagged = corrected_dataset(base, resolved, NAMES).to_pandas()
     assert flagged["label_reviewed"].tolist() == ["Y", "X", "Y", "Z"]
+    assert flagged["label_reviewed_index"].tolist() == [1, 0, 1, 2]  # NAMES = X, Y, Z: comparable with label
+    assert flagged.columns.get_loc("label_reviewed_index") == flagged.columns.get_loc("label_reviewed") + 1
     assert flagged["verdict"].tolist() == ["relabeled", "correct", "removed", "unreviewed"]
     assert flagged["removed"].tolist() == [False, False, True, False]
     assert flagged["n_votes"].tolist() == [1, 1, 1, 0]
@@ -238,6 +240,7 @@ def test_corrected_dataset_with_string_labels_and_no_reviews():
     base = pa.table({"id": ["a", "b"], "label": ["pos", "neg"]})
     out = corrected_dataset(base, resolve(latest_of([])), ["neg", "pos"]).to_pandas()
     assert out["label_reviewed"].tolist() == ["pos", "neg"] and set(out["verdict"]) == {"unreviewed"}
+    assert "label_reviewed_index" not in out  # names in, names out
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 The corrected dataset is the examples file (or, without one, the logged ids and labels) with the columns of
 :func:`consensus.resolve` joined on the id: ``label_reviewed``, ``verdict``, ``n_votes``, ``agreement``,
-``unresolved``; examples nobody voted on keep their label (``verdict`` = ``unreviewed``). Removed examples
-are flagged (``removed`` = true) or dropped.
+``unresolved``; examples nobody voted on keep their label (``verdict`` = ``unreviewed``). When the file's
+``label`` holds class indices, ``label_reviewed_index`` gives the decided label as an index too (``label_reviewed``
+is always a name). Removed examples are flagged (``removed`` = true) or dropped.
 
 Label Studio (checked against ``label_studio_sdk``'s ``LabelInterface`` in the tests): :func:`ls_config` is
 the labeling interface (a ``Text`` object ``text``, single-choice ``label`` over the classes, a ``flag``
@@ -89,6 +90,12 @@ def corrected_dataset(
         if name in out.column_names:
             out = out.drop_columns([name])
         out = out.append_column(name, pa.array(list(values), type=type_, from_pandas=True))
+    if pa.types.is_integer(out["label"].type):  # indices in the file: the decided label as an index too
+        index = pd.Index(list(label_names)).get_indexer(pd.Series(label_reviewed, dtype=object))
+        at_label = out.column_names.index("label_reviewed") + 1
+        if "label_reviewed_index" in out.column_names:
+            out = out.drop_columns(["label_reviewed_index"])
+        out = out.add_column(at_label, "label_reviewed_index", pa.array(index, mask=index < 0, type=pa.int64()))
     is_removed = verdict == "removed"
     if removed == "drop":
         return out.filter(pa.array(~is_removed))
