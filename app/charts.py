@@ -159,7 +159,8 @@ def histograms(hists: dict[str, pd.DataFrame]) -> dict:
 
 
 def class_panels(points: pd.DataFrame, columns: int = 3) -> alt.FacetChart:
-    """One small data map per class (read-only)."""
+    """One small data map per class (read-only), in the order the classes first appear in ``points`` (class index
+    order from :func:`class_points`; Vega-Lite would sort the names)."""
     return (
         alt.Chart(points)
         .mark_circle(size=10, opacity=0.7)
@@ -170,7 +171,7 @@ def class_panels(points: pd.DataFrame, columns: int = 3) -> alt.FacetChart:
             tooltip=[t for t in TOOLTIP if t.split(":")[0] in points.columns],
         )
         .properties(width=220, height=200)
-        .facet(facet=alt.Facet("gold:N", title=None), columns=columns)
+        .facet(facet=alt.Facet("gold:N", title=None, sort=list(pd.unique(points["gold"]))), columns=columns)
     )
 
 

@@ -314,3 +314,16 @@ def test_a_bad_max_runs_setting_is_named_not_a_traceback(monkeypatch, bad):
         f"--max-runs / CARTOGRAPHY_MAX_RUNS must be a whole number of runs, at least 1; got {bad!r}."
     ]
     assert not at.title  # nothing else is drawn
+
+
+def test_per_class_panels_follow_the_class_order_not_the_alphabet(monkeypatch, tmp_path):
+    names = ["tech", "food", "sports"]
+    rows = [{"id": i, "label": i % 3, "logits": [0.0, 0.0, 0.0]} for i in range(9)]
+    for r in rows:
+        r["logits"][r["label"]] = 1.5
+    write_log(tmp_path / "run", [rows, rows], meta={"label_names": names})
+    at = run_app(monkeypatch, tmp_path, run="run", tab="Per class")
+    data, spec = chart_rows(at, -1)
+    assert spec["facet"]["sort"] == names
+    (points,) = data.values()
+    assert sorted(set(points["gold"].to_pylist())) == sorted(names)
