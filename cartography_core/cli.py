@@ -309,10 +309,11 @@ def _runs_below(folder: Path, *, max_epochs=None, strict=False, need: str = "thi
 
 
 def _warn_recording(run, name: str | None = None) -> None:
-    """One line on stderr when ``run.json`` says the run's recording did not end cleanly (killed, still running,
-    or stopped mid-epoch): its scores cover only the epochs it completed."""
+    """One line on stderr, naming the run (``name``, else its location), when ``run.json`` says its recording
+    did not end cleanly (killed, still running, or stopped mid-epoch): its scores cover only the epochs it
+    completed."""
     if notice := run.recording_notice:
-        print(f"warning: {f'{name}: ' if name else ''}{notice}", file=sys.stderr)
+        print(f"warning: {name or run.location}: {notice}", file=sys.stderr)
 
 
 def _runs_of_one_dataset(folder, need: str, at_least: int) -> list[str]:

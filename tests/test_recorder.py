@@ -305,7 +305,7 @@ def test_a_run_killed_mid_training_says_so_in_summary_and_dashboard(tmp_path, mo
     assert json.loads((root / "killed" / "run.json").read_text())["ended"] is None
     assert main(["summary", str(root / "killed")]) == 0
     out, err = capsys.readouterr()
-    assert "epochs:    2" in out and "warning: its recording has not ended" in err
+    assert "epochs:    2" in out and f"warning: {root / 'killed'}: its recording has not ended" in err
 
     with DynamicsRecorder(root / "closed") as rec:
         rec.log([0, 1], np.eye(2), [0, 1])
