@@ -610,8 +610,19 @@ def _before_after(a: Path, b: Path, thresholds: RegionThresholds, max_epochs: in
             f"note: the runs logged different examples ({len(only[0])} only before, {len(only[1])} only after), so "
             "their held-out sets differ too: the accuracies are measured on different examples"
         )
-    print("epoch,held_out_accuracy_before,held_out_accuracy_after")
+    if differ := training_differences(runs[0].meta, runs[1].meta):
+        print(
+            f"note: the runs were trained differently ({differ}), so the change mixes the relabeling with the "
+            "change of training; retrain with the same settings to see the relabeling alone"
+        )
     accs = [r.meta.get("holdout_accuracy") or [] for r in runs]
+    for when, run, acc in zip(("before", "after"), runs, accs):
+        if not acc:
+            print(
+                f"note: {when}: {run.location}/run.json records no held-out accuracy (the built-in trainer writes it; "
+                "from your own loop: recorder.update_meta(holdout_accuracy=[...]) after each epoch)"
+            )
+    print("epoch,held_out_accuracy_before,held_out_accuracy_after")
     for e in range(max(map(len, accs))):
         print(f"{e}," + ",".join(f"{acc[e]:.4f}" if e < len(acc) else "" for acc in accs))
     counts = []
@@ -621,6 +632,24 @@ def _before_after(a: Path, b: Path, thresholds: RegionThresholds, max_epochs: in
     print("region,before,after")
     for i, name in enumerate(REGIONS):
         print(f"{name},{counts[0][i]},{counts[1][i]}")
+
+
+TRAINING_KEYS = ("model", "pass", "hyperparameters")  # run.json fields that say how a run was trained
+
+
+def training_differences(before: dict, after: dict) -> str:
+    """How two runs' ``run.json`` (``before``, ``after``) say they were trained differently, in words ("" when
+    alike): each of ``TRAINING_KEYS`` that differs, hyper-parameters by name."""
+    out = []
+    for key in TRAINING_KEYS:
+        a, b = before.get(key), after.get(key)
+        if a == b:
+            continue
+        if key == "hyperparameters" and isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{k} {a.get(k)} -> {b.get(k)}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
+        else:
+            out.append(f"{key} {'not recorded' if a is None else a} -> {'not recorded' if b is None else b}")
+    return "; ".join(out)
 
 
 def _run_holding(path: Path) -> Path | None:

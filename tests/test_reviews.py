@@ -482,6 +482,29 @@ def test_cli_messages_for_a_users_slips(tmp_path, monkeypatch):
     shifted = write_log(tmp_path / "ds" / "seed-1", [rows[:1], rows[:1]], "parquet")
     code, out, _ = cli("compare", run, shifted)
     assert code == 0 and "note: the runs logged different examples (1 only before, 0 only after)" in out
+    assert "the runs were trained differently" not in out  # neither run.json says how: nothing to compare
+    assert f"note: before: {run}/run.json records no held-out accuracy" in out
+
+
+def test_compare_says_when_two_runs_were_trained_differently(tmp_path, capsys):
+    from cartography_core.cli import main, training_differences
+    from tests.logs import write_log
+
+    rows = [{"id": i, "label": i % 2, "logits": [1.0, 0.0] if i % 2 == 0 else [0.0, 1.0]} for i in range(4)]
+    hp = {"lr": 0.005, "epochs": 6, "features": "tfidf"}
+    mine = {"model": "my-embedding-bag", "pass": "train", "holdout_accuracy": [0.8, 0.9]}
+    a = write_log(tmp_path / "a", [rows], meta=mine)
+    b = write_log(tmp_path / "b", [rows], meta={"model": "tfidf+mlp", "pass": "train", "hyperparameters": hp})
+    assert main(["compare", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "note: the runs were trained differently (model my-embedding-bag -> tfidf+mlp; hyperparameters not " in out
+    assert "note: before:" not in out and f"note: after: {b}/run.json records no held-out accuracy" in out
+    assert "epoch,held_out_accuracy_before,held_out_accuracy_after\n0,0.8000,\n1,0.9000,\n" in out
+    # hyper-parameters are compared by name; what is alike is not mentioned
+    same = {"model": "m", "pass": "train", "hyperparameters": hp}
+    assert training_differences(same, same) == ""
+    later = {**same, "hyperparameters": {**hp, "lr": 0.001, "dropout": 0.1}}
+    assert training_differences(same, later) == "dropout None -> 0.1; lr 0.005 -> 0.001"
 
 
 def test_outcome_codes_by_hand():
