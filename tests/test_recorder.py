@@ -364,3 +364,18 @@ def test_a_recorder_refused_at_construction_leaves_nothing_to_close_at_exit(tmp_
     assert done.returncode == 1 and "examples: id 1 appears more than once" in done.stderr
     assert "Exception ignored" not in done.stderr and done.stderr.count("Traceback") == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_examples_ids_that_are_missing_or_not_whole_are_named_and_whole_floats_are_ids(tmp_path):
+    import pandas as pd
+
+    nan_id = pd.DataFrame({"id": [1.0, np.nan, 3.0], "label": [0, 1, 0]})
+    with pytest.raises(LogError, match=re.escape("examples: row 1 has no id (null or NaN)")):
+        DynamicsRecorder(tmp_path / "a", examples=nan_id)
+    with pytest.raises(LogError, match="examples: id holds numbers that are not whole"):
+        DynamicsRecorder(tmp_path / "b", examples=nan_id.fillna(2.5))
+    # whole numbers in a float column (a NaN dropped earlier) are the integer ids logged
+    with DynamicsRecorder(tmp_path / "c", examples=nan_id.fillna(2.0)) as rec:
+        rec.log([1, 2, 3], np.eye(2)[[0, 1, 0]] * 2.0, [0, 1, 0])
+        rec.end_epoch()
+    assert pq.read_table(tmp_path / "c" / "examples.parquet")["id"].to_pylist() == [1, 2, 3]

@@ -209,6 +209,17 @@ def examples_table(examples, label_names: list[str] | None) -> pa.Table:
             f"examples: needs columns id (the ids passed to log()) and label (each row's gold label, a class index "
             f"or name, checked against every logged label); missing {', '.join(missing)} in {table.column_names}"
         )
+    id_type = table.schema.field("id").type
+    if table["id"].null_count:
+        row = int(np.flatnonzero(table["id"].is_null().to_numpy(zero_copy_only=False))[0])
+        raise LogError(f"examples: row {row} has no id (null or NaN); every row needs the id it is logged with")
+    if pa.types.is_floating(id_type):  # a pandas column of whole numbers that once held a NaN
+        try:
+            table = table.set_column(table.column_names.index("id"), "id", table["id"].cast(pa.int64()))
+        except pa.ArrowInvalid:
+            raise LogError("examples: id holds numbers that are not whole; ids are integers or strings") from None
+    elif not (pa.types.is_integer(id_type) or pa.types.is_string(id_type) or pa.types.is_large_string(id_type)):
+        raise LogError(f"examples: id must hold integers or strings (the ids passed to log()), found {id_type}")
     ids = table["id"].to_numpy(zero_copy_only=False)
     index = pd.Index(ids)
     if not index.is_unique:
