@@ -67,6 +67,7 @@ from cartography_core.dashboard.datamap import (  # noqa: E402
     top_rows,
     trajectory,
 )
+from cartography_core.ingest import training_differences  # noqa: E402
 from cartography_core.io import cache_dir, table_bytes  # noqa: E402
 from cartography_core.label_issues import count_note, flag_rule, issue_counts, map_note, unlearned_classes  # noqa: E402
 from cartography_core.regions import member_names, region_members  # noqa: E402
@@ -786,6 +787,13 @@ with tab_runs:
         ]
         if acc:
             st.altair_chart(charts.accuracy(pd.DataFrame(acc)), width="stretch")
+        if len(shown_runs) > 1 and (differ := training_differences(*(v.runs[0].meta for _, v in shown_runs))):
+            st.info(
+                state.md_escape(
+                    f"The two runs were trained differently ({differ}): the difference mixes the relabeling with the "
+                    "change of training."
+                )
+            )
         if len(shown_runs) > 1:
             th = view_state.thresholds
             st.dataframe(

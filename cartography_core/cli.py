@@ -22,7 +22,7 @@ from .cluster import PART_ROWS
 from .errors import LogError, show_id
 from .evaluate import NOISE_KINDS
 from .examples import checked_examples, never_logged, with_examples
-from .ingest import EXAMPLES_NAMES, find_runs, is_run_dir, open_run, read_examples, run_folder
+from .ingest import EXAMPLES_NAMES, find_runs, is_run_dir, open_run, read_examples, run_folder, training_differences
 from .io import FORMATS, table_bytes, write_table
 from .label_issues import count_note, flag_rule, issue_counts, unlearned_classes
 from .regions import REGIONS, RegionThresholds, region_codes, region_counts, region_names
@@ -632,24 +632,6 @@ def _before_after(a: Path, b: Path, thresholds: RegionThresholds, max_epochs: in
     print("region,before,after")
     for i, name in enumerate(REGIONS):
         print(f"{name},{counts[0][i]},{counts[1][i]}")
-
-
-TRAINING_KEYS = ("model", "pass", "hyperparameters")  # run.json fields that say how a run was trained
-
-
-def training_differences(before: dict, after: dict) -> str:
-    """How two runs' ``run.json`` (``before``, ``after``) say they were trained differently, in words ("" when
-    alike): each of ``TRAINING_KEYS`` that differs, hyper-parameters by name."""
-    out = []
-    for key in TRAINING_KEYS:
-        a, b = before.get(key), after.get(key)
-        if a == b:
-            continue
-        if key == "hyperparameters" and isinstance(a, dict) and isinstance(b, dict):
-            out += [f"{k} {a.get(k)} -> {b.get(k)}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
-        else:
-            out.append(f"{key} {'not recorded' if a is None else a} -> {'not recorded' if b is None else b}")
-    return "; ".join(out)
 
 
 def _run_holding(path: Path) -> Path | None:

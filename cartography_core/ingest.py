@@ -116,6 +116,24 @@ class Run:
             return str(path)
 
 
+TRAINING_KEYS = ("model", "pass", "hyperparameters")  # run.json fields that say how a run was trained
+
+
+def training_differences(before: dict, after: dict) -> str:
+    """How two runs' ``run.json`` (``before``, ``after``) say they were trained differently, in words ("" when
+    alike): each of ``TRAINING_KEYS`` that differs, hyper-parameters by name."""
+    out = []
+    for key in TRAINING_KEYS:
+        a, b = before.get(key), after.get(key)
+        if a == b:
+            continue
+        if key == "hyperparameters" and isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{k} {a.get(k)} -> {b.get(k)}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
+        else:
+            out.append(f"{key} {'not recorded' if a is None else a} -> {'not recorded' if b is None else b}")
+    return "; ".join(out)
+
+
 def find_runs(
     root: str | Path, *, max_depth: int = 4, follow_links: bool = False, skipped: list[str] | None = None
 ) -> list[str]:

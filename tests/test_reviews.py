@@ -486,8 +486,9 @@ def test_cli_messages_for_a_users_slips(tmp_path, monkeypatch):
     assert f"note: before: {run}/run.json records no held-out accuracy" in out
 
 
-def test_compare_says_when_two_runs_were_trained_differently(tmp_path, capsys):
-    from cartography_core.cli import main, training_differences
+def test_compare_says_when_two_runs_were_trained_differently(tmp_path, capsys, monkeypatch):
+    from cartography_core.cli import main
+    from cartography_core.ingest import training_differences
     from tests.logs import write_log
 
     rows = [{"id": i, "label": i % 2, "logits": [1.0, 0.0] if i % 2 == 0 else [0.0, 1.0]} for i in range(4)]
@@ -500,6 +501,12 @@ def test_compare_says_when_two_runs_were_trained_differently(tmp_path, capsys):
     assert "note: the runs were trained differently (model my-embedding-bag -> tfidf+mlp; hyperparameters not " in out
     assert "note: before:" not in out and f"note: after: {b}/run.json records no held-out accuracy" in out
     assert "epoch,held_out_accuracy_before,held_out_accuracy_after\n0,0.8000,\n1,0.9000,\n" in out
+    # the dashboard's Runs tab says so too when one is compared with the other
+    from tests.test_app import run_app, shown
+
+    at = run_app(monkeypatch, tmp_path, run="a", tab="Runs")
+    at.selectbox(key="vs").set_value("b").run()
+    assert any("trained differently (model my-embedding-bag -> tfidf+mlp" in shown(i.value) for i in at.info)
     # hyper-parameters are compared by name; what is alike is not mentioned
     same = {"model": "m", "pass": "train", "hyperparameters": hp}
     assert training_differences(same, same) == ""
