@@ -206,7 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
             r.add_argument("--out", type=Path, required=True, help=f"output file ({', '.join(FORMATS)}, or .json)")
             r.add_argument("--format", choices=("dataset", "label-studio"), default="dataset")
             r.add_argument("--removed", choices=("flag", "drop"), default="flag", help="removed examples")
-            r.add_argument("--region", choices=REGIONS, help="Label Studio tasks for this region only (default: all)")
+            only = r.add_mutually_exclusive_group()
+            only.add_argument(
+                "--region", choices=REGIONS, help="Label Studio tasks for this region only (default: all)"
+            )
+            only.add_argument(
+                "--label-issues",
+                action="store_true",
+                help="Label Studio tasks for the examples flagged label_issue only, likeliest first",
+            )
             r.add_argument("--force", action="store_true", help="overwrite --out if it exists")
             _add_region_options(r)
         if name == "summary":
@@ -741,6 +749,9 @@ def _write_label_studio(args, dataset, stats, examples, names) -> None:
     if args.region:
         keep = pc.equal(t["region"], args.region)
         t, stats = t.filter(keep), stats.filter(keep)
+    elif args.label_issues:
+        rows = pa.array(select_label_issues(stats), type=pa.int64())
+        t, stats = t.take(rows), stats.take(rows)
     text_col = "text" if "text" in t.column_names else None
     tasks = ls_tasks(
         t, dataset=dataset, run=str(args.logdir.name), label_names=names, text_column=text_col,

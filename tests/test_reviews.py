@@ -523,3 +523,16 @@ def test_outcome_codes_by_hand():
     codes = outcome_codes(pd.Index([10, 20, 30]), resolved)
     assert [OUTCOMES[c] for c in codes] == ["removed", "unreviewed", "relabeled"]  # id 99 is not in this run
     assert [OUTCOMES[c] for c in outcome_codes(pd.Index(["a"]), resolve(latest_of([])))] == ["unreviewed"]
+
+
+def test_label_studio_tasks_of_the_likely_mislabeled_only_likeliest_first(tmp_path):
+    from tests.logs import write_log
+
+    # gold 0 everywhere: aum = z0 - z1 over one epoch; ids 1, 3 and 4 flagged (aum < 0), 4 the likeliest
+    z = {1: [0.0, 1.0], 2: [2.0, 0.0], 3: [0.0, 0.5], 4: [0.0, 3.0], 5: [1.0, 0.0]}
+    rows = [{"id": i, "label": 0, "logits": v} for i, v in z.items()]
+    run = write_log(tmp_path / "ds" / "seed-0", [rows], "jsonl", meta={"label_names": ["X", "Y"]})
+    tasks = tmp_path / "tasks.json"
+    code, out, _ = cli("reviews", "export", run, "--format", "label-studio", "--label-issues", "--out", tasks)
+    assert code == 0 and "wrote 3 Label Studio tasks" in out
+    assert [t["data"]["example_id"] for t in json.loads(tasks.read_text())] == [4, 1, 3]
