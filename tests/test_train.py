@@ -288,6 +288,30 @@ def test_read_labeled_names_missing_columns(tmp_path):
     assert data.label_names == ["x", "z"] and data.labels.tolist() == [0, 1]
 
 
+def test_the_files_other_columns_reach_the_runs_examples_file(tmp_path):
+    data = load("trec", 120)
+    names = np.asarray(data.label_names, dtype=object)[data.labels]
+    own = pd.DataFrame(
+        {
+            "qid": data.ids * 7,  # the user's ids
+            "question": data.texts,
+            "label": data.labels[::-1],  # the user's own numbering, not the trainer's
+            "label_name": names,
+            "source": [f"batch {i % 4}" for i in range(120)],
+            "id": np.arange(120),  # a column named like one the run writes, not the id column
+        }
+    )
+    own.to_csv(tmp_path / "q.csv", index=False)
+    args = ["train", str(tmp_path / "q.csv"), "--text-col", "question", "--label-col", "label_name", "--id-col", "qid"]
+    assert main(args + ["--epochs", "1", "--out", str(tmp_path / "run")]) == 0
+    ex = pq.read_table(tmp_path / "run" / "examples.parquet").to_pandas().set_index("id")
+    assert list(ex.columns) == ["text", "label", "label_name", "split", "label_original", "source", "id_original"]
+    want = own.set_index("qid")
+    assert (ex["text"] == want["question"]).all() and (ex["label_name"] == want["label_name"]).all()
+    assert (ex["label_original"] == want["label"]).all() and (ex["source"] == want["source"]).all()
+    assert (ex["id_original"] == want["id"]).all()
+
+
 def test_read_labeled_names_where_an_empty_cell_or_a_repeated_id_is(tmp_path):
     df = pd.DataFrame({"id": [10, 11, 12, 13, 14, 15], "text": list("abcdef"), "y": list("xzxzxz")})
     df.loc[4, "text"] = ""

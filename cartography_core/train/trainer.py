@@ -39,13 +39,15 @@ from .config import TrainConfig, auto_batch_size, label_issue_rule, preset_of, r
 
 @dataclass(frozen=True)
 class LabeledData:
-    """Rows of a labeled text file: ``ids`` (N,), ``texts`` (N,), ``labels`` (N,) int64 into ``label_names``."""
+    """Rows of a labeled text file: ``ids`` (N,), ``texts`` (N,), ``labels`` (N,) int64 into ``label_names``, and
+    the file's ``other_columns`` (N rows; written beside them in ``examples.parquet``)."""
 
     ids: np.ndarray
     texts: np.ndarray
     labels: np.ndarray
     label_names: list[str]
     name: str
+    other_columns: pa.Table | None = None
 
 
 @dataclass
@@ -96,7 +98,8 @@ def read_labeled(path: str | Path, text_col: str, label_col: str, id_col: str | 
             f"{show_id(ids[repeated[0]])} at {lines}; ids must be unique"
         )
     texts = table[text_col].cast(pa.string()).to_numpy(zero_copy_only=False)
-    return LabeledData(ids, texts, labels.astype(np.int64), [str(n) for n in names], path.name)
+    others = table.drop_columns(list(dict.fromkeys(c for c in (text_col, label_col, id_col) if c)))
+    return LabeledData(ids, texts, labels.astype(np.int64), [str(n) for n in names], path.name, others)
 
 
 class Head(nn.Module):
@@ -338,7 +341,8 @@ def still_rising(accuracy: list[float], config: TrainConfig) -> str:
 
 
 def write_examples(data: LabeledData, path: Path, holdout_rows: np.ndarray) -> None:
-    """``examples.parquet``: id, text, label, label_name, split ("train" or "holdout")."""
+    """``examples.parquet``: id, text, label, label_name, split ("train" or "holdout"), then the file's other
+    columns (one whose name is taken gets ``_original``: a file's own ``label`` beside ``--label-col label_name``)."""
     split_col = np.full(len(data.labels), "train", dtype=object)
     split_col[holdout_rows] = "holdout"
     table = pa.table(
@@ -350,6 +354,9 @@ def write_examples(data: LabeledData, path: Path, holdout_rows: np.ndarray) -> N
             "split": pa.array(split_col, type=pa.string()),
         }
     )
+    others = data.other_columns if data.other_columns is not None else pa.table({})
+    for name, column in zip(others.column_names, others.columns):
+        table = table.append_column(f"{name}_original" if name in table.column_names else name, column)
     atomic_write_parquet(table, path)
 
 
