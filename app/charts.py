@@ -15,7 +15,7 @@ Y = alt.Y("confidence:Q", title="confidence", scale=alt.Scale(domain=[0, CONF_MA
 REGION_LABELS = pd.DataFrame(  # where the paper's figure names its regions
     {
         "variability": [0.03, 0.38, 0.03],
-        "confidence": [0.97, 0.55, 0.03],
+        "confidence": [0.97, 0.55, 0.04],
         "name": ["easy-to-learn", "ambiguous", "hard-to-learn"],
     }
 )
@@ -97,11 +97,14 @@ def data_map(points: pd.DataFrame, bins: pd.DataFrame | None, *, title: str, hei
                 **extra,
             },
         },
-        {
-            "data": {"name": "labels"},
-            "mark": {"type": "text", "fontSize": 13, "fontWeight": "bold", "align": "left", "opacity": 0.6},
-            "encoding": {"x": X_SPEC, "y": Y_SPEC, "text": _field("name", "nominal")},
-        },
+        *(
+            {  # a white halo first, then the name: readable over dense points
+                "data": {"name": "labels"},
+                "mark": {"type": "text", "fontSize": 13, "fontWeight": "bold", "align": "left", **style},
+                "encoding": {"x": X_SPEC, "y": Y_SPEC, "text": _field("name", "nominal")},
+            }
+            for style in ({"stroke": "white", "strokeWidth": 4, "fill": "white", "opacity": 0.85}, {"opacity": 0.8})
+        ),
     ]
     datasets = {"points": points, "labels": REGION_LABELS}
     if bins is not None and len(bins):
