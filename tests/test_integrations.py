@@ -62,7 +62,7 @@ def sentences(n=96, seed=0):
     return [f"s-{i}" for i in range(n)], texts, labels
 
 
-def hf_trainer(tmp_path, pass_="train", epochs=8, **record):
+def hf_trainer(tmp_path, pass_="train", epochs=8, eval_ids=True, **record):
     transformers = pytest.importorskip("transformers")
     from cartography_core.record.hf import record_dynamics
     from tests.tiny_models import tiny_bert, tiny_tokenizer
@@ -88,7 +88,9 @@ def hf_trainer(tmp_path, pass_="train", epochs=8, **record):
         model=model,
         args=args,
         train_dataset=train_set,
-        eval_dataset=train_set[:32],
+        eval_dataset=train_set[:32]
+        if eval_ids
+        else [{k: v for k, v in r.items() if k != "id"} for r in train_set[:32]],
         data_collator=transformers.DataCollatorWithPadding(tok),  # pads each batch to its longest example
         compute_metrics=lambda p: {"accuracy": float((p.predictions.argmax(-1) == p.label_ids).mean())},
     )
@@ -116,6 +118,18 @@ def test_hugging_face_trainer_with_a_padding_collator(tmp_path, pass_):
         last = pq.read_table(tmp_path / "run" / "dynamics" / "epoch_007.parquet").to_pydict()
         got = np.array(last["logits"])[[last["id"].index(i) for i in ids]]
         np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_hugging_face_evaluation_and_prediction_sets_need_no_ids(tmp_path):
+    trainer, model, tok, ids, texts, labels = hf_trainer(tmp_path, epochs=2, eval_ids=False)
+    run = open_run(tmp_path / "run")
+    assert run.n_epochs == 2 and len(run.meta["holdout_accuracy"]) == 2
+    assert sorted(compute_stats(run, strict=True)["id"].to_pylist()) == sorted(ids)  # training rows only
+    rows = [{"labels": int(labels[i]), **tok(texts[i])} for i in range(5)]
+    model.eval()
+    with torch.no_grad():
+        want = np.stack([model(**tok(t, return_tensors="pt")).logits[0].numpy() for t in texts[:5]])
+    np.testing.assert_allclose(trainer.predict(rows).predictions, want, atol=1e-4)
 
 
 def test_hugging_face_dataset_without_ids_is_a_clear_error(tmp_path):

@@ -6,7 +6,8 @@
     record_dynamics(trainer, "runs/my-run", label_names=names, examples=df[["id", "text", "label"]])
     trainer.train()
 
-Each training example carries the dataset's own id under ``id_column`` (``train_set[i]["id"]``). The
+Each training example carries the dataset's own id under ``id_column`` (``train_set[i]["id"]``; evaluation
+and prediction sets need none: their batches are not logged). The
 Trainer would drop that column (its model does not take it), so ``record_dynamics`` keeps it, wraps the
 Trainer's own data collator (padding collators included) to carry the ids beside the batch, and takes them
 off again in a forward pre-hook on the model, so the model never sees them.
@@ -84,6 +85,14 @@ class _IdCollator:
         self.collate, self.id_key = collate, id_key
 
     def __call__(self, features: list[dict]):
+        has = [self.id_key in f for f in features]
+        if not any(has):  # an evaluation or prediction set without ids: nothing of it is logged
+            return self.collate(features)
+        if not all(has):
+            raise LogError(
+                f"record_dynamics: example {has.index(False)} of a batch has no {self.id_key!r} key while others "
+                "have one; give every training example the dataset's own id"
+            )
         ids = [f[self.id_key] for f in features]
         batch = self.collate([{k: v for k, v in f.items() if k != self.id_key} for f in features])
         batch[self.id_key] = ids
