@@ -77,6 +77,7 @@ class Run:
     meta: dict = field(default_factory=dict)  # run.json, {} when absent
     examples_path: Path | None = None
     fs: object | None = field(default=None, compare=False)  # the fsspec filesystem of a URL; None: local
+    partial: tuple[int, int] | None = None  # (epoch, part files) of a last epoch some ranks never wrote: unread
 
     @property
     def location(self) -> str:
@@ -95,7 +96,15 @@ class Run:
     @property
     def recording_notice(self) -> str | None:
         """What ``run.json`` says of a recording that did not end cleanly (``DynamicsRecorder.close``), else
-        None; runs that do not record it (other recorders, older runs) say nothing."""
+        None; runs that do not record it (other recorders, older runs) say nothing. A last epoch that only some
+        ranks wrote (:attr:`partial`) is always reported: it is left out of the scores."""
+        if self.partial is not None:
+            epoch, parts = self.partial
+            return (
+                f"epoch {epoch} holds the part files of {parts} of its {self.meta['world_size']} ranks (a rank is "
+                f"still writing it, or stopped before its end_epoch()), so it is left out; its {self.n_epochs} "
+                "complete epochs are scored"
+            )
         if "ended" not in self.meta:
             return None
         if self.meta["ended"] is None:
@@ -265,13 +274,16 @@ def open_run(path: str | Path, *, confine_to: str | Path | None = None) -> Run:
     world = meta.get("world_size", 1)
     if type(world) is not int or world < 1:  # bool is an int subclass: true is not a world size
         raise LogError(f"{path / 'run.json'}: world_size must be a whole number >= 1, found {world!r}")
+    partial = None
+    if world > 1 and len(epochs) > 1 and len(epochs[-1].paths) < world:  # a rank still writing it, or dead
+        partial, epochs = (epochs[-1].epoch, len(epochs[-1].paths)), epochs[:-1]
     for ef in epochs:
         if world > 1 and len(ef.paths) != world:
             raise LogError(
                 f"{ef.paths[0].parent}: epoch {ef.epoch} has {len(ef.paths)} part files but run.json says "
                 f"world_size {world}: a rank's write did not finish"
             )
-    return Run(path=path, layout=layout, epochs=epochs, meta=meta, examples_path=examples, fs=fs)
+    return Run(path=path, layout=layout, epochs=epochs, meta=meta, examples_path=examples, fs=fs, partial=partial)
 
 
 def _kind(fs, path) -> str:

@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -79,6 +80,35 @@ def test_a_missing_rank_part_is_detected(tmp_path):
     rec.log(ids, logits[0], labels)
     rec.end_epoch()  # rank 1 crashed before writing its part
     with pytest.raises(LogError, match=re.escape("epoch 0 has 1 part files but run.json says world_size 2")):
+        open_run(tmp_path / "ddp")
+
+
+def test_a_last_epoch_that_a_rank_never_wrote_is_left_out_with_a_notice(tmp_path, capsys):
+    from cartography_core.cli import main
+
+    ids, labels, logits = random_epochs(epochs=3)
+    halves = np.array_split(np.arange(len(ids)), 2)
+    recs = [DynamicsRecorder(tmp_path / "ddp", rank=r, world_size=2) for r in (0, 1)]
+    for e in range(2):
+        for r, rec in enumerate(recs):
+            if e == 1 and r == 1:
+                continue  # rank 1 died after its last step of epoch 1, before end_epoch()
+            rec.log(ids[halves[r]], logits[e][halves[r]], labels[halves[r]])
+            rec.end_epoch()
+    recs[0].close()  # rank 0 ends normally
+    run = open_run(tmp_path / "ddp")
+    assert run.n_epochs == 1 and run.partial == (1, 1)
+    stats = compute_stats(run).to_pandas().set_index("id")
+    z = logits[0] - logits[0].max(axis=1, keepdims=True)
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(stats.loc[ids, "confidence"], p[np.arange(len(ids)), labels], rtol=1e-5)
+    assert main(["summary", str(tmp_path / "ddp")]) == 0
+    err = capsys.readouterr().err
+    assert "epoch 1 holds the part files of 1 of its 2 ranks" in err and "its 1 complete epochs are scored" in err
+    # an incomplete epoch before a complete one is no unfinished end: the log is refused
+    dyn = tmp_path / "ddp" / "dynamics"
+    shutil.copytree(dyn / "epoch_000", dyn / "epoch_002")
+    with pytest.raises(LogError, match=re.escape("epoch 1 has 1 part files but run.json says world_size 2")):
         open_run(tmp_path / "ddp")
 
 
