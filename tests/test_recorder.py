@@ -83,7 +83,7 @@ def test_a_missing_rank_part_is_detected(tmp_path):
         open_run(tmp_path / "ddp")
 
 
-def test_a_last_epoch_that_a_rank_never_wrote_is_left_out_with_a_notice(tmp_path, capsys):
+def test_a_last_epoch_that_a_rank_never_wrote_is_left_out_with_a_notice(tmp_path, capsys, monkeypatch):
     from cartography_core.cli import main
 
     ids, labels, logits = random_epochs(epochs=3)
@@ -105,6 +105,10 @@ def test_a_last_epoch_that_a_rank_never_wrote_is_left_out_with_a_notice(tmp_path
     assert main(["summary", str(tmp_path / "ddp")]) == 0
     err = capsys.readouterr().err
     assert "epoch 1 holds the part files of 1 of its 2 ranks" in err and "its 1 complete epochs are scored" in err
+    from tests.test_app import run_app, shown
+
+    page = run_app(monkeypatch, tmp_path, run="ddp")
+    assert any("epoch 1 holds the part files of 1 of its 2 ranks" in shown(w.value) for w in page.warning)
     # an incomplete epoch before a complete one is no unfinished end: the log is refused
     dyn = tmp_path / "ddp" / "dynamics"
     shutil.copytree(dyn / "epoch_000", dyn / "epoch_002")
