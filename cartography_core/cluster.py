@@ -50,7 +50,7 @@ from .ingest import (
 )
 from .io import atomic_write
 from .label_issues import pooled_rule
-from .reliability import Reliability, check_one_pass, raise_for_different_labels, spearman_brown
+from .reliability import Reliability, check_one_pass, pooled_meta, raise_for_different_labels, spearman_brown
 from .scores import SCORES
 from .stats import TABLE_META_KEYS, fold, kernel_dtype, name_classes, row_order, table_meta_of, table_of
 
@@ -350,7 +350,7 @@ def pool_runs_dask(
         pool = dask.delayed(_pool_part, pure=False)
         counts = dask.compute(*(pool(part, p, names, metas, out_fs, out_path) for p, part in enumerate(parts)))
     n = int(sum(counts))
-    meta = {**_table_meta(metas[0]), "run": None, "runs": names, "n_examples": n, "partitions": n_parts}
+    meta = {**_table_meta(pooled_meta(metas, names)), "n_examples": n, "partitions": n_parts}
     _write_bytes(out_fs, out_path / META_FILE, (json.dumps({**meta, "engine": "dask"}, indent=2) + "\n").encode())
     read, shuffled = sum(r.rows_read for r in results), sum(r.bytes_shuffled for r in results)
     return ClusterResult(str(out), n, n_parts, read, shuffled)

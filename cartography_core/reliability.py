@@ -35,6 +35,14 @@ from .scores import SCORES
 from .stats import name_classes, table_meta
 
 
+def pooled_meta(metas: list[dict], names: list[str]) -> dict:
+    """The metadata of a table pooled from runs with table metadata ``metas`` named ``names``: the first run's
+    E, K, kind, ..., no single ``run``, the ``runs``, the flag rule they agree on (``label_issues.pooled_rule``)
+    and ``padding_rows`` summed over the runs."""
+    padding = sum(m.get("padding_rows") or 0 for m in metas)
+    return {**metas[0], "run": None, "runs": names, "label_issue_rule": pooled_rule(metas), "padding_rows": padding}
+
+
 def pool_runs(tables: list[pa.Table], names: list[str] | None = None) -> pa.Table:
     """One row per example (sorted by id) over the union of ids of ``tables`` (one statistics table a run).
 
@@ -93,8 +101,8 @@ def pool_runs(tables: list[pa.Table], names: list[str] | None = None) -> pa.Tabl
         votes[p, t["pred_label"].to_numpy()] += 1
     cols["never_learned"] = never
     cols["pred_label"] = votes.argmax(axis=1)
-    rule = pooled_rule([table_meta(t) for t in tables])
-    meta = {**table_meta(tables[0]), "run": None, "runs": names, "label_issue_rule": rule}  # the first run's E, K, ...
+    meta = pooled_meta([table_meta(t) for t in tables], names)
+    rule = meta["label_issue_rule"]
     late = cols["late_margin"].to_numpy(zero_copy_only=False) if rule == LATE else None
     cols[FLAG] = label_issue_mask(
         cols["aum"].to_numpy(zero_copy_only=False), cols["margin"].to_numpy(zero_copy_only=False), late

@@ -131,9 +131,8 @@ def read_stats_of(result):
     return read_stats(result.out)
 
 
-def test_distributed_sampler_padding_is_read_once_and_judged_over_every_partition(tmp_path, client):
-    # two ranks of a DDP run: the sampler pads rank 1 with example 0 again
-    run = tmp_path / "ddp"
+def ddp_run(run):
+    """Two ranks of a DDP run, 3 epochs: the sampler pads rank 1 with example 0 again (1 padding row an epoch)."""
     for e in range(3):
         d = run / "dynamics" / f"epoch_{e}"
         d.mkdir(parents=True)
@@ -143,6 +142,20 @@ def test_distributed_sampler_padding_is_read_once_and_judged_over_every_partitio
             z = [[float((i * (e + 1)) % 5) + 10 * r, 1.0] for i in part]
             pq.write_table(pa.table({"id": part, "label": [i % 2 for i in part], "logits": z}), d / f"part-{r}.parquet")
     (run / "run.json").write_text(json.dumps({"world_size": 2}))
+    return run
+
+
+def test_pooled_padding_rows_are_every_runs_together(tmp_path, client):
+    names = ["seed-0", "seed-1"]
+    runs = [ddp_run(tmp_path / "ds" / n) for n in names]
+    local = pool_runs([compute_stats(r) for r in runs], names)
+    assert table_meta(local)["padding_rows"] == 6  # 3 epochs x 1 row x 2 runs
+    pool_runs_dask(runs, tmp_path / "out", names=names, client=client, partition_rows=40)
+    assert json.loads((tmp_path / "out" / "cartography.json").read_text())["padding_rows"] == 6
+
+
+def test_distributed_sampler_padding_is_read_once_and_judged_over_every_partition(tmp_path, client):
+    run = ddp_run(tmp_path / "ddp")
     want = compute_stats(run)
     compute_stats_dask(run, tmp_path / "out", client=client, partition_rows=10)
     got = read_stats(tmp_path / "out")
