@@ -364,9 +364,12 @@ def test_compare_groups_message_is_exact():
         compare_groups([full, part], [full, full], "confidence")
 
 
-def test_pooled_metadata_is_the_first_runs():
+def test_pooled_metadata_is_the_first_runs_with_every_runs_padding():
     a, b = run_table([1, 2], [0, 1], [0.2, 0.7]), run_table([1, 2], [0, 1], [0.3, 0.6])
-    meta = lambda e: {b"cartography": json.dumps({"n_epochs": e, "layout": "cartography"}).encode()}  # noqa: E731
-    pooled = pool_runs([a.replace_schema_metadata(meta(3)), b.replace_schema_metadata(meta(5))], ["a", "b"])
+
+    def meta(e, padding):
+        return {b"cartography": json.dumps({"n_epochs": e, "layout": "cartography", "padding_rows": padding}).encode()}
+
+    pooled = pool_runs([a.replace_schema_metadata(meta(3, 2)), b.replace_schema_metadata(meta(5, 3))], ["a", "b"])
     want = {"n_epochs": 3, "layout": "cartography", "run": None, "runs": ["a", "b"], "label_issue_rule": "aum"}
-    assert table_meta(pooled) == want  # the flag's rule: the pooled one
+    assert table_meta(pooled) == {**want, "padding_rows": 5}  # the flag's rule: the pooled one; padding: both runs
