@@ -37,7 +37,7 @@ def joined_examples(stats: pa.Table, examples: pa.Table | None) -> tuple[pa.Tabl
     for name in taken.column_names:
         col = taken[name]
         if name in stats.column_names:
-            if _same(col, stats[name]):
+            if same_values(col, stats[name]):
                 continue
             name = f"{name}_examples"
         out = out.append_column(name, col)
@@ -178,7 +178,8 @@ def _complete(names: list[str], stats: pa.Table) -> list[str]:
     return list(names) + [str(c) for c in range(len(names), k)]
 
 
-def _same(a: pa.ChunkedArray, b: pa.ChunkedArray) -> bool:
+def same_values(a: pa.ChunkedArray, b: pa.ChunkedArray) -> bool:
+    """Whether column ``a``, cast to ``b``'s type, equals ``b`` on every row (False when it cannot be cast)."""
     try:
         return a.cast(b.type).equals(b)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):

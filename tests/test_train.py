@@ -310,6 +310,11 @@ def test_the_files_other_columns_reach_the_runs_examples_file(tmp_path):
     assert (ex["text"] == want["question"]).all() and (ex["label_name"] == want["label_name"]).all()
     assert (ex["label_original"] == want["label"]).all() and (ex["source"] == want["source"]).all()
     assert (ex["id_original"] == want["id"]).all()
+    # training again from the run's own examples file (the README's way) adds no copies of equal columns
+    again = ["train", str(tmp_path / "run" / "examples.parquet"), "--text-col", "text", "--label-col", "label_name"]
+    assert main(again + ["--epochs", "1", "--out", str(tmp_path / "again")]) == 0
+    ex2 = pq.read_table(tmp_path / "again" / "examples.parquet").to_pandas().set_index("id")
+    pd.testing.assert_frame_equal(ex2, ex)
 
 
 def test_read_labeled_names_where_an_empty_cell_or_a_repeated_id_is(tmp_path):

@@ -32,6 +32,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..errors import LogError, show_id
+from ..examples import same_values
 from ..io import atomic_write_parquet, read_table_file, row_place
 from ..record.recorder import DynamicsRecorder, is_recorded_run, refuse_existing_run, refuse_foreign_run_json
 from .config import TrainConfig, auto_batch_size, label_issue_rule, preset_of, resolved_weight_decay
@@ -342,7 +343,8 @@ def still_rising(accuracy: list[float], config: TrainConfig) -> str:
 
 def write_examples(data: LabeledData, path: Path, holdout_rows: np.ndarray) -> None:
     """``examples.parquet``: id, text, label, label_name, split ("train" or "holdout"), then the file's other
-    columns (one whose name is taken gets ``_original``: a file's own ``label`` beside ``--label-col label_name``)."""
+    columns (one whose name is taken gets ``_original``, such as a file's own ``label`` numbering beside
+    ``--label-col label_name``, unless it equals the column written)."""
     split_col = np.full(len(data.labels), "train", dtype=object)
     split_col[holdout_rows] = "holdout"
     table = pa.table(
@@ -356,7 +358,10 @@ def write_examples(data: LabeledData, path: Path, holdout_rows: np.ndarray) -> N
     )
     others = data.other_columns if data.other_columns is not None else pa.table({})
     for name, column in zip(others.column_names, others.columns):
-        table = table.append_column(f"{name}_original" if name in table.column_names else name, column)
+        if name not in table.column_names:
+            table = table.append_column(name, column)
+        elif not same_values(column, table[name]):
+            table = table.append_column(f"{name}_original", column)  # kept once when equal on every row
     atomic_write_parquet(table, path)
 
 
