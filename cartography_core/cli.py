@@ -593,8 +593,11 @@ def cmd_compare(args: argparse.Namespace) -> None:
         return
     if args.out is not None:
         _check_out(args)
-    _, a = _runs_below(args.group_a, max_epochs=args.max_epochs, need="compare", at_least=2)
-    _, b = _runs_below(args.group_b, max_epochs=args.max_epochs, need="compare", at_least=2)
+    rel_a, a = _runs_below(args.group_a, max_epochs=args.max_epochs, need="compare", at_least=2)
+    rel_b, b = _runs_below(args.group_b, max_epochs=args.max_epochs, need="compare", at_least=2)
+    first = [open_run(storage.join(g, r[0])).meta for g, r in ((args.group_a, rel_a), (args.group_b, rel_b))]
+    if differ := training_differences(*first):
+        print(f"note: the groups were trained differently ({differ}; their first runs' run.json)")
     result = compare_groups(a, b, args.score)
     q = result["q_value"].to_numpy()
     print(

@@ -1,5 +1,6 @@
 """The command line, run in-process and as ``python -m cartography_core`` from the repository root."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -148,6 +149,14 @@ def test_compare_two_groups_of_runs(tmp_path, capsys):
     assert out[0].startswith("confidence: 3 runs in A") and f"{n_sig} of 20 examples differ at q < 0.05" in out[0]
     assert out[1].startswith("id,mean_a,mean_b,diff,t,p_value,q_value") and out[2].startswith("7,")
     assert len(written) == 20 and written["id"].iloc[0] == 7 and written["q_value"].iloc[0] < 0.05
+    # groups whose run.json say they were trained differently get a note first
+    for group, model in (("a", "mlp32"), ("b", "mlp4")):
+        for seed in range(3):
+            (tmp_path / group / f"seed-{seed}" / "run.json").write_text(json.dumps({"model": model, "seed": seed}))
+    assert main(args + ["--force"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "note: the groups were trained differently (model mlp32 -> mlp4; their first runs' run.json)"
+    assert out[1].startswith("confidence: 3 runs in A")
 
 
 def test_the_console_command_is_the_module_command():
