@@ -536,3 +536,35 @@ def test_label_studio_tasks_of_the_likely_mislabeled_only_likeliest_first(tmp_pa
     code, out, _ = cli("reviews", "export", run, "--format", "label-studio", "--label-issues", "--out", tasks)
     assert code == 0 and "wrote 3 Label Studio tasks" in out
     assert [t["data"]["example_id"] for t in json.loads(tasks.read_text())] == [4, 1, 3]
+
+
+def test_verdicts_never_pass_between_datasets_that_share_a_folder(tmp_path):
+    from cartography_core.record import DynamicsRecorder
+    from cartography_core.reviews.store import dataset_name
+
+    def record(run, names, texts):
+        ex = {"id": ["doc-1", "doc-2"], "text": texts, "label": [0, 1]}
+        with DynamicsRecorder(run, label_names=names, examples=ex) as rec:
+            rec.log(["doc-1", "doc-2"], np.array([[2.0, 0.0], [0.0, 2.0]]), [0, 1])
+            rec.end_epoch()
+        return run
+
+    # two datasets side by side in runs/, with overlapping ids: each is its own dataset
+    tickets = record(tmp_path / "runs" / "tickets", ["billing", "returns"], ["refund please", "box arrived"])
+    sentiment = record(tmp_path / "runs" / "sentiment", ["neg", "pos"], ["awful", "lovely"])
+    assert (dataset_name(tickets), dataset_name(sentiment)) == ("runs/tickets", "runs/sentiment")
+    # seeds of one dataset (the same classes and examples) share the folder's verdicts, as do runs beside a
+    # shared examples file
+    seeds = [record(tmp_path / "mine" / f"seed-{s}", ["neg", "pos"], ["awful", "lovely"]) for s in (0, 1)]
+    assert [dataset_name(r) for r in seeds] == ["mine", "mine"]
+    (tmp_path / "runs" / "examples.parquet").write_bytes((tickets / "examples.parquet").read_bytes())
+    assert dataset_name(sentiment) == "runs"
+    (tmp_path / "runs" / "examples.parquet").unlink()
+    # a verdict on the tickets dataset is not one on the sentiment dataset
+    db = tmp_path / "r.db"
+    with ReviewStore(db) as store:
+        store.add([Verdict(dataset_name(tickets), "doc-1", "ann", "wrong", new_label="returns", gold="billing")])
+    code, out, _ = cli("reviews", "summary", tickets, "--reviews-db", db)
+    assert code == 0 and "dataset:    runs/tickets" in out and "easy-to-learn,billing,1" in out
+    code, _, err = cli("reviews", "summary", sentiment, "--reviews-db", db)
+    assert code == 2 and "no verdicts for dataset 'runs/sentiment'" in err

@@ -14,6 +14,7 @@ date and a newer one is refused.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sqlite3
@@ -28,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import LogError, short, show_id
+from ..ingest import EXAMPLES_NAMES, is_run_dir
 
 VERDICTS = ("correct", "wrong", "ambiguous", "remove", "skip")
 """*label is correct*, *wrong label* (with the right class), *ambiguous* (could be either), *not a valid
@@ -272,9 +274,31 @@ def default_db_path() -> Path:
 
 
 def dataset_name(run_dir: str | Path) -> str:
-    """The dataset a run's verdicts belong to: the name of the folder that holds the run (``trec`` for
-    ``logs/trec/seed-0``), so every run of a dataset, and their pooled view, share one set of verdicts."""
-    return Path(run_dir).resolve().parent.name
+    """The dataset a run's verdicts belong to, so that every run of a dataset, and their pooled view, share one
+    set of verdicts: the name of the folder that holds the run (``trec`` for ``logs/trec/seed-0``) when that
+    folder holds one dataset's runs, that is when it holds their shared examples file, or when all its runs
+    name the same classes and hold examples files of the same size (or none), as seeds of one dataset do.
+    A run in a folder of runs of several datasets (``runs/`` beside ``runs/tickets`` and ``runs/sentiment``)
+    is a dataset of its own, ``runs/tickets``: verdicts never pass from one dataset to another. Only
+    ``run.json`` files are read, and file sizes."""
+    run = Path(run_dir).resolve()
+    folder = run.parent
+    if any((folder / name).is_file() for name in EXAMPLES_NAMES):
+        return folder.name
+    runs = [d for d in folder.iterdir() if d.is_dir() and is_run_dir(d)]
+    if len({_dataset_identity(d) for d in runs}) <= 1:
+        return folder.name
+    return f"{folder.name}/{run.name}"
+
+
+def _dataset_identity(run: Path) -> tuple:
+    """(class names from ``run.json``, the size of the run's own examples file): equal for seeds of one dataset."""
+    try:
+        names = json.loads((run / "run.json").read_text()).get("label_names")
+    except (OSError, ValueError, AttributeError):
+        names = None
+    sizes = [(run / name).stat().st_size for name in EXAMPLES_NAMES if (run / name).is_file()]
+    return (tuple(map(str, names)) if isinstance(names, list) else None, sizes[0] if sizes else None)
 
 
 def check_db_location(db: Path, log_folders: Iterable[Path]) -> Path:
