@@ -81,7 +81,11 @@ def data_map(points: pd.DataFrame, bins: pd.DataFrame | None, *, title: str, hei
     else:
         extra = {
             "color": _field(
-                "correctness", "quantitative", title="correctness", scale={"scheme": "plasma", "domain": [0, 1]}
+                "correctness",
+                "quantitative",
+                title="correctness",
+                scale={"scheme": "plasma", "domain": [0, 1]},
+                legend={"gradientLength": 140},  # room for the density's legend above it: neither is clipped
             ),
             "size": {"value": 18},
         }
@@ -123,7 +127,7 @@ def data_map(points: pd.DataFrame, bins: pd.DataFrame | None, *, title: str, hei
                         "count",
                         "quantitative",
                         scale={"type": "log", "scheme": "greys"},
-                        legend={"title": "examples per bin"},
+                        legend={"title": "examples per bin", "gradientLength": 110},
                     ),
                     "tooltip": [_field("count", "quantitative")],
                 },

@@ -948,6 +948,7 @@ with tab_reviews:
             )
             st.caption(
                 "Retrain on the corrected file: `python -m cartography_core train FILE --text-col text --label-col "
-                "label_reviewed --id-col id --out RUN`; Label Studio's JSON export comes back with "
+                "label_reviewed --id-col id --split-col split --out RUN` (`--split-col split` when the file has "
+                "the run's split column: the same rows held out); Label Studio's JSON export comes back with "
                 "`python -m cartography_core reviews import EXPORT RUN`."
             )

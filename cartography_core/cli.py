@@ -149,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-col", required=True, help="column holding the text")
     p.add_argument("--label-col", required=True, help="column holding the label (class names or numbers)")
     p.add_argument("--id-col", help="column holding unique example ids (default: id if present, else row number)")
+    p.add_argument(
+        "--split-col",
+        help="column of train / holdout values fixing the held-out rows (e.g. split, from a run's examples or a "
+        "reviews export: a retrained run holds out the same rows); --holdout is then ignored",
+    )
     p.add_argument("--out", type=Path, required=True, help="run directory to create (with --seeds: one per seed)")
     seeds = p.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=int, default=0, help="one run with this seed (default 0)")
@@ -505,7 +510,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     inside = _run_holding(args.out)
     if inside is not None:
         raise LogError(f"{args.out}: is inside the run folder {inside}; write new runs elsewhere")
-    data = read_labeled(args.data, args.text_col, args.label_col, args.id_col)
+    data = read_labeled(args.data, args.text_col, args.label_col, args.id_col, args.split_col)
     if args.seeds:
         results = train_seeds(data, args.out, args.seeds, config=config, overwrite=args.force)
     else:

@@ -125,7 +125,7 @@ class Run:
             return str(path)
 
 
-TRAINING_KEYS = ("model", "pass", "hyperparameters")  # run.json fields that say how a run was trained
+TRAINING_KEYS = ("label_names", "model", "pass", "hyperparameters")  # run.json: what a run was trained on, and how
 
 
 def training_differences(before: dict, after: dict) -> str:

@@ -512,6 +512,10 @@ def test_compare_says_when_two_runs_were_trained_differently(tmp_path, capsys, m
     assert training_differences(same, same) == ""
     later = {**same, "hyperparameters": {**hp, "lr": 0.001, "dropout": 0.1}}
     assert training_differences(same, later) == "dropout None -> 0.1; lr 0.005 -> 0.001"
+    other_data = {**same, "label_names": ["neg", "pos"]}  # runs of another dataset: its classes differ
+    assert training_differences({**same, "label_names": ["a", "b", "c"]}, other_data).startswith(
+        "label_names ['a', 'b', 'c'] -> ['neg', 'pos']"
+    )
 
 
 def test_outcome_codes_by_hand():

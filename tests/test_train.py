@@ -447,3 +447,31 @@ def test_a_model_that_never_beats_the_majority_class_is_warned_about(tmp_path, c
     assert max(r.holdout_accuracy) <= r.majority_accuracy
     assert "never beat the majority class on the held-out rows" in r.warning
     assert r.warning in capsys.readouterr().err and open_run(tmp_path / "run").meta["warning"] == r.warning
+
+
+def test_split_col_holds_out_the_files_own_rows_so_a_relabeled_retrain_compares_like_with_like(tmp_path, capsys):
+    data = load("trec", 200)
+    names = np.asarray(data.label_names, dtype=object)[data.labels]
+    base = pd.DataFrame({"id": data.ids, "text": data.texts, "y": names})
+    base.to_csv(tmp_path / "d.csv", index=False)
+    assert main(["train", str(tmp_path / "d.csv"), "--text-col", "text", "--label-col", "y", "--epochs", "1",
+                 "--out", str(tmp_path / "before")]) == 0  # fmt: skip
+    ex = pq.read_table(tmp_path / "before" / "examples.parquet").to_pandas()
+    fixed = ex.assign(label_name=ex["label_name"].where(ex.index >= 10, ex["label_name"].iloc[::-1].to_numpy()))
+    fixed.to_csv(tmp_path / "fixed.csv", index=False)  # ten labels changed, as a review would
+    args = ["train", str(tmp_path / "fixed.csv"), "--text-col", "text", "--label-col", "label_name", "--epochs", "1"]
+    assert main(args + ["--split-col", "split", "--out", str(tmp_path / "after")]) == 0
+    after = pq.read_table(tmp_path / "after" / "examples.parquet").to_pandas()
+    assert (after.set_index("id")["split"] == ex.set_index("id")["split"]).all()  # the same held-out rows
+    assert open_run(tmp_path / "after").meta["holdout_rows"] == "the file's split column"
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "before"), str(tmp_path / "after")]) == 0
+    assert "logged different examples" not in capsys.readouterr().out
+    # without it the stratified split follows the labels, and rows move
+    assert main(args + ["--out", str(tmp_path / "moved")]) == 0
+    moved = pq.read_table(tmp_path / "moved" / "examples.parquet").to_pandas()
+    assert (moved.set_index("id")["split"] != ex.set_index("id")["split"]).any()
+    fixed.assign(split=["train", "test"] * 100).to_csv(tmp_path / "bad.csv", index=False)
+    bad = ["train", str(tmp_path / "bad.csv"), "--text-col", "text", "--label-col", "label_name"]
+    assert main(bad + ["--split-col", "split", "--out", str(tmp_path / "bad")]) == 2
+    assert "bad.csv line 3: split is 'test'; --split-col takes a column of train or holdout" in capsys.readouterr().err

@@ -49,6 +49,7 @@ class LabeledData:
     label_names: list[str]
     name: str
     other_columns: pa.Table | None = None
+    holdout: np.ndarray | None = None  # (N,) bool: the file's own held-out rows (read_labeled's split_col)
 
 
 @dataclass
@@ -69,13 +70,17 @@ FEATURE_NAMES = {
 }
 
 
-def read_labeled(path: str | Path, text_col: str, label_col: str, id_col: str | None = None) -> LabeledData:
+def read_labeled(
+    path: str | Path, text_col: str, label_col: str, id_col: str | None = None, split_col: str | None = None
+) -> LabeledData:
     """Read a CSV, JSONL or parquet file of labeled text. Labels may be class names or whole numbers; names
-    are sorted (numbers numerically). Ids come from ``id_col`` (default ``id`` when present) or the row number."""
+    are sorted (numbers numerically). Ids come from ``id_col`` (default ``id`` when present) or the row number.
+    ``split_col`` names a column of ``train`` / ``holdout`` values that fixes the held-out rows (a run's own
+    ``split``, which ``reviews export`` carries: a retrained run then holds out the same rows)."""
     path = Path(path)
     table = read_table_file(path)
     id_col = id_col or ("id" if "id" in table.column_names else None)
-    for col in [text_col, label_col] + ([id_col] if id_col else []):
+    for col in [text_col, label_col] + ([id_col] if id_col else []) + ([split_col] if split_col else []):
         if col not in table.column_names:
             raise LogError(f"{path}: no column {col!r} (columns: {', '.join(table.column_names)})")
         empty = table[col].is_null()
@@ -99,8 +104,18 @@ def read_labeled(path: str | Path, text_col: str, label_col: str, id_col: str | 
             f"{show_id(ids[repeated[0]])} at {lines}; ids must be unique"
         )
     texts = table[text_col].cast(pa.string()).to_numpy(zero_copy_only=False)
+    holdout = None
+    if split_col:
+        values = table[split_col].cast(pa.string()).to_numpy(zero_copy_only=False)
+        odd = np.flatnonzero(~np.isin(values, SPLITS))
+        if odd.size:
+            raise LogError(
+                f"{path} {row_place(path, int(odd[0]), table.num_rows)}: {split_col} is {values[odd[0]]!r}; "
+                f"--split-col takes a column of {' or '.join(SPLITS)}"
+            )
+        holdout = values == "holdout"
     others = table.drop_columns(list(dict.fromkeys(c for c in (text_col, label_col, id_col) if c)))
-    return LabeledData(ids, texts, labels.astype(np.int64), [str(n) for n in names], path.name, others)
+    return LabeledData(ids, texts, labels.astype(np.int64), [str(n) for n in names], path.name, others, holdout)
 
 
 class Head(nn.Module):
@@ -166,9 +181,15 @@ def featurize(data: LabeledData, train_rows: np.ndarray, test_rows: np.ndarray, 
     return x_train, x_test, x_train.shape[1]
 
 
+SPLITS = ("train", "holdout")  # the values of examples.parquet's split column
+
+
 def split(data: LabeledData, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(train rows, held-out rows): stratified, fixed by ``config.split_seed``."""
+    """(train rows, held-out rows): the file's own (``data.holdout``), else stratified, fixed by
+    ``config.split_seed``."""
     rows = np.arange(len(data.labels))
+    if data.holdout is not None:
+        return rows[~data.holdout], rows[data.holdout]
     if config.holdout == 0:
         return rows, rows[:0]
     try:
@@ -231,6 +252,7 @@ def train_run(
             "hyperparameters": asdict(config),
             "n_train": int(train_rows.size),
             "n_holdout": int(test_rows.size),
+            "holdout_rows": "the file's split column" if data.holdout is not None else "stratified (split_seed)",
             "n_features": int(n_features),
         },
     )
@@ -345,8 +367,8 @@ def write_examples(data: LabeledData, path: Path, holdout_rows: np.ndarray) -> N
     """``examples.parquet``: id, text, label, label_name, split ("train" or "holdout"), then the file's other
     columns (one whose name is taken gets ``_original``, such as a file's own ``label`` numbering beside
     ``--label-col label_name``, unless it equals the column written)."""
-    split_col = np.full(len(data.labels), "train", dtype=object)
-    split_col[holdout_rows] = "holdout"
+    split_col = np.full(len(data.labels), SPLITS[0], dtype=object)
+    split_col[holdout_rows] = SPLITS[1]
     table = pa.table(
         {
             "id": data.ids,
