@@ -134,7 +134,7 @@ def training_differences(before: dict, after: dict) -> str:
     out = []
     for key in TRAINING_KEYS:
         a, b = before.get(key), after.get(key)
-        if a == b:
+        if a == b or (key == "label_names" and None in (a, b)):  # unnamed classes: not a difference
             continue
         if key == "hyperparameters" and isinstance(a, dict) and isinstance(b, dict):
             out += [f"{k} {a.get(k)} -> {b.get(k)}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
