@@ -67,6 +67,7 @@ from cartography_core.dashboard.datamap import (  # noqa: E402
     top_rows,
     trajectory,
 )
+from cartography_core.examples import different_examples_notice  # noqa: E402
 from cartography_core.ingest import training_differences  # noqa: E402
 from cartography_core.io import cache_dir, table_bytes  # noqa: E402
 from cartography_core.label_issues import count_note, flag_rule, issue_counts, map_note, unlearned_classes  # noqa: E402
@@ -787,6 +788,8 @@ with tab_runs:
         ]
         if acc:
             st.altair_chart(charts.accuracy(pd.DataFrame(acc)), width="stretch")
+        if len(shown_runs) > 1 and (notice := different_examples_notice(*(v.table for _, v in shown_runs))):
+            st.info(state.sentence(notice))
         if len(shown_runs) > 1 and (differ := training_differences(*(v.runs[0].meta for _, v in shown_runs))):
             st.info(
                 state.md_escape(

@@ -21,7 +21,7 @@ from . import storage
 from .cluster import PART_ROWS
 from .errors import LogError, show_id
 from .evaluate import NOISE_KINDS
-from .examples import checked_examples, never_logged, with_examples
+from .examples import checked_examples, different_examples_notice, never_logged, with_examples
 from .ingest import EXAMPLES_NAMES, find_runs, is_run_dir, open_run, read_examples, run_folder, training_differences
 from .io import FORMATS, table_bytes, write_table
 from .label_issues import count_note, flag_rule, issue_counts, unlearned_classes
@@ -620,12 +620,8 @@ def _before_after(a: Path, b: Path, thresholds: RegionThresholds, max_epochs: in
     runs = [open_run(a), open_run(b)]
     tables = [compute_stats(r, max_epochs=max_epochs) for r in runs]
     print(f"before: {a} ({tables[0].num_rows} examples); after: {b} ({tables[1].num_rows} examples)")
-    only = [set(tables[i]["id"].to_pylist()) - set(tables[1 - i]["id"].to_pylist()) for i in (0, 1)]
-    if only[0] or only[1]:
-        print(
-            f"note: the runs logged different examples ({len(only[0])} only before, {len(only[1])} only after), so "
-            "their held-out sets differ too: the accuracies are measured on different examples"
-        )
+    if notice := different_examples_notice(*tables):
+        print(f"note: {notice}")
     if differ := training_differences(runs[0].meta, runs[1].meta):
         print(
             f"note: the runs were trained differently ({differ}), so the change mixes the relabeling with the "

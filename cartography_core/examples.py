@@ -64,6 +64,23 @@ def never_logged(stats: pa.Table, examples: pa.Table) -> pa.ChunkedArray:
     return ex_ids.filter(pc.invert(pc.is_in(ex_ids, value_set=stats["id"].combine_chunks())))
 
 
+def different_examples_notice(before: pa.Table, after: pa.Table) -> str:
+    """A sentence when two runs' statistics tables logged different examples (their held-out accuracies are
+    then measured on different rows), else ""."""
+    a, b = before["id"].combine_chunks(), after["id"].combine_chunks()
+    if a.type != b.type:  # integer ids against strings: no example in common
+        only = [len(a), len(b)]
+    else:
+        only = [int(pc.sum(pc.invert(pc.is_in(x, value_set=y))).as_py() or 0) for x, y in ((a, b), (b, a))]
+    if not any(only):
+        return ""
+    return (
+        f"the runs logged different examples ({only[0]} only before, {only[1]} only after), so their held-out sets "
+        "differ too: the accuracies are measured on different examples (train --split-col split keeps a run's "
+        "held-out rows)"
+    )
+
+
 def _aligned(stats: pa.Table, examples: pa.Table) -> tuple[pa.Table, pa.Table, np.ndarray, np.ndarray]:
     """(``stats`` checked and named, the examples' other columns with one row per ``stats`` row, (N,) bool:
     rows whose examples label differs from the logged one, (N,) bool: rows whose id the examples lack)."""

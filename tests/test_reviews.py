@@ -507,6 +507,11 @@ def test_compare_says_when_two_runs_were_trained_differently(tmp_path, capsys, m
     at = run_app(monkeypatch, tmp_path, run="a", tab="Runs")
     at.selectbox(key="vs").set_value("b").run()
     assert any("trained differently (model my-embedding-bag -> tfidf+mlp" in shown(i.value) for i in at.info)
+    assert not any("logged different examples" in shown(i.value) for i in at.info)  # the same four rows
+    write_log(tmp_path / "c", [rows[:2]], meta=mine)
+    at = run_app(monkeypatch, tmp_path, run="a", tab="Runs")
+    at.selectbox(key="vs").set_value("c").run()
+    assert any("The runs logged different examples (2 only before, 0 only after)" in shown(i.value) for i in at.info)
     # hyper-parameters are compared by name; what is alike is not mentioned
     same = {"model": "m", "pass": "train", "hyperparameters": hp}
     assert training_differences(same, same) == ""
