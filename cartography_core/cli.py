@@ -24,7 +24,7 @@ from .evaluate import NOISE_KINDS
 from .examples import checked_examples, different_examples_notice, never_logged, with_examples
 from .ingest import EXAMPLES_NAMES, find_runs, is_run_dir, open_run, read_examples, run_folder, training_differences
 from .io import FORMATS, table_bytes, write_table
-from .label_issues import count_note, flag_rule, issue_counts, unlearned_classes
+from .label_issues import count_note, flag_formula, flag_rule, issue_counts, unlearned_classes
 from .regions import REGIONS, RegionThresholds, region_codes, region_counts, region_names
 from .reliability import compare_groups, pool_runs, split_half_reliability
 from .scores import SCORES
@@ -451,7 +451,7 @@ def cmd_select(args: argparse.Namespace) -> None:
     if args.region:
         rows, what = select_region(stats, args.region, t), f"region {args.region}"
     elif args.label_issues:
-        rule = flag_rule(table_meta(stats)).split(":")[0]
+        rule = flag_formula(table_meta(stats))
         rows, what = select_label_issues(stats), f"likely label errors (flagged by {rule}), ordered lowest aum first"
     else:
         rows = select_fraction(stats, args.metric, args.fraction, hardest=args.hardest, both_ends=args.both_ends)

@@ -93,11 +93,15 @@ def check_rule(value, where: str) -> None:
         raise LogError(f"{where}: label_issue_rule must be one of {', '.join(map(repr, RULES))}, found {value!r}")
 
 
+def flag_formula(meta: dict) -> str:
+    """The ``label_issue`` rule of a statistics table with metadata ``meta``, as a formula."""
+    return "late_margin < 0" if uses_late_rule(meta) else "aum < 0, or margin < 0 for a log of probabilities"
+
+
 def flag_rule(meta: dict) -> str:
     """The ``label_issue`` rule of a statistics table with metadata ``meta``, in words."""
-    if uses_late_rule(meta):
-        return "late_margin < 0: the gold class lost on average over the last sixth of training"
-    return "aum < 0, or margin < 0 for a log of probabilities: the gold class lost on average over training"
+    over = "the last sixth of training" if uses_late_rule(meta) else "training"
+    return f"{flag_formula(meta)}: the gold class lost on average over {over}"
 
 
 def issue_counts(table: pa.Table, names: list[str]) -> pa.Table:
