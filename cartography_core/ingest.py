@@ -659,11 +659,16 @@ PROBS_AS_LOGITS = (
 )
 
 
+PROBE_ROWS = 1024  # rows are_probabilities looks at: conclusive, and a constant cost whatever a batch holds
+
+
 def are_probabilities(values: np.ndarray) -> bool:
-    """Whether ``values`` (n, K) with n >= 2 rows look like softmax outputs: every value in [0, 1], every row
-    summing to 1 within ``PROB_SUM_ATOL``, and not every value exactly 0 or 1. Real logits of two or more examples
-    practically never do; one-hot rows are left alone (hand-written test logs; a softmax is never exactly one-hot
-    on every row of a batch unless the model is saturated on all of them)."""
+    """Whether ``values`` (n, K) with n >= 2 rows look like softmax outputs, judged on the first ``PROBE_ROWS``:
+    every value in [0, 1], every row summing to 1 within ``PROB_SUM_ATOL``, and not every value exactly 0 or 1.
+    Real logits of two or more examples practically never do; one-hot rows are left alone (hand-written test
+    logs; a softmax is never exactly one-hot on every row of a batch unless the model is saturated on all of
+    them)."""
+    values = values[:PROBE_ROWS]
     if values.shape[0] < 2 or values.min() < 0 or values.max() > 1:
         return False
     sums_to_one = (np.abs(values.sum(axis=1, dtype=np.float64) - 1.0) <= PROB_SUM_ATOL).all()
