@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import LogError, short, show_id
-from ..ingest import EXAMPLES_NAMES, is_run_dir
+from ..ingest import EXAMPLES_NAMES, find_runs
 
 VERDICTS = ("correct", "wrong", "ambiguous", "remove", "skip")
 """*label is correct*, *wrong label* (with the right class), *ambiguous* (could be either), *not a valid
@@ -285,7 +285,7 @@ def dataset_name(run_dir: str | Path) -> str:
     folder = run.parent
     if any((folder / name).is_file() for name in EXAMPLES_NAMES):
         return folder.name
-    runs = [d for d in folder.iterdir() if d.is_dir() and is_run_dir(d)]
+    runs = [folder / r for r in find_runs(folder, max_depth=1)]  # the runs beside it (unreadable ones skipped)
     if len({_dataset_identity(d) for d in runs}) <= 1:
         return folder.name
     return f"{folder.name}/{run.name}"
@@ -295,10 +295,13 @@ def _dataset_identity(run: Path) -> tuple:
     """(class names from ``run.json``, the size of the run's own examples file): equal for seeds of one dataset."""
     try:
         names = json.loads((run / "run.json").read_text()).get("label_names")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError):  # absent, unreadable or malformed: the readers report it
         names = None
-    sizes = [(run / name).stat().st_size for name in EXAMPLES_NAMES if (run / name).is_file()]
-    return (tuple(map(str, names)) if isinstance(names, list) else None, sizes[0] if sizes else None)
+    try:
+        size = next((f.stat().st_size for f in map(run.joinpath, EXAMPLES_NAMES) if f.is_file()), None)
+    except OSError:
+        size = None
+    return (tuple(map(str, names)) if isinstance(names, list) else None, size)
 
 
 def check_db_location(db: Path, log_folders: Iterable[Path]) -> Path:
