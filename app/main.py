@@ -68,7 +68,7 @@ from cartography_core.dashboard.datamap import (  # noqa: E402
     trajectory,
 )
 from cartography_core.examples import different_examples_notice  # noqa: E402
-from cartography_core.ingest import training_differences  # noqa: E402
+from cartography_core.ingest import training_notice  # noqa: E402
 from cartography_core.io import cache_dir, table_bytes  # noqa: E402
 from cartography_core.label_issues import count_note, flag_rule, issue_counts, map_note, unlearned_classes  # noqa: E402
 from cartography_core.regions import member_names, region_members  # noqa: E402
@@ -790,13 +790,8 @@ with tab_runs:
             st.altair_chart(charts.accuracy(pd.DataFrame(acc)), width="stretch")
         if len(shown_runs) > 1 and (notice := different_examples_notice(*(v.table for _, v in shown_runs))):
             st.info(state.sentence(notice))
-        if len(shown_runs) > 1 and (differ := training_differences(*(v.runs[0].meta for _, v in shown_runs))):
-            st.info(
-                state.md_escape(
-                    f"The two runs were trained differently ({differ}): the difference mixes the relabeling with the "
-                    "change of training."
-                )
-            )
+        if len(shown_runs) > 1 and (notice := training_notice(*(v.runs[0].meta for _, v in shown_runs))):
+            st.info(state.sentence(notice))
         if len(shown_runs) > 1:
             th = view_state.thresholds
             st.dataframe(

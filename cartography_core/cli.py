@@ -22,7 +22,16 @@ from .cluster import PART_ROWS
 from .errors import LogError, show_id
 from .evaluate import NOISE_KINDS
 from .examples import checked_examples, different_examples_notice, never_logged, with_examples
-from .ingest import EXAMPLES_NAMES, find_runs, is_run_dir, open_run, read_examples, run_folder, training_differences
+from .ingest import (
+    EXAMPLES_NAMES,
+    find_runs,
+    is_run_dir,
+    open_run,
+    read_examples,
+    run_folder,
+    training_differences,
+    training_notice,
+)
 from .io import FORMATS, table_bytes, write_table
 from .label_issues import count_note, flag_formula, flag_rule, issue_counts, unlearned_classes
 from .regions import REGIONS, RegionThresholds, region_codes, region_counts, region_names
@@ -622,11 +631,8 @@ def _before_after(a: Path, b: Path, thresholds: RegionThresholds, max_epochs: in
     print(f"before: {a} ({tables[0].num_rows} examples); after: {b} ({tables[1].num_rows} examples)")
     if notice := different_examples_notice(*tables):
         print(f"note: {notice}")
-    if differ := training_differences(runs[0].meta, runs[1].meta):
-        print(
-            f"note: the runs were trained differently ({differ}), so the change mixes the relabeling with the "
-            "change of training; retrain with the same settings to see the relabeling alone"
-        )
+    if notice := training_notice(runs[0].meta, runs[1].meta):
+        print(f"note: {notice}")
     accs = [r.meta.get("holdout_accuracy") or [] for r in runs]
     for when, run, acc in zip(("before", "after"), runs, accs):
         if not acc:

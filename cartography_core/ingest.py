@@ -143,6 +143,18 @@ def training_differences(before: dict, after: dict) -> str:
     return "; ".join(out)
 
 
+def training_notice(before: dict, after: dict) -> str:
+    """A sentence when two runs compared before and after relabeling were trained differently
+    (:func:`training_differences` of their ``run.json``), else ""."""
+    differ = training_differences(before, after)
+    return (
+        f"the runs were trained differently ({differ}), so the change mixes the relabeling with the change of "
+        "training; retrain with the same settings to see the relabeling alone"
+        if differ
+        else ""
+    )
+
+
 def find_runs(
     root: str | Path, *, max_depth: int = 4, follow_links: bool = False, skipped: list[str] | None = None
 ) -> list[str]:
