@@ -475,3 +475,6 @@ def test_split_col_holds_out_the_files_own_rows_so_a_relabeled_retrain_compares_
     bad = ["train", str(tmp_path / "bad.csv"), "--text-col", "text", "--label-col", "label_name"]
     assert main(bad + ["--split-col", "split", "--out", str(tmp_path / "bad")]) == 2
     assert "bad.csv line 3: split is 'test'; --split-col takes a column of train or holdout" in capsys.readouterr().err
+    fixed.assign(split="holdout").to_csv(tmp_path / "bad.csv", index=False)
+    assert main(bad + ["--split-col", "split", "--out", str(tmp_path / "bad")]) == 2
+    assert "bad.csv: the split column marks every row holdout; no row is left to train on" in capsys.readouterr().err

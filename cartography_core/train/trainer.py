@@ -189,6 +189,8 @@ def split(data: LabeledData, config: TrainConfig) -> tuple[np.ndarray, np.ndarra
     ``config.split_seed``."""
     rows = np.arange(len(data.labels))
     if data.holdout is not None:
+        if data.holdout.all():
+            raise LogError(f"{data.name}: the split column marks every row holdout; no row is left to train on")
         return rows[~data.holdout], rows[data.holdout]
     if config.holdout == 0:
         return rows, rows[:0]
