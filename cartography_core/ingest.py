@@ -849,6 +849,12 @@ class DynamicsReader:
         return self._labels.astype(np.int64)
 
     @property
+    def position_labels(self) -> np.ndarray:
+        """(N,) the gold label at each position in the narrowest integer type for K (int8 for K < 128), -1 for
+        none yet: the array the reader keeps and checks every batch against (not a copy; do not write)."""
+        return self._labels
+
+    @property
     def ids(self) -> np.ndarray:
         """(N,) int64 or object: the id at each position."""
         return self._index.ids

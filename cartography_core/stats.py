@@ -82,7 +82,7 @@ def epoch_quantities(values: np.ndarray, labels: np.ndarray, kind: str = "logits
     # several times faster than axis=1 reductions over short rows of (n, K).
     dtype = kernel_dtype(values.dtype, values.shape[1])
     vt = np.ascontiguousarray(values.T, dtype=dtype)  # (K, n)
-    gold = labels * vt.shape[1] + np.arange(vt.shape[1])  # (n,) flat index of (y_i, i) in a (K, n) array
+    gold = labels.astype(np.intp) * vt.shape[1] + np.arange(vt.shape[1])  # (n,) flat index of (y_i, i) in (K, n)
     z_gold = vt.take(gold)
     pred, top = _argmax0(vt)
     if kind == "logits":
@@ -304,14 +304,14 @@ def fold(reader: DynamicsReader, *, el2n_epoch: int | None = None, keep_epochs: 
         for epoch, group in itertools.groupby(reader, key=lambda b: b.epoch):
             batches = list(group)
             acc.grow(reader.n)
+            labels = reader.position_labels  # after the epoch's batches are checked (may be a new array)
             kind = batches[0].kind
             if len(batches) == 1:
                 b = batches[0]
-                pos, values, labels = b.pos, b.values, b.labels
+                pos, values = b.pos, b.values
             else:  # one copy of the epoch: a gather from one array is several times faster than from many
                 pos = np.concatenate([b.pos for b in batches])
                 values = np.concatenate([b.values for b in batches])
-                labels = np.concatenate([b.labels for b in batches])
             del batches
             values = values.astype(kernel_dtype(reader.dtype, reader.k), copy=False)  # one precision for the run
             # row_at[j]: the epoch's row holding position j, -1 if none (int32 while it fits: half the traffic);
@@ -330,8 +330,8 @@ def fold(reader: DynamicsReader, *, el2n_epoch: int | None = None, keep_epochs: 
                 else:
                     sel = c0 + np.flatnonzero(present)
                     rows = rows[present]
-                if rows.size:  # take: ~4x fancy indexing
-                    q = epoch_quantities(np.take(values, rows, axis=0), labels.take(rows), kind)
+                if rows.size:  # take: ~4x fancy indexing; the labels by position (checked by the reader): no gather
+                    q = epoch_quantities(np.take(values, rows, axis=0), labels[sel], kind)
                     acc.update(epoch, sel, q, el2n_epoch=el2n_epoch)
 
             # Chunks touch disjoint positions, so they fold in parallel (numpy releases the GIL); small chunks
