@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import LogError, show_id
+from .ingest import one_array
 from .stats import name_classes, table_meta
 
 LABEL_DISAGREEMENTS_ALLOWED = 5  # a few ids whose label was corrected in the examples file after training
@@ -61,13 +62,13 @@ def never_logged(stats: pa.Table, examples: pa.Table) -> pa.ChunkedArray:
     """The ids of ``examples`` rows that no epoch logged: rows the data map cannot show (a sampler that drops
     the last batch, a filter before training, ...)."""
     ex_ids = examples["id"].cast(stats["id"].type)  # a mismatch is refused first by checked_examples
-    return ex_ids.filter(pc.invert(pc.is_in(ex_ids, value_set=stats["id"].combine_chunks())))
+    return ex_ids.filter(pc.invert(pc.is_in(ex_ids, value_set=one_array(stats["id"]))))
 
 
 def different_examples_notice(before: pa.Table, after: pa.Table) -> str:
     """A sentence when two runs' statistics tables logged different examples (their held-out accuracies are
     then measured on different rows), else ""."""
-    a, b = before["id"].combine_chunks(), after["id"].combine_chunks()
+    a, b = one_array(before["id"]), one_array(after["id"])
     if a.type != b.type:  # integer ids against strings: no example in common
         only = [len(a), len(b)]
     else:
