@@ -348,14 +348,19 @@ def row_order(ids: np.ndarray) -> slice | np.ndarray:
 
 
 def table_of(run: Run, reader: DynamicsReader, acc: _Accumulator, *, variability_ci=False, el2n_epoch=None) -> pa.Table:
+    """The statistics table of a folded run. The accumulator's sums become means in place (``acc`` is spent):
+    with rows already in id order, the table's float columns are the accumulator's own memory, not copies."""
     ids = reader.ids
-    order = row_order(ids)  # (N,) rows sorted by id
+    order = row_order(ids)  # (N,) rows sorted by id: usually a slice, so a[order] is a view
     count = acc.count[order].astype(np.float64)
     conf = acc.mean_g[order]
-    var = acc.m2_g[order] / count  # population variance
+    var = acc.m2_g[order]
+    var /= count  # population variance
 
     def mean(a: np.ndarray) -> np.ndarray:
-        return a[order] / count
+        a = a[order]
+        a /= count
+        return a
 
     def maybe_null(a: np.ndarray) -> pa.Array:
         a = a[order]
@@ -363,7 +368,8 @@ def table_of(run: Run, reader: DynamicsReader, acc: _Accumulator, *, variability
 
     aum, margin = mean(acc.aum), mean(acc.margin)
     with np.errstate(invalid="ignore", divide="ignore"):
-        late = acc.late_margin[order] / acc.late_count[order]  # NaN: logged in none of the late epochs
+        late = acc.late_margin[order]
+        late /= acc.late_count[order]  # NaN: logged in none of the late epochs
     late_rule = uses_late_rule(run.meta)
 
     cols: dict[str, pa.Array] = {
