@@ -299,7 +299,7 @@ def fold(reader: DynamicsReader, *, el2n_epoch: int | None = None, keep_epochs: 
     the rows were shuffled or split, and examples missing from the epoch are skipped. An epoch read in several
     batches is joined into one copy first (memory: one more epoch of logits)."""
     acc = _Accumulator([ef.epoch for ef in reader.epochs], keep_epochs=keep_epochs, el2n_epoch=el2n_epoch)
-    row_at = np.empty(0, dtype=np.int32)
+    row_at = arange = np.empty(0, dtype=np.int32)
     with ThreadPoolExecutor(max_workers=THREADS) as pool:
         for epoch, group in itertools.groupby(reader, key=lambda b: b.epoch):
             batches = list(group)
@@ -319,8 +319,10 @@ def fold(reader: DynamicsReader, *, el2n_epoch: int | None = None, keep_epochs: 
             dtype = np.int32 if pos.size < 2**31 else np.int64
             if row_at.size != acc.n or row_at.dtype != dtype:
                 row_at = np.empty(acc.n, dtype=dtype)
+            if arange.size < pos.size or arange.dtype != dtype:
+                arange = np.arange(pos.size, dtype=dtype)  # kept too, like row_at
             row_at.fill(-1)
-            row_at[pos] = np.arange(pos.size, dtype=row_at.dtype)
+            row_at[pos] = arange[: pos.size]
 
             def fold_chunk(c0: int, values=values, labels=labels, row_at=row_at, kind=kind, epoch=epoch) -> None:
                 rows = row_at[c0 : c0 + CHUNK]
