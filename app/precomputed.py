@@ -14,6 +14,7 @@ from cartography_core.dashboard.datamap import MAX_POINTS
 from cartography_core.dashboard.precomputed import (
     Dataset,
     examples_file,
+    examples_signature,
     open_dataset,
     overview,
     top_rows,
@@ -40,9 +41,10 @@ def cached_overview(location: str, sig: str, cls: int | None, thresholds: Region
 
 @st.cache_resource(max_entries=64, ttl=3600, show_spinner="Scanning the statistics for the examples...")
 def cached_page(
-    location: str, sig: str, metric: str, hardest: bool, subset: str, thresholds, cls, page: int
+    location: str, sig: str, texts_sig: str, metric: str, hardest: bool, subset: str, thresholds, cls, page: int
 ) -> pd.DataFrame:
-    """Rows ``(page - 1) x PAGE_ROWS`` to ``page x PAGE_ROWS`` of the subset's ranking, with their texts."""
+    """Rows ``(page - 1) x PAGE_ROWS`` to ``page x PAGE_ROWS`` of the subset's ranking, with their texts
+    (``texts_sig``: the examples file's signature, which lies outside the dataset's folder)."""
     ds = dataset(location, sig)
     region = subset if subset in REGIONS else None
     flagged = subset == state.LIKELY_MISLABELED
@@ -139,7 +141,7 @@ def show(location: str, sig: str, name: str, run_ids: list[str]) -> None:
         size = int(counted[:, REGIONS.index(subset)].sum())
     pages = max(1, min(MAX_PAGES, -(-size // PAGE_ROWS)))
     number = int(st.number_input(f"Page (of {pages:,})", 1, pages, 1, key="dpage", bind="query-params"))
-    page = cached_page(location, sig, metric, hardest, subset, thresholds, cls, number)
+    page = cached_page(location, sig, examples_signature(ds), metric, hardest, subset, thresholds, cls, number)
     first = (number - 1) * PAGE_ROWS
     st.subheader(f"Examples {first + 1:,} to {first + len(page):,} of {size:,} ({subset}), by {metric} ({order})")
     st.caption(

@@ -178,6 +178,36 @@ def test_signature_changes_when_a_file_changes(tmp_path):
     assert signature([run]) != before
 
 
+def test_a_log_rewritten_with_its_old_size_and_mtime_is_not_served_from_the_cache(tmp_path):
+    """rsync -a / cp -p / tar x of a same-size log keep size and mtime: the cached scores must still be dropped."""
+    from cartography_core.dashboard import cache as catalog
+
+    rows = [{"id": i, "label": 0, "logits": [float(i), 0.0]} for i in range(4)]
+    run_dir = write_log(tmp_path / "r", [rows, rows], "parquet")
+    epoch1 = run_dir / "dynamics" / "epoch_001.parquet"
+
+    def write_plain(rows, path):  # uncompressed, no dictionary: the size depends on the row count only
+        table = pa.table({k: [r[k] for r in rows] for k in ("id", "label", "logits")})
+        pq.write_table(table, path, compression="NONE", use_dictionary=False)
+
+    write_plain(rows, epoch1)
+    cache = tmp_path / "cache"
+    before = catalog.cached_stats(open_run(run_dir), cache)
+    catalog.flush()
+    assert signature([run_dir]) == signature([run_dir])  # reading changes nothing
+    old = os.stat(epoch1)
+    swapped = [{**r, "logits": rows[3 - r["id"]]["logits"]} for r in rows]  # same values, other examples
+    write_plain(swapped, tmp_path / "new.parquet")
+    os.replace(tmp_path / "new.parquet", epoch1)  # as rsync does: a new file moved into place
+    os.utime(epoch1, ns=(old.st_atime_ns, old.st_mtime_ns))
+    assert os.stat(epoch1).st_size == old.st_size and os.stat(epoch1).st_mtime_ns == old.st_mtime_ns
+    after = catalog.cached_stats(open_run(run_dir), cache)
+    assert after.equals(compute_stats(run_dir)) and not after.equals(before)
+    # id 0: g = softmax([0, 0])[0] = 0.5 in epoch 0, softmax([3, 0])[0] in epoch 1
+    want = (0.5 + 1 / (1 + np.exp(-3.0))) / 2
+    assert after["confidence"][0].as_py() == pytest.approx(want, abs=1e-7)
+
+
 def test_url_notices_name_each_bad_value():
     spec = state.params(["ds/seed-0", "ds/seed-1"], ["neg", "pos"])
     query = {

@@ -128,3 +128,19 @@ def test_without_an_examples_file_beside_it_the_runs_own_gives_the_texts(monkeyp
     examples = pd.read_parquet(SAMPLES / "trec" / "examples.parquet").set_index("id")
     page = at.dataframe[1].value
     assert (page["text"].to_numpy() == examples.loc[page["id"].astype(int), "text"].to_numpy()).all()
+
+
+def test_texts_follow_an_edited_examples_file_of_the_run(monkeypatch, tmp_path, client):
+    """The run's own examples file lies outside the dataset's folder: editing it must not leave old texts cached."""
+    shutil.copytree(SAMPLES / "trec" / "seed-1", tmp_path / "trec" / "seed-1")
+    shutil.copy(SAMPLES / "trec" / "examples.parquet", tmp_path / "trec" / "examples.parquet")
+    compute_stats_dask(tmp_path / "trec" / "seed-1", tmp_path / "logs" / "seed-1-stats", client=client)
+    at = run_app(monkeypatch, tmp_path / "logs", run="seed-1-stats")
+    examples = pd.read_parquet(tmp_path / "trec" / "examples.parquet")
+    ids = at.dataframe[1].value["id"].astype(int)
+    assert (at.dataframe[1].value["text"].to_numpy() == examples.set_index("id").loc[ids, "text"].to_numpy()).all()
+    examples["text"] = "NEW " + examples["text"]
+    examples.to_parquet(tmp_path / "trec" / "examples.parquet", index=False)
+    page = run_app(monkeypatch, tmp_path / "logs", run="seed-1-stats").dataframe[1].value
+    assert page["id"].astype(int).tolist() == ids.tolist()
+    assert (page["text"].to_numpy() == examples.set_index("id").loc[ids, "text"].to_numpy()).all()

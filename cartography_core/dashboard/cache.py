@@ -32,21 +32,28 @@ from ..io import atomic_write
 from ..stats import EpochMatrix, compute_stats, compute_stats_and_epochs
 
 
-def signature(paths: list[Path]) -> str:
-    """A cache key that changes when any file of the runs changes: count, total size and newest mtime."""
-    count = size = newest = 0
-    for path in paths:
-        files = [os.path.join(folder, name) for folder, _, names in os.walk(path) for name in names]
-        for p in files + [str(path.parent / name) for name in EXAMPLES_NAMES]:
+def signature(paths: list[Path], files: list[Path] = ()) -> str:
+    """A cache key that changes when any file of the run folders ``paths`` (their examples files beside them
+    included) or any of ``files`` changes: a hash of each file's path, size, modification time, status-change
+    time and inode. The status-change time (ctime) is set by the system on every write, rename or ``utime`` and
+    cannot be set back, so a file rewritten with its old size and mtime (``rsync -a``, ``cp -p``, ``tar x`` of
+    same-size logs) still changes the key."""
+    found = (
+        {os.path.join(folder, name) for path in paths for folder, _, names in os.walk(path) for name in names}
+        | {str(path.parent / name) for path in paths for name in EXAMPLES_NAMES}
+        | {str(f) for f in files}
+    )
+    h = hashlib.sha256()
+    for p in sorted(found):
+        try:
+            st = os.stat(p)
+        except OSError:  # absent, or a dangling link: the link itself (open_run reports the problem)
             try:
-                st = os.stat(p)
-            except OSError:  # absent, or a dangling link: the link itself (open_run reports the problem)
-                try:
-                    st = os.lstat(p)
-                except OSError:
-                    continue
-            count, size, newest = count + 1, size + st.st_size, max(newest, st.st_mtime_ns)
-    return f"{count}:{size}:{newest}"
+                st = os.lstat(p)
+            except OSError:
+                continue
+        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\n".encode())
+    return h.hexdigest()[:32]
 
 
 def _code_version() -> str:

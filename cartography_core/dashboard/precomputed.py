@@ -28,6 +28,7 @@ from ..ingest import EXAMPLES_NAMES
 from ..io import read_table_file
 from ..regions import REGIONS, RegionThresholds, region_codes
 from ..scores import SCORES, VARIABILITY_MAX
+from .cache import signature
 from .datamap import BINS, HARD_SHARE, MAX_POINTS, SAMPLE_POINTS, density_counts, density_table, histogram
 
 SCAN_ROWS = 1 << 20
@@ -232,6 +233,17 @@ def examples_file(ds: Dataset):
         if path.exists() if fs is None else storage.kind(fs, path) == "file":
             return fs, path
     return None
+
+
+def examples_signature(ds: Dataset) -> str:
+    """A value that changes with the examples file :func:`with_texts` reads (a cache key for texts: the run's
+    own examples file lies outside the dataset's folder): :func:`~.cache.signature` of a local file, fsspec's
+    checksum of a remote one, "" when there is none."""
+    found = examples_file(ds)
+    if found is None:
+        return ""
+    fs, path = found
+    return signature([], files=[path]) if fs is None else f"{path}:{fs.checksum(str(path))}"
 
 
 def with_texts(ds: Dataset, rows: pa.Table) -> pa.Table:
