@@ -327,7 +327,10 @@ def _runs_below(folder: Path, *, max_epochs=None, strict=False, need: str = "thi
     runs = [open_run(storage.join(folder, r)) for r in rel]
     for name, run in zip(rel, runs):
         _warn_recording(run, name)
-    return rel, [compute_stats(run, max_epochs=max_epochs, strict=strict) for run in runs]
+    tables = [compute_stats(run, max_epochs=max_epochs, strict=strict) for run in runs]
+    for name, table in zip(rel, tables):
+        _note_fewer_epochs(table, max_epochs, name)
+    return rel, tables
 
 
 def _warn_recording(run, name: str | None = None) -> None:
@@ -336,6 +339,12 @@ def _warn_recording(run, name: str | None = None) -> None:
     completed."""
     if notice := run.recording_notice:
         print(f"warning: {name or run.location}: {notice}", file=sys.stderr)
+
+
+def _note_fewer_epochs(table: pa.Table, max_epochs: int | None, name) -> None:
+    """One line on stderr when ``--max-epochs`` asks for more epochs than the run has (all of them are used)."""
+    if max_epochs is not None and (n := table_meta(table)["n_epochs"]) < max_epochs:
+        print(f"note: {name}: --max-epochs {max_epochs}, but the run has {n} epochs; all {n} are used", file=sys.stderr)
 
 
 def _runs_of_one_dataset(folder, need: str, at_least: int) -> list[str]:
@@ -363,6 +372,7 @@ def _load(args: argparse.Namespace, **kw) -> tuple[pa.Table, pa.Table | None]:
         run = open_run(args.logdir)
         _warn_recording(run)
         stats, examples = compute_stats(run, max_epochs=args.max_epochs, strict=args.strict, **kw), read_examples(run)
+        _note_fewer_epochs(stats, args.max_epochs, run.location)
     else:
         rel, tables = _runs_below(args.logdir, max_epochs=args.max_epochs, strict=args.strict, need="--pool")
         stats, examples = pool_runs(tables, rel), read_examples(open_run(storage.join(args.logdir, rel[0])))
@@ -628,6 +638,8 @@ def _before_after(a: Path, b: Path, thresholds: RegionThresholds, max_epochs: in
     """Two single runs (e.g. before and after relabeling): held-out accuracy per epoch and region counts."""
     runs = [open_run(a), open_run(b)]
     tables = [compute_stats(r, max_epochs=max_epochs) for r in runs]
+    for path, table in zip((a, b), tables):
+        _note_fewer_epochs(table, max_epochs, path)
     print(f"before: {a} ({tables[0].num_rows} examples); after: {b} ({tables[1].num_rows} examples)")
     if notice := different_examples_notice(*tables):
         print(f"note: {notice}")

@@ -344,7 +344,7 @@ def _list_epochs(fs, dyn: Path, layout: str) -> tuple[EpochFiles, ...]:
         e = int(digits)
         if e in found:
             a, b = found[e].paths[0], files[0]
-            raise LogError(f"{dyn}: epoch {e} is given twice ({a.name} and {b.parent.name}/{b.name})")
+            raise LogError(f"{dyn}: epoch {e} is given twice ({a.relative_to(dyn)} and {b.relative_to(dyn)})")
         found[e] = EpochFiles(e, files)
     if not found:
         pattern = (
@@ -356,8 +356,9 @@ def _list_epochs(fs, dyn: Path, layout: str) -> tuple[EpochFiles, ...]:
         present = np.asarray(numbers)
         gaps = [(a + 1, b - 1) for a, b in zip([-1, *numbers[:-1]], numbers) if b > a + 1]
         missing = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in gaps)
+        one = len(gaps) == 1 and gaps[0][0] == gaps[0][1]
         raise LogError(
-            f"{dyn}: epoch numbering has a gap: epochs {missing} are missing "
+            f"{dyn}: epoch numbering has a gap: epoch{'' if one else 's'} {missing} {'is' if one else 'are'} missing "
             f"(found {_ranges(present.tolist())}; epochs are numbered from 0)"
         )
     return tuple(found[e] for e in numbers)

@@ -173,3 +173,13 @@ def test_the_console_command_is_the_module_command():
     )
     assert via_script.returncode == via_module.returncode == 0
     assert via_script.stdout == via_module.stdout and "examples:  4842" in via_script.stdout
+
+
+def test_max_epochs_beyond_the_run_says_that_every_epoch_is_used(tmp_path, capsys):
+    rows = [{"id": 1, "label": 0, "logits": [1.0, 0.0]}, {"id": 2, "label": 1, "logits": [0.0, 2.0]}]
+    run = write_log(tmp_path / "run", [rows, rows, rows])
+    assert main(["stats", str(run), "--max-epochs", "10", "--out", str(tmp_path / "s.csv")]) == 0
+    assert "--max-epochs 10, but the run has 3 epochs; all 3 are used" in capsys.readouterr().err
+    assert main(["stats", str(run), "--max-epochs", "2", "--out", str(tmp_path / "t.csv")]) == 0
+    assert "--max-epochs" not in capsys.readouterr().err
+    assert pd.read_csv(tmp_path / "t.csv")["n_epochs"].tolist() == [2, 2]

@@ -96,11 +96,23 @@ CASES = {
     "no epoch files": (lambda t: raw(t, "notes.txt", "hi"), "dynamics: no epoch files"),
     "gap in epochs": (
         lambda t: (jsonl(t, [A, B], [A, B], [A, B]), (t / "dynamics" / "epoch_1.jsonl").unlink(), t)[-1],
-        "epoch numbering has a gap: epochs 1 are missing (found 0, 2; epochs are numbered from 0)",
+        "epoch numbering has a gap: epoch 1 is missing (found 0, 2; epochs are numbered from 0)",
+    ),
+    "gap of two epochs": (
+        lambda t: (
+            jsonl(t, [A, B], [A, B], [A, B], [A, B]),
+            *((t / "dynamics" / f"epoch_{e}.jsonl").unlink() for e in (1, 2)),
+            t,
+        )[-1],
+        "epoch numbering has a gap: epochs 1-2 are missing (found 0, 3; epochs are numbered from 0)",
+    ),
+    "epoch twice as a file and a folder": (
+        lambda t: (jsonl(t, [A, B]), jsonl(t, [A, B], layout="parts"))[-1],
+        "epoch 0 is given twice (epoch_0/part-0.parquet and epoch_0.jsonl)",
     ),
     "epoch twice": (
         lambda t: (jsonl(t, [A, B]), raw(t, "epoch_000.jsonl", line(A)))[-1],
-        "epoch 0 is given twice (epoch_0.jsonl and dynamics/epoch_000.jsonl)",
+        "epoch 0 is given twice (epoch_0.jsonl and epoch_000.jsonl)",
     ),
     "duplicate id": (lambda t: jsonl(t, [A, B, A]), "epoch_0.jsonl line 3: id 1 appears 2 times in epoch 0 (first at"),
     "duplicate id across parts": (
