@@ -371,3 +371,19 @@ def test_probabilities_written_as_logits_are_refused_and_accepted_as_probs(tmp_p
     one_hot = np.eye(3)[labels]
     t = compute_stats(write_log(tmp_path / "onehot", [rows(one_hot)], "jsonl"))
     np.testing.assert_allclose(t["confidence"].to_numpy(), np.e / (np.e + 2), rtol=1e-6)
+
+
+def test_a_batch_sliced_from_a_larger_table_reads_its_own_rows():
+    """Batches of a JSONL file past its first are slices (list offsets not starting at 0): lengths, values, ids
+    and labels must be those of the sliced rows, and a bad length is named by the file's own row number."""
+    import pyarrow as pa
+
+    from cartography_core.ingest import _to_batch
+
+    logits = [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0], [9.0, 10.0]]
+    table = pa.table({"id": [10, 11, 12, 13, 14], "label": [0, 1, 0, 1, 0], "logits": logits})
+    b = _to_batch(table.slice(3, 2), 0, "epoch_0.jsonl", 3, True, None)
+    assert b.ids.tolist() == [13, 14] and b.labels.tolist() == [1, 0]
+    assert b.values.tolist() == [[7.0, 8.0], [9.0, 10.0]]
+    with pytest.raises(LogError, match=r"epoch_0\.jsonl line 3: logits has 3 values, expected 2"):
+        _to_batch(table.slice(1, 3), 0, "epoch_0.jsonl", 1, True, 2)
