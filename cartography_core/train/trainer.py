@@ -113,7 +113,7 @@ def read_labeled(
                 f"{path} {row_place(path, int(odd[0]), table.num_rows)}: {split_col} is {values[odd[0]]!r}; "
                 f"--split-col takes a column of {' or '.join(SPLITS)}"
             )
-        holdout = values == "holdout"
+        holdout = values == SPLITS[1]
     others = table.drop_columns(list(dict.fromkeys(c for c in (text_col, label_col, id_col) if c)))
     return LabeledData(ids, texts, labels.astype(np.int64), [str(n) for n in names], path.name, others, holdout)
 
