@@ -529,6 +529,122 @@ def show_trajectory(example_id: int | str) -> None:
         st.warning(state.md_escape(public_message(exc, root)))
 
 
+@st.fragment
+def examples_panel() -> None:
+    """The examples table, the selected example, downloads and share links: a click on a row reruns this
+    part of the page only, while the map, histograms and counts above stay as drawn."""
+    st.subheader("Examples")
+    rows, n_match = subset_rows()[:TABLE_ROWS], len(subset_rows())
+    st.caption(
+        f"{n_match:,} examples match; showing the first {len(rows):,} by {metric} "
+        f"({SCORES[metric].harder} is harder; {order}). Text is shown as plain text."
+    )
+    shown_rows = table.take(pa.array(rows, type=pa.int64()))
+    names = np.asarray(run.label_names, dtype=object)
+    view = pd.DataFrame({"id": shown_rows["id"].to_pandas()})  # the ids' own type, to the trajectory
+    if run.text_column:
+        view["text"] = shown_rows[run.text_column].to_pandas()
+    view["gold"] = names[shown_rows["label"].to_numpy()]
+    view["predicted"] = names[shown_rows["pred_label"].to_numpy()]
+    view["region"] = member_names(members[:, rows])
+    for col in dict.fromkeys([metric, "confidence", "variability", "correctness", "forgetting_events", "aum"]):
+        view[col] = shown_rows[col].to_pandas()
+    event = st.dataframe(
+        view,
+        hide_index=True,
+        key="table",
+        on_select="rerun",
+        selection_mode="single-row",
+        column_config={"text": st.column_config.TextColumn(width="large")},
+    )
+
+    picked = event.selection.rows if event is not None else []
+    shown_row = None  # the example shown below the table: the selected row, else the link's example=ID
+    if picked:
+        shown_row = int(rows[picked[0]])
+        st.query_params["example"] = str(view["id"].iloc[picked[0]])  # the share link names the selected row
+    elif st.query_params.get("example") is not None:
+        shown_row = row_of(st.query_params["example"])
+        if shown_row is None:
+            st.warning(state.md_escape(f"The link's example={st.query_params['example']} is not in this run."))
+    if shown_row is not None:
+        names = np.asarray(run.label_names, dtype=object)
+        example_id = table["id"][shown_row].as_py()  # a Python int or str
+        gold_label = table["label"][shown_row].as_py()
+        e = {
+            "id": state.md_escape(example_id),
+            "gold": state.md_escape(names[gold_label]),
+            "predicted": state.md_escape(names[table["pred_label"][shown_row].as_py()]),
+            "region": state.md_escape(member_names(members[:, [shown_row]])[0]),
+        }
+        filed = table["label_examples"][shown_row].as_py() if "label_examples" in table.column_names else None
+        note = ""  # a label corrected in the examples file after training (the scores rate the logged one)
+        if filed is not None and filed not in (gold_label, names[gold_label]):
+            said = names[filed] if isinstance(filed, int) and 0 <= filed < len(names) else filed
+            note = f" (the examples file says {state.md_escape(said)})"
+        st.markdown(
+            f"**Example {e['id']}**: gold **{e['gold']}**{note}, predicted **{e['predicted']}**, region {e['region']}"
+        )
+        if run.text_column:
+            st.text(state.example_text(table[run.text_column][shown_row].as_py()))
+        show_trajectory(example_id)
+    else:
+        st.caption("Select a row to see its text and its gold-class probability, epoch by epoch.")
+
+    st.subheader("Download")
+    desc = state.file_slug(
+        run_id, view_state.cls_name if view_state.cls is not None else "", subset, search.strip()[:30]
+    )
+    digest = hashlib.sha1(
+        repr(
+            (run_id, sig, view_state.by_threshold, view_state.thresholds, view_state.q, row_filter, metric, order)
+        ).encode()
+    ).hexdigest()[:8]
+
+    def subset_table() -> pa.Table:
+        out = table.take(pa.array(subset_rows(), type=pa.int64()))
+        return out.append_column("region", pa.array(member_names(members[:, subset_rows()]), type=pa.string()))
+
+    cols = st.columns(5)
+    for col, fmt, mime in zip(
+        cols[:3], (".csv", ".jsonl", ".parquet"), ("text/csv", "application/jsonl", "application/octet-stream")
+    ):
+        col.download_button(
+            f"Subset ({n_match:,}) {fmt[1:]}",
+            data=lambda fmt=fmt: table_bytes(subset_table(), fmt),  # built only when clicked
+            file_name=f"{desc}_{digest}{fmt}",
+            mime=mime,
+            on_click="ignore",
+            key=f"dl_subset{fmt}",
+        )
+    for col, fmt in zip(cols[3:], (".csv", ".parquet")):
+        col.download_button(
+            f"All scores {fmt[1:]}",
+            data=lambda fmt=fmt: table_bytes(table, fmt),
+            file_name=f"{state.file_slug(run_id, 'all-scores')}_{sig.split(':')[-1][-8:]}{fmt}",
+            on_click="ignore",
+            key=f"dl_all{fmt}",
+        )
+
+    st.subheader("Share this view")
+    pairs = state.share_query(view_values, spec)
+    if st.query_params.get("example") is not None and shown_row is not None:
+        pairs.append(("example", st.query_params["example"]))
+    base = (st.context.url or "").split("?")[0]
+    review_pairs = [(k, v) for k, v in pairs if k not in ("page", "tab")] + [("page", "review")]
+    # in a popover: its links are drawn (and the code block's highlighter loaded) only when it is opened,
+    # not by every annotator's browser that opens the page
+    with st.popover("Links to this view", width="stretch"):
+        st.caption("The link opens this run, class, regions, brush, subset, sort, search and tab.")
+        st.code(base + (f"?{urlencode(pairs)}" if pairs else ""), language=None)
+        st.caption(
+            "For annotators: this link opens the review page over the same examples, one at a time (each is "
+            "asked for a name once; with an invite secret set, send `python -m cartography_core invite NAME` "
+            "links)."
+        )
+        st.code(base + "?" + urlencode(review_pairs), language=None)
+
+
 title = run_name if not run_id.endswith("/*") else f"{run_id[:-2]}: mean over {len(run.runs)} runs"
 
 if page == "review":
@@ -641,117 +757,7 @@ with tab_map:
         if unlearned:
             st.warning(state.sentence(unlearned))
 
-        st.subheader("Examples")
-        rows, n_match = subset_rows()[:TABLE_ROWS], len(subset_rows())
-        st.caption(
-            f"{n_match:,} examples match; showing the first {len(rows):,} by {metric} "
-            f"({SCORES[metric].harder} is harder; {order}). Text is shown as plain text."
-        )
-        shown_rows = table.take(pa.array(rows, type=pa.int64()))
-        names = np.asarray(run.label_names, dtype=object)
-        view = pd.DataFrame({"id": shown_rows["id"].to_pandas()})  # the ids' own type, to the trajectory
-        if run.text_column:
-            view["text"] = shown_rows[run.text_column].to_pandas()
-        view["gold"] = names[shown_rows["label"].to_numpy()]
-        view["predicted"] = names[shown_rows["pred_label"].to_numpy()]
-        view["region"] = member_names(members[:, rows])
-        for col in dict.fromkeys([metric, "confidence", "variability", "correctness", "forgetting_events", "aum"]):
-            view[col] = shown_rows[col].to_pandas()
-        event = st.dataframe(
-            view,
-            hide_index=True,
-            key="table",
-            on_select="rerun",
-            selection_mode="single-row",
-            column_config={"text": st.column_config.TextColumn(width="large")},
-        )
-
-        picked = event.selection.rows if event is not None else []
-        shown_row = None  # the example shown below the table: the selected row, else the link's example=ID
-        if picked:
-            shown_row = int(rows[picked[0]])
-            st.query_params["example"] = str(view["id"].iloc[picked[0]])  # the share link names the selected row
-        elif st.query_params.get("example") is not None:
-            shown_row = row_of(st.query_params["example"])
-            if shown_row is None:
-                st.warning(state.md_escape(f"The link's example={st.query_params['example']} is not in this run."))
-        if shown_row is not None:
-            names = np.asarray(run.label_names, dtype=object)
-            example_id = table["id"][shown_row].as_py()  # a Python int or str
-            gold_label = table["label"][shown_row].as_py()
-            e = {
-                "id": state.md_escape(example_id),
-                "gold": state.md_escape(names[gold_label]),
-                "predicted": state.md_escape(names[table["pred_label"][shown_row].as_py()]),
-                "region": state.md_escape(member_names(members[:, [shown_row]])[0]),
-            }
-            filed = table["label_examples"][shown_row].as_py() if "label_examples" in table.column_names else None
-            note = ""  # a label corrected in the examples file after training (the scores rate the logged one)
-            if filed is not None and filed not in (gold_label, names[gold_label]):
-                said = names[filed] if isinstance(filed, int) and 0 <= filed < len(names) else filed
-                note = f" (the examples file says {state.md_escape(said)})"
-            st.markdown(
-                f"**Example {e['id']}**: gold **{e['gold']}**{note}, predicted **{e['predicted']}**, "
-                f"region {e['region']}"
-            )
-            if run.text_column:
-                st.text(state.example_text(table[run.text_column][shown_row].as_py()))
-            show_trajectory(example_id)
-        else:
-            st.caption("Select a row to see its text and its gold-class probability, epoch by epoch.")
-
-        st.subheader("Download")
-        desc = state.file_slug(
-            run_id, view_state.cls_name if view_state.cls is not None else "", subset, search.strip()[:30]
-        )
-        digest = hashlib.sha1(
-            repr(
-                (run_id, sig, view_state.by_threshold, view_state.thresholds, view_state.q, row_filter, metric, order)
-            ).encode()
-        ).hexdigest()[:8]
-
-        def subset_table() -> pa.Table:
-            out = table.take(pa.array(subset_rows(), type=pa.int64()))
-            return out.append_column("region", pa.array(member_names(members[:, subset_rows()]), type=pa.string()))
-
-        cols = st.columns(5)
-        for col, fmt, mime in zip(
-            cols[:3], (".csv", ".jsonl", ".parquet"), ("text/csv", "application/jsonl", "application/octet-stream")
-        ):
-            col.download_button(
-                f"Subset ({n_match:,}) {fmt[1:]}",
-                data=lambda fmt=fmt: table_bytes(subset_table(), fmt),  # built only when clicked
-                file_name=f"{desc}_{digest}{fmt}",
-                mime=mime,
-                on_click="ignore",
-                key=f"dl_subset{fmt}",
-            )
-        for col, fmt in zip(cols[3:], (".csv", ".parquet")):
-            col.download_button(
-                f"All scores {fmt[1:]}",
-                data=lambda fmt=fmt: table_bytes(table, fmt),
-                file_name=f"{state.file_slug(run_id, 'all-scores')}_{sig.split(':')[-1][-8:]}{fmt}",
-                on_click="ignore",
-                key=f"dl_all{fmt}",
-            )
-
-        st.subheader("Share this view")
-        pairs = state.share_query(view_values, spec)
-        if st.query_params.get("example") is not None and shown_row is not None:
-            pairs.append(("example", st.query_params["example"]))
-        base = (st.context.url or "").split("?")[0]
-        review_pairs = [(k, v) for k, v in pairs if k not in ("page", "tab")] + [("page", "review")]
-        # in a popover: its links are drawn (and the code block's highlighter loaded) only when it is opened,
-        # not by every annotator's browser that opens the page
-        with st.popover("Links to this view", width="stretch"):
-            st.caption("The link opens this run, class, regions, brush, subset, sort, search and tab.")
-            st.code(base + (f"?{urlencode(pairs)}" if pairs else ""), language=None)
-            st.caption(
-                "For annotators: this link opens the review page over the same examples, one at a time (each is "
-                "asked for a name once; with an invite secret set, send `python -m cartography_core invite NAME` "
-                "links)."
-            )
-            st.code(base + "?" + urlencode(review_pairs), language=None)
+        examples_panel()
 
 # ---------------------------------------------------------------------------------------------------------
 # Per-class panels

@@ -116,6 +116,15 @@ def test_selecting_a_row_shows_its_text_and_trajectory(server, page):
     text = pd.read_parquet(SAMPLES / "rotten_tomatoes" / "examples.parquet").set_index("id").loc[example_id, "text"]
     page.get_by_test_id("stText").get_by_text(text, exact=True).wait_for(timeout=10_000)  # as plain text
     assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 3  # map, histograms, the trajectory
+    # the click reran the examples panel only: its share link names the selected example, and opens it
+    page.get_by_role("button", name="Links to this view").click()
+    shared = page.get_by_test_id("stCode").first.inner_text().strip()
+    assert f"example={example_id}" in shared, shared
+    fresh = page.context.new_page()
+    fresh.goto(shared)
+    wait_idle(fresh)
+    fresh.get_by_text(f"Example {example_id}:").wait_for(timeout=30_000)
+    fresh.close()
 
 
 def test_the_page_requests_nothing_beyond_its_own_origin(server, page):
