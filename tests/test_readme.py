@@ -5,6 +5,7 @@ torchrun with 2 processes on an odd number of examples) checked row by row again
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import json
 import os
 import re
@@ -274,3 +275,22 @@ def test_each_recorded_run_scored_on_a_cluster_is_the_in_process_table(recorded,
         json.loads((tmp_path / "out" / "cartography.json").read_text())["padding_rows"]
         == (json.loads(want.schema.metadata[b"cartography"])["padding_rows"])
     )
+
+
+def test_every_import_the_package_shows_in_its_docstrings_resolves():
+    """Usage examples in module docstrings are what a reader copies: each ``from cartography_core... import
+    name`` line written there (and in docs/) must import."""
+    sources = [*(REPO / "cartography_core").rglob("*.py"), *(REPO / "docs").glob("*.md")]
+    shown = {
+        (mod, name.strip())
+        for path in sources
+        for mod, names in re.findall(r"^\s*from (cartography_core[\w.]*) import ([\w, ]+)$", path.read_text(), re.M)
+        for name in names.split(",")
+    }
+    assert len(shown) >= 4  # the recorder and its three framework layers show theirs
+    wrong = [
+        f"from {mod} import {name}"
+        for mod, name in sorted(shown)
+        if importlib.util.find_spec(mod) is None or not hasattr(importlib.import_module(mod), name)
+    ]
+    assert not wrong, wrong

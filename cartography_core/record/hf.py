@@ -1,6 +1,6 @@
 """Record a Hugging Face ``transformers`` Trainer run.
 
-    from cartography_core.integrations.hf import record_dynamics
+    from cartography_core.record.hf import record_dynamics
 
     trainer = Trainer(model=model, args=args, train_dataset=train_set, data_collator=DataCollatorWithPadding(tok))
     record_dynamics(trainer, "runs/my-run", label_names=names, examples=df[["id", "text", "label"]])
@@ -29,8 +29,8 @@ from ..errors import LogError
 from ._optional import require
 from .recorder import DynamicsRecorder
 
-transformers = require("transformers", "cartography_core.integrations.hf")
-torch = require("torch", "cartography_core.integrations.hf")
+transformers = require("transformers", __name__)
+torch = require("torch", __name__)
 
 PASSES = ("train", "eval")
 
@@ -48,7 +48,7 @@ def record_dynamics(
     meta: dict | None = None,
 ) -> CartographyCallback:
     """Make ``trainer`` log every training example's logits, every epoch, into ``run_dir``; returns the
-    callback it adds. ``examples``: see :class:`~cartography_core.recorder.DynamicsRecorder` (texts shown
+    callback it adds. ``examples``: see :class:`~cartography_core.record.DynamicsRecorder` (texts shown
     beside the scores; checked against the logged ids and labels)."""
     if pass_ not in PASSES:
         raise LogError(f"pass_ must be one of {PASSES}, got {pass_!r}")

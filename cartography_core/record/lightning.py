@@ -1,6 +1,6 @@
 """Record a PyTorch Lightning training run from the training forward pass.
 
-    from cartography_core.integrations.lightning import CartographyCallback
+    from cartography_core.record.lightning import CartographyCallback
 
     class Model(pl.LightningModule):
         def training_step(self, batch, batch_idx):
@@ -28,8 +28,8 @@ from ..errors import LogError
 from ._optional import require
 from .recorder import DynamicsRecorder
 
-pl = require("pytorch_lightning", "cartography_core.integrations.lightning")
-torch = require("torch", "cartography_core.integrations.lightning")
+pl = require("pytorch_lightning", __name__)
+torch = require("torch", __name__)
 
 KEYS = ("logits", "ids", "labels")
 

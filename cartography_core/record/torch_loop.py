@@ -1,7 +1,7 @@
 """Record a plain PyTorch loop: wrap the dataset so each batch carries its examples' own ids.
 
-    from cartography_core.recorder import DynamicsRecorder
-    from cartography_core.integrations.torch_loop import IndexedDataset
+    from cartography_core.record import DynamicsRecorder
+    from cartography_core.record.torch_loop import IndexedDataset
 
     loader = DataLoader(IndexedDataset(train_set, ids=df["id"].tolist()), batch_size=32, shuffle=True)
     rec = DynamicsRecorder("runs/my-run", label_names=names, examples=df[["id", "text", "label"]])
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from ..errors import LogError
 from ._optional import require
 
-torch_data = require("torch.utils.data", "cartography_core.integrations.torch_loop")
+torch_data = require("torch.utils.data", __name__)
 
 
 class IndexedDataset(torch_data.Dataset):
