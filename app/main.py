@@ -339,6 +339,7 @@ with st.sidebar:
         bind="query-params",
         format_func=lambda r: root.name if r == "." else r,  # --logs names a run itself
         help="`<dataset>/*` is the mean over the dataset's runs",
+        on_change=lambda: st.query_params.pop("example", None),  # another run's example is not this run's
     )
     run_name = root.name if run_id == "." else run_id
     if listing.skipped:
@@ -529,6 +530,16 @@ def show_trajectory(example_id: int | str) -> None:
         st.warning(state.md_escape(public_message(exc, root)))
 
 
+def on_pick(key: str, shown_ids: list[str]) -> None:
+    """A row of the examples table ``key`` ticked or unticked: the URL's ``example=`` (the example shown below
+    the table, and what the share link names) becomes the ticked row's id, or is removed."""
+    picked = st.session_state[key].selection.rows
+    if picked:
+        st.query_params["example"] = shown_ids[picked[0]]
+    else:
+        st.query_params.pop("example", None)
+
+
 @st.fragment
 def examples_panel() -> None:
     """The examples table, the selected example, downloads and share links: a click on a row reruns this
@@ -536,8 +547,8 @@ def examples_panel() -> None:
     st.subheader("Examples")
     rows, n_match = subset_rows()[:TABLE_ROWS], len(subset_rows())
     st.caption(
-        f"{n_match:,} examples match; showing the first {len(rows):,} by {metric} "
-        f"({SCORES[metric].harder} is harder; {order}). Text is shown as plain text."
+        f"{n_match:,} {'example matches' if n_match == 1 else 'examples match'}; showing the first {len(rows):,} "
+        f"by {metric} ({SCORES[metric].harder} is harder; {order}). Text is shown as plain text."
     )
     shown_rows = table.take(pa.array(rows, type=pa.int64()))
     names = np.asarray(run.label_names, dtype=object)
@@ -549,24 +560,21 @@ def examples_panel() -> None:
     view["region"] = member_names(members[:, rows])
     for col in dict.fromkeys([metric, "confidence", "variability", "correctness", "forgetting_events", "aum"]):
         view[col] = shown_rows[col].to_pandas()
-    event = st.dataframe(
+    # a table of other rows is another widget: a tick is never carried over to whatever row takes its place
+    key = "table-" + hashlib.sha1(f"{run_id}\0{sig}\0".encode() + np.ascontiguousarray(rows).tobytes()).hexdigest()
+    st.dataframe(
         view,
         hide_index=True,
-        key="table",
-        on_select="rerun",
+        key=key,
+        on_select=functools.partial(on_pick, key, [str(v) for v in view["id"]]),
         selection_mode="single-row",
         column_config={"text": st.column_config.TextColumn(width="large")},
     )
 
-    picked = event.selection.rows if event is not None else []
-    shown_row = None  # the example shown below the table: the selected row, else the link's example=ID
-    if picked:
-        shown_row = int(rows[picked[0]])
-        st.query_params["example"] = str(view["id"].iloc[picked[0]])  # the share link names the selected row
-    elif st.query_params.get("example") is not None:
-        shown_row = row_of(st.query_params["example"])
-        if shown_row is None:
-            st.warning(state.md_escape(f"The link's example={st.query_params['example']} is not in this run."))
+    example = st.query_params.get("example")  # the one example shown below the table: ticked, or the link's
+    shown_row = None if example is None else row_of(example)
+    if example is not None and shown_row is None:
+        st.warning(state.md_escape(f"The link's example={example} is not in this run."))
     if shown_row is not None:
         names = np.asarray(run.label_names, dtype=object)
         example_id = table["id"][shown_row].as_py()  # a Python int or str
@@ -585,6 +593,11 @@ def examples_panel() -> None:
         st.markdown(
             f"**Example {e['id']}**: gold **{e['gold']}**{note}, predicted **{e['predicted']}**, region {e['region']}"
         )
+        if not (subset_rows() == shown_row).any():
+            st.caption(
+                f"This example is not among the {n_match:,} that match the view above (the view changed after it "
+                "was selected, or the link named it). Select a row to show another."
+            )
         if run.text_column:
             st.text(state.example_text(table[run.text_column][shown_row].as_py()))
         show_trajectory(example_id)

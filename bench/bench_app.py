@@ -103,7 +103,7 @@ def click_times(page, grid: int, charts: int, repeats: int) -> list[float]:
 
 
 def matches(page) -> str:
-    return page.get_by_text(re.compile(r"[\d,]+ examples match")).inner_text()
+    return page.get_by_text(re.compile(r"[\d,]+ examples? match")).inner_text()
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ import pytest
 from cartography_core import RegionThresholds, compute_stats, rank_order, read_examples, region_codes
 from cartography_core.ingest import open_run
 from cartography_core.reviews import ReviewStore, invite_link, sign
-from tests.test_app import SAMPLES, chart_rows, run_app, shown
+from tests.test_app import SAMPLES, chart_rows, run_app, shown, table
 
 RUN = "trec/seed-0"
 
@@ -145,7 +145,7 @@ def test_reviews_tab_counts_agreement_and_export(monkeypatch, reviews_db):
     assert not [c for c in at.get("vega_lite_chart")]  # only the tab shown runs
     # the verdict filter reaches the table: the one relabeled example
     at = run_app(monkeypatch, run="trec/*", verdict="relabeled", subset="all", color="verdict")
-    assert at.dataframe(key="table").value["id"].tolist() == [queue[0]]
+    assert table(at)["id"].tolist() == [queue[0]]
     # the map coloured by verdict: every drawn point carries its example's consensus
     datasets, _ = chart_rows(at)
     drawn = next(t for t in datasets.values() if "verdict" in t.column_names).to_pandas().set_index("id")

@@ -21,7 +21,7 @@ from cartography_core.dashboard.catalog import load_run, run_ids
 from cartography_core.label_issues import FLAT_MAP_NOTE
 from tests.e2e.server import start_streamlit
 from tests.logs import assert_same_table
-from tests.test_app import run_app
+from tests.test_app import run_app, table
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()
@@ -134,7 +134,7 @@ def test_what_the_app_loads_for_each_recorded_run_is_the_datasets_rows(recorded,
 def test_the_dashboard_shows_each_examples_own_text_and_gold_label(monkeypatch, recorded):
     """The page itself, on the torchrun run: every row of the examples table against the dataset."""
     at = run_app(monkeypatch, recorded, run="trec-ddp", subset="all")
-    view = at.dataframe(key="table").value
+    view = table(at)
     assert len(view) == 500
     ids = view["id"].astype(int)
     assert (view["text"].to_numpy() == DATASET.loc[ids, "text"].to_numpy()).all()
@@ -175,7 +175,7 @@ def test_label_errors_block(workdir, env, monkeypatch):
     assert not at.warning, [w.value for w in at.warning]
     assert any("trained with --preset label-errors" in c.value for c in at.caption)  # what its count means
     assert any(FLAT_MAP_NOTE in c.value for c in at.caption)  # and why its map is flat
-    view = at.dataframe(key="table").value
+    view = table(at)
     assert sorted(view["id"].astype(int)) == sorted(flagged)
     assert (view["text"].to_numpy() == DATASET.loc[view["id"].astype(int), "text"].to_numpy()).all()
 

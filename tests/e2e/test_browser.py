@@ -25,8 +25,8 @@ def n_hard(amb_var: float) -> int:
 
 
 def matches(page) -> int:
-    text = page.get_by_text(re.compile(r"[\d,]+ examples match")).inner_text()
-    return int(re.match(r"([\d,]+) examples match", text).group(1).replace(",", ""))
+    text = page.get_by_text(re.compile(r"[\d,]+ examples? match")).inner_text()
+    return int(re.match(r"([\d,]+) examples? match", text).group(1).replace(",", ""))
 
 
 def test_slider_changes_url_and_counts_and_the_link_reopens_the_view(server, page, browser):
@@ -125,6 +125,66 @@ def test_selecting_a_row_shows_its_text_and_trajectory(server, page):
     wait_idle(fresh)
     fresh.get_by_text(f"Example {example_id}:").wait_for(timeout=30_000)
     fresh.close()
+
+
+def shown_example(page) -> int | None:
+    """The id in the heading of the example shown below the table, None when none is shown."""
+    heading = page.get_by_text(re.compile(r"^Example \d+:"))
+    return int(re.match(r"Example (\d+)", heading.inner_text()).group(1)) if heading.count() else None
+
+
+def test_a_ticked_example_stays_itself_when_the_list_changes_and_unticking_clears_it(server, page):
+    """A new user's trial: the table's tick used to stay at its position while the list changed under it, so
+    another example was shown and put in the link (or an IndexError when the list got shorter)."""
+    page.goto(server + "/?subset=ambiguous")
+    wait_idle(page)
+    grid = page.locator('[data-testid="stDataFrame"]').nth(2)
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + 14, box["y"] + 35 + 17 + 35 * 3)  # the fourth row
+    page.get_by_text(re.compile(r"^Example \d+:")).wait_for(timeout=30_000)
+    picked = shown_example(page)
+    ambiguous = STATS.to_pandas().assign(
+        code=region_codes(STATS["confidence"].to_numpy(), STATS["variability"].to_numpy())
+    )
+    listed = ambiguous[ambiguous.code == 1].sort_values(["confidence", "id"])["id"].tolist()
+    assert picked == listed[3]
+    page.wait_for_function(f"() => window.location.search.includes('example={picked}')", timeout=20_000)
+
+    # another subset: its fourth row is another example, and the one picked stays shown and linked
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Subset").click()
+    page.get_by_role("option", name="hard-to-learn", exact=True).click()
+    page.wait_for_function("() => !window.location.search.includes('subset=ambiguous')", timeout=20_000)
+    wait_idle(page)
+    assert shown_example(page) == picked
+    assert f"example={picked}" in page.evaluate("() => window.location.search")
+    search = page.get_by_label("Search the text")
+    search.fill("zzzz no such words")  # no row left: the tick's old position is nowhere
+    search.press("Enter")
+    page.wait_for_function("() => window.location.search.includes('search=')", timeout=20_000)
+    wait_idle(page)
+    assert matches(page) == 0
+    assert shown_example(page) == picked
+    page.get_by_text(re.compile(r"This example is not among the 0 that match")).wait_for(timeout=10_000)
+    assert page.get_by_test_id("stException").count() == 0
+    assert f"example={picked}" in page.evaluate("() => window.location.search")
+
+    # tick and untick a row: nothing is shown and the link names no example
+    search.fill("")
+    search.press("Enter")
+    wait_idle(page)
+    grid = page.locator('[data-testid="stDataFrame"]').nth(2)
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + 14, box["y"] + 35 + 17)
+    page.wait_for_function(f"() => !window.location.search.includes('example={picked}')", timeout=20_000)
+    wait_idle(page)
+    first = shown_example(page)
+    assert first is not None and first != picked
+    page.mouse.click(box["x"] + 14, box["y"] + 35 + 17)
+    page.wait_for_function("() => !window.location.search.includes('example=')", timeout=20_000)
+    wait_idle(page)
+    assert shown_example(page) is None
 
 
 def test_the_page_requests_nothing_beyond_its_own_origin(server, page):
