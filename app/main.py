@@ -606,7 +606,11 @@ def examples_panel() -> None:
 
     st.subheader("Download")
     desc = state.file_slug(
-        run_id, view_state.cls_name if view_state.cls is not None else "", subset, search.strip()[:30]
+        run_id,
+        view_state.cls_name if view_state.cls is not None else "",
+        subset,
+        f"top-{view_state.q}pct" if subset in REGIONS and not view_state.by_threshold else "",  # the paper's rule
+        search.strip()[:30],
     )
     digest = hashlib.sha1(
         repr(

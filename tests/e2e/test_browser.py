@@ -71,6 +71,16 @@ def test_download_the_subset(server, page):
     assert len(rows) == n == len(want) and set(rows["id"]) == want
     assert {"text", "label_name", "confidence", "region"} <= set(rows.columns)
 
+    # the paper's top-q% rule: the file names q, and holds the q% of highest variability
+    page.goto(server + "/?subset=ambiguous&rule=top+q%25&q=10")
+    wait_idle(page)
+    with page.expect_download() as info:
+        page.get_by_role("button", name=re.compile(r"Subset .* csv")).click()
+    assert info.value.suggested_filename.startswith("rotten_tomatoes-seed-0_ambiguous_top-10pct_")
+    rows = pd.read_csv(info.value.path())
+    assert len(rows) == len(STATS) // 10
+    assert rows["variability"].min() >= STATS.to_pandas()["variability"].nlargest(len(STATS) // 10).min()
+
 
 def test_brush_the_map(server, page, server_log):
     page.goto(server)
