@@ -576,7 +576,6 @@ def examples_panel() -> None:
     if example is not None and shown_row is None:
         st.warning(state.md_escape(f"The link's example={example} is not in this run."))
     if shown_row is not None:
-        names = np.asarray(run.label_names, dtype=object)
         example_id = table["id"][shown_row].as_py()  # a Python int or str
         gold_label = table["label"][shown_row].as_py()
         e = {
@@ -593,7 +592,7 @@ def examples_panel() -> None:
         st.markdown(
             f"**Example {e['id']}**: gold **{e['gold']}**{note}, predicted **{e['predicted']}**, region {e['region']}"
         )
-        if not (subset_rows() == shown_row).any():
+        if not mask[shown_row]:  # the subset's rows are those the mask keeps
             st.caption(
                 f"This example is not among the {n_match:,} that match the view above (the view changed after it "
                 "was selected, or the link named it). Select a row to show another."
@@ -645,8 +644,8 @@ def examples_panel() -> None:
 
     st.subheader("Share this view")
     pairs = state.share_query(view_values, spec)
-    if st.query_params.get("example") is not None and shown_row is not None:
-        pairs.append(("example", st.query_params["example"]))
+    if shown_row is not None:
+        pairs.append(("example", example))
     base = (st.context.url or "").split("?")[0]
     review_pairs = [(k, v) for k, v in pairs if k not in ("page", "tab")] + [("page", "review")]
     # in a popover: its links are drawn (and the code block's highlighter loaded) only when it is opened,
