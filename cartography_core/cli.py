@@ -321,8 +321,8 @@ def _thresholds(args: argparse.Namespace) -> RegionThresholds:
 
 
 def _runs_below(folder: Path, *, max_epochs=None, strict=False, need: str = "this", at_least: int = 1):
-    """(relative names, statistics tables) of the runs below ``folder``, which must all sit in one folder
-    (the runs of one dataset, as the dashboard's ``<dataset>/*`` pools them); too few runs is an error."""
+    """(relative names, opened runs, statistics tables) of the runs below ``folder``, which must all sit in one
+    folder (the runs of one dataset, as the dashboard's ``<dataset>/*`` pools them); too few runs is an error."""
     rel = _runs_of_one_dataset(folder, need, at_least)
     runs = [open_run(storage.join(folder, r)) for r in rel]
     for name, run in zip(rel, runs):
@@ -330,7 +330,7 @@ def _runs_below(folder: Path, *, max_epochs=None, strict=False, need: str = "thi
     tables = [compute_stats(run, max_epochs=max_epochs, strict=strict) for run in runs]
     for name, table in zip(rel, tables):
         _note_fewer_epochs(table, max_epochs, name)
-    return rel, tables
+    return rel, runs, tables
 
 
 def _warn_recording(run, name: str | None = None) -> None:
@@ -374,8 +374,8 @@ def _load(args: argparse.Namespace, **kw) -> tuple[pa.Table, pa.Table | None]:
         stats, examples = compute_stats(run, max_epochs=args.max_epochs, strict=args.strict, **kw), read_examples(run)
         _note_fewer_epochs(stats, args.max_epochs, run.location)
     else:
-        rel, tables = _runs_below(args.logdir, max_epochs=args.max_epochs, strict=args.strict, need="--pool")
-        stats, examples = pool_runs(tables, rel), read_examples(open_run(storage.join(args.logdir, rel[0])))
+        rel, runs, tables = _runs_below(args.logdir, max_epochs=args.max_epochs, strict=args.strict, need="--pool")
+        stats, examples = pool_runs(tables, rel), read_examples(runs[0])
     if args.label_names:
         stats = name_classes(stats, args.label_names)
     stats, notice = checked_examples(stats, examples)  # the whole table: a subset may hide a mismatched file
@@ -579,7 +579,7 @@ def cmd_reliability(args: argparse.Namespace) -> None:
         return _reliability_on_cluster(args, scores)
     if args.scheduler:
         raise LogError("--scheduler needs --engine dask")
-    rel, tables = _runs_below(args.logdir, max_epochs=args.max_epochs, need="reliability", at_least=2)
+    rel, _, tables = _runs_below(args.logdir, max_epochs=args.max_epochs, need="reliability", at_least=2)
     _print_reliability(rel, args, (split_half_reliability(tables, s, n_splits=args.splits, names=rel) for s in scores))
 
 
@@ -617,10 +617,9 @@ def cmd_compare(args: argparse.Namespace) -> None:
         return
     if args.out is not None:
         _check_out(args)
-    rel_a, a = _runs_below(args.group_a, max_epochs=args.max_epochs, need="compare", at_least=2)
-    rel_b, b = _runs_below(args.group_b, max_epochs=args.max_epochs, need="compare", at_least=2)
-    first = [open_run(storage.join(g, r[0])).meta for g, r in ((args.group_a, rel_a), (args.group_b, rel_b))]
-    if differ := training_differences(*first):
+    _, runs_a, a = _runs_below(args.group_a, max_epochs=args.max_epochs, need="compare", at_least=2)
+    _, runs_b, b = _runs_below(args.group_b, max_epochs=args.max_epochs, need="compare", at_least=2)
+    if differ := training_differences(runs_a[0].meta, runs_b[0].meta):
         print(f"note: the groups were trained differently ({differ}; their first runs' run.json)")
     result = compare_groups(a, b, args.score)
     q = result["q_value"].to_numpy()
