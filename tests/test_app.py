@@ -329,3 +329,15 @@ def test_per_class_panels_follow_the_class_order_not_the_alphabet(monkeypatch, t
     assert spec["facet"]["sort"] == names
     (points,) = data.values()
     assert sorted(set(points["gold"].to_pylist())) == sorted(names)
+
+
+def test_choosing_another_run_drops_the_example_of_the_one_before(monkeypatch):
+    """ids are per run: the example shown for trec/seed-0 must not be looked up in (or linked from) another run."""
+    example = compute_stats(SAMPLES / "trec" / "seed-0")["id"][0].as_py()
+    at = run_app(monkeypatch, run="trec/seed-0", example=str(example))
+    assert any(shown(m.value).startswith(f"**Example {example}**:") for m in at.markdown)
+    at.selectbox(key="run").set_value("rotten_tomatoes/seed-0").run()
+    assert not at.exception
+    assert "example" not in at.query_params
+    assert not any(shown(m.value).startswith("**Example ") for m in at.markdown)
+    assert not any("is not in this run" in shown(w.value) for w in at.warning)
